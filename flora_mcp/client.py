@@ -1,0 +1,236 @@
+"""Async client for the FLORA public API over one shared httpx2 connection pool.
+
+The same code talks to app.flora.ai and to the embedded sandbox: only the base URL or the
+transport differs. The API key is passed per client view (`with_api_key`), never kept in module
+state, so the hosted server can serve many users over one pool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import httpx2
+
+from . import __version__
+from ._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from .config import DEFAULT_BASE_URL
+from .errors import (
+    ConfigurationError,
+    FieldError,
+    FloraConnectionError,
+    FloraError,
+    IdempotencyConflictError,
+    error_for_status,
+)
+from .models import (
+    CreateProjectRequest,
+    GenerateRequest,
+    ListProjectsRequest,
+    ModelList,
+    Project,
+    ProjectPage,
+    Run,
+    RunStarted,
+    WorkspaceList,
+)
+
+logger = logging.getLogger("flora_mcp.client")
+
+_MISSING_KEY = ConfigurationError(
+    "No FLORA API key is configured",
+    hint="Set FLORA_API_KEY (a key starting with sk_live_ from FLORA's settings), or start the server "
+    "with --sandbox to try it without a key",
+)
+
+
+class AcceptedRunLostError(IdempotencyConflictError):
+    """A retried POST /generate met 409: the first attempt was accepted, its answer was lost.
+
+    Not a failed run. Exactly one run was started and charged; FLORA does not return its ID on the
+    duplicate, so the caller must not start it again.
+    """
+
+    def __init__(self, idempotency_key: str) -> None:
+        self.idempotency_key = idempotency_key
+        super().__init__(
+            "The generation was accepted by FLORA on an earlier attempt whose answer was lost in transit; "
+            "it was started and charged once, not twice",
+            status=409,
+            hint="Do not start it again; its outputs will appear in the FLORA project",
+        )
+
+
+def new_idempotency_key() -> str:
+    return f"flora-mcp-{uuid.uuid4().hex}"
+
+
+class FloraClient:
+    """Typed FLORA API calls with retries. Create one per process; use `with_api_key` per user."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        http: httpx2.AsyncClient | None = None,
+    ) -> None:
+        self._api_key = api_key or None
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self._owns_http = http is None
+        self._http = http or httpx2.AsyncClient(
+            transport=transport,
+            timeout=httpx2.Timeout(timeout, connect=10.0),
+            limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
+            headers={"User-Agent": f"flora-mcp/{__version__}", "Accept": "application/json"},
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:  # never show the key
+        return f"FloraClient(base_url={self.base_url!r}, api_key={'set' if self._api_key else 'unset'})"
+
+    @property
+    def has_api_key(self) -> bool:
+        return self._api_key is not None
+
+    def with_api_key(self, api_key: str | None) -> FloraClient:
+        """A view with another key over the same connection pool (hosted mode: one view per user)."""
+        view = FloraClient.__new__(FloraClient)
+        view._api_key = api_key or None
+        view.base_url = self.base_url
+        view.retry = self.retry
+        view._owns_http = False
+        view._http = self._http
+        return view
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> FloraClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- endpoints -----------------------------------------------------------------------------------
+    async def list_workspaces(self) -> WorkspaceList:
+        return WorkspaceList.model_validate(await self._request("GET", "/workspaces"))
+
+    async def list_projects(self, request: ListProjectsRequest) -> ProjectPage:
+        params = request.model_dump(exclude_none=True)
+        return ProjectPage.model_validate(await self._request("GET", "/projects", params=params))
+
+    async def create_project(self, request: CreateProjectRequest, *, idempotency_key: str | None = None) -> Project:
+        body = request.model_dump(exclude_none=True)
+        data = await self._request("POST", "/projects", json=body, idempotency_key=idempotency_key)
+        return Project.model_validate(data.get("project", data))
+
+    async def list_models(self, type: str | None = None) -> ModelList:
+        params = {"type": type} if type else None
+        return ModelList.model_validate(await self._request("GET", "/models", params=params))
+
+    async def start_generation(self, request: GenerateRequest, *, idempotency_key: str | None = None) -> RunStarted:
+        """POST /generate. Always idempotent: one key per logical call, reused on every retry."""
+        body = request.model_dump(exclude_none=True)
+        data = await self._request("POST", "/generate", json=body, idempotency_key=idempotency_key)
+        return RunStarted.model_validate(data)
+
+    async def get_run(self, run_id: str) -> Run:
+        return Run.model_validate(await self._request("GET", f"/runs/{run_id}"))
+
+    @asynccontextmanager
+    async def stream_output(self, url: str) -> AsyncIterator[httpx2.Response]:
+        """Stream an output file. The key is sent only to FLORA's own origin, never to a media host."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise FloraError(f"Refusing to fetch a non-http(s) output URL ({parts.scheme or 'no scheme'})")
+        headers = {}
+        if self._api_key and _same_origin(url, self.base_url):
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        try:
+            async with self._http.stream("GET", url, headers=headers, follow_redirects=True) as response:
+                if response.status_code >= 400:
+                    raise FloraError(f"Downloading the output failed with HTTP {response.status_code}")
+                yield response
+        except httpx2.TransportError as exc:
+            raise FloraConnectionError(f"Downloading the output failed: {type(exc).__name__}") from None
+
+    # --- the one request path ------------------------------------------------------------------------
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        if not self._api_key:
+            raise _MISSING_KEY
+        headers = {"Authorization": f"Bearer {self._api_key}"}
+        if method == "POST":
+            # Generated once per logical call and reused on every retry: a retry never starts a second run.
+            idempotency_key = idempotency_key or new_idempotency_key()
+            headers["Idempotency-Key"] = idempotency_key
+        url = self.base_url + path
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                response = await self._http.request(method, url, params=params, json=json, headers=headers)
+            except httpx2.TransportError as exc:
+                failure: FloraError = FloraConnectionError(f"{method} {path} failed: {type(exc).__name__}")
+            else:
+                if response.status_code < 300:
+                    return response.json() if response.content else {}
+                failure = _error_from_response(response)
+                if response.status_code not in RETRYABLE_STATUS:
+                    if failure.code == "idempotency_duplicate" and attempt > 1 and idempotency_key:
+                        raise AcceptedRunLostError(idempotency_key) from None
+                    raise failure
+                retry_after = failure.retry_after
+            delay = self.retry.delay(attempt, retry_after)
+            out_of_time = time.monotonic() - started + delay > self.retry.max_total
+            if attempt > self.retry.max_retries or out_of_time:
+                raise failure
+            logger.info("FLORA %s %s: %s; retry %d in %.2fs", method, path, failure.code, attempt, delay)
+            await anyio.sleep(delay)
+
+
+def _same_origin(url: str, base_url: str) -> bool:
+    a, b = urlsplit(url), urlsplit(base_url)
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
+def _error_from_response(response: httpx2.Response) -> FloraError:
+    """Map the error envelope (or a bare failure) to the typed error tree."""
+    code: str | None = None
+    message = f"FLORA answered HTTP {response.status_code}"
+    fields: list[FieldError] = []
+    try:
+        body = response.json()
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            code = error.get("code") or None
+            message = str(error.get("message") or message)
+            for item in error.get("fields") or []:
+                if isinstance(item, dict):
+                    fields.append(FieldError(str(item.get("field", "")), str(item.get("message", ""))))
+    except (json.JSONDecodeError, ValueError):
+        pass
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    return error_for_status(response.status_code, code, message, fields, retry_after)

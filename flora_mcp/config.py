@@ -1,0 +1,37 @@
+"""Configuration from environment variables (prefix FLORA_), read when asked, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BASE_URL = "https://app.flora.ai/api/v1"
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Each field maps to FLORA_<NAME> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="FLORA_", extra="ignore", case_sensitive=False)
+
+    api_key: SecretStr | None = Field(None, description="FLORA API key (sk_live_…). Never logged.")
+    base_url: str = Field(DEFAULT_BASE_URL, description="FLORA API base URL.")
+    workspace_id: str | None = Field(None, description="Default ws_… workspace for tools that take one.")
+    project_id: str | None = Field(None, description="Default prj_… project for generations.")
+    sandbox: bool = Field(False, description="Use the embedded sandbox instead of FLORA (no key, no network).")
+    sandbox_speed: float = Field(5.0, gt=0, description="How much faster than real time sandbox runs progress.")
+    output_dir: Path | None = Field(None, description="Save run outputs here (stdio users).")
+    max_cost_per_run: float | None = Field(None, ge=0, description="Refuse a start whose estimate exceeds this (USD).")
+    session_budget: float | None = Field(None, ge=0, description="Refuse starts once this much (USD) is spent.")
+    wait_seconds: float = Field(25.0, ge=0, le=50, description="Default wait inside one tool call for a run.")
+    timeout: float = Field(30.0, gt=0, description="HTTP timeout per FLORA request, seconds.")
+    max_retries: int = Field(3, ge=0, le=10, description="Retries on 429/5xx/connection errors.")
+    toolsets: str = Field("all", description="Comma-separated tool groups to expose: core, all.")
+    read_only: bool = Field(False, description="Expose no tool that spends credits or changes anything.")
+    log_level: str = Field("INFO", description="Log level for stderr.")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment now (and apply explicit overrides, e.g. from the command line)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,199 @@
+"""Typed shapes of the FLORA public API (v1.6.0), as in ../shared/flora-api/CONTRACT.md.
+
+Request models forbid unknown fields (the API sets `additionalProperties: false`); response models
+ignore unknown fields so a newer FLORA does not break an older client.
+
+Assumptions where the published reference is silent live in `ASSUMPTIONS` below, in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# --- Assumptions the contract does not spell out (keep them here, and only here) -------------------
+ASSUMPTIONS = {
+    # The Projects area is named in the reference index but its OpenAPI file is not in the contract.
+    "create_project": "POST /projects with body {workspace_id, name}; 201 returns one Project object.",
+    # Listing endpoints without an explicit limit cap use the documented 1-100 range.
+    "project_page_default": "GET /projects returns 20 projects when `limit` is omitted.",
+}
+
+# --- ID types: patterns exactly as the contract gives them -------------------------------------------
+WORKSPACE_ID_PATTERN = r"^ws_\S+$"
+PROJECT_ID_PATTERN = r"^prj_\S+$"
+RUN_ID_PATTERN = r"^run_\S+$"
+
+WorkspaceId = Annotated[str, Field(pattern=WORKSPACE_ID_PATTERN)]
+ProjectId = Annotated[str, Field(pattern=PROJECT_ID_PATTERN)]
+RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN)]
+
+GenerationType = Literal["image", "video", "audio", "text"]
+GENERATION_TYPES: tuple[str, ...] = ("image", "video", "audio", "text")
+RunStatus = Literal["pending", "running", "completed", "failed"]
+OutputType = Literal["imageUrl", "videoUrl", "audioUrl", "text", "documentUrl"]
+ParamType = Literal["string", "string[]", "bool", "int", "int?", "seed", "float", "dict"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# --- Workspaces and projects -------------------------------------------------------------------------
+class Workspace(_Response):
+    workspace_id: WorkspaceId
+    name: str
+    created_at: int | None = None
+    role: str
+
+
+class WorkspaceList(_Response):
+    workspaces: list[Workspace]
+
+
+class Project(_Response):
+    project_id: ProjectId
+    name: str
+    workspace_id: WorkspaceId
+    origin: str | None = None
+    last_modified: float | None = None
+    created_at: float
+
+
+class PageMeta(_Response):
+    next_cursor: str | None = None
+    total_estimate: int | None = None
+
+
+class ProjectPage(_Response):
+    projects: list[Project]
+    meta: PageMeta = PageMeta()
+
+
+class ListProjectsRequest(_Request):
+    workspace_id: WorkspaceId
+    limit: Annotated[int, Field(ge=1, le=100)] | None = None
+    cursor: str | None = None
+    query: str | None = None
+
+
+class CreateProjectRequest(_Request):
+    workspace_id: WorkspaceId
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+# --- Models ------------------------------------------------------------------------------------------
+class ParamOption(_Response):
+    label: str
+    value: str
+    description: str | None = None
+
+
+class NumericProperty(_Response):
+    min: float
+    max: float
+    default: float
+
+
+class ModelParam(_Response):
+    name: str
+    type: ParamType
+    required: bool
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    label: str | None = None
+    description: str | None = None
+    options: list[ParamOption] | None = None
+    properties: dict[str, NumericProperty] | None = None
+
+
+class Model(_Response):
+    model_id: Annotated[str, Field(min_length=1)]
+    name: str
+    type: GenerationType
+    provider: str
+    capabilities: list[str]
+    estimated_credits: Annotated[int, Field(ge=0)]
+    estimated_seconds: Annotated[int, Field(ge=0)]
+    params: list[ModelParam]
+    beta: bool = False
+
+
+class ModelList(_Response):
+    models: list[Model]
+
+
+# --- Generations and runs ----------------------------------------------------------------------------
+class GenerateRequest(_Request):
+    """Body of POST /generate (and POST /runs/generation)."""
+
+    type: GenerationType
+    prompt: Annotated[str, Field(min_length=1)]
+    workspace_id: WorkspaceId
+    project_id: ProjectId
+    model: Annotated[str, Field(min_length=1)] | None = None
+    params: dict[str, Any] | None = None
+
+
+class ModelRef(_Response):
+    model_id: str
+
+
+class RunStarted(_Response):
+    """201 answer of POST /generate."""
+
+    run_id: RunId
+    type: Literal["generation", "technique", "action"]
+    estimated_seconds: Annotated[int, Field(ge=0)] | None
+    charged_cost: Annotated[float, Field(ge=0)]
+    model: ModelRef | None = None
+    poll_url: str | None = None
+    project_id: str | None = None
+
+
+class RunOutput(_Response):
+    output_id: str
+    type: OutputType
+    url: str
+
+
+class Run(_Response):
+    """GET /runs/{runId}."""
+
+    run_id: RunId
+    status: RunStatus
+    progress: float
+    created_at: float
+    started_at: float | None = None
+    completed_at: float | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    charged_cost: float | None = None
+    poll_url: str | None = None
+    outputs: list[RunOutput] = []
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed")
+
+
+# --- Errors ------------------------------------------------------------------------------------------
+class ErrorField(_Response):
+    field: str
+    message: str
+
+
+class ErrorBody(_Response):
+    code: str
+    message: str
+    fields: list[ErrorField] | None = None
+
+
+class ErrorEnvelope(_Response):
+    error: ErrorBody
