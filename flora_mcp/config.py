@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     output_dir: Path | None = Field(None, description="Save run outputs here (stdio users).")
     max_cost_per_run: float | None = Field(None, ge=0, description="Refuse a start whose estimate exceeds this (USD).")
     session_budget: float | None = Field(None, ge=0, description="Refuse starts once this much (USD) is spent.")
+    usd_per_credit: float = Field(0.01, gt=0, description="USD per FLORA credit, for estimates (not in the API).")
     wait_seconds: float = Field(25.0, ge=0, le=50, description="Default wait inside one tool call for a run.")
     timeout: float = Field(30.0, gt=0, description="HTTP timeout per FLORA request, seconds.")
     max_retries: int = Field(3, ge=0, le=10, description="Retries on 429/5xx/connection errors.")

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 ASSUMPTIONS = {
     # The Projects area is named in the reference index but its OpenAPI file is not in the contract.
     "create_project": "POST /projects with body {workspace_id, name}; 201 returns one Project object.",
+    # Models give estimated_credits; the guard needs dollars. FLORA_USD_PER_CREDIT sets the rate.
+    "usd_per_credit": "Cost estimates convert credits to USD at FLORA_USD_PER_CREDIT (default 0.01).",
     # Listing endpoints without an explicit limit cap use the documented 1-100 range.
     "project_page_default": "GET /projects returns 20 projects when `limit` is omitted.",
 }

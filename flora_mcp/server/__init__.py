@@ -1,0 +1,116 @@
+"""The one server factory every transport uses (stdio, SSE, Streamable HTTP).
+
+    server = create_server()                    # settings from the environment, read now
+    server = create_server(settings, client=c)  # tests: any FloraClient, e.g. Sandbox().client()
+
+Transports only adapt bytes; the tools, their schemas and their behaviour live here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+
+from .. import __version__
+from ..client import FloraClient
+from ..config import Settings, load_settings
+from ._registry import ToolSpec, build_tool
+from .guidance import explain
+from .session import ToolCall, UserState
+
+logger = logging.getLogger("flora_mcp.server")
+
+INSTRUCTIONS = (
+    "Make images, video, audio and text with FLORA. Flow: list_workspaces -> list_projects (or create_project) "
+    "-> list_models -> start_generation, which waits and returns outputs with previews; if it returns a run "
+    "still running, call get_run with its run_id. IDs: ws_..., prj_..., run_...; models by endpoint ID."
+)
+
+TOOLSETS = ("core", "batch")
+ApiKeyFor = Callable[[Context], str | None]
+
+
+def all_tools() -> list[ToolSpec]:
+    from .tools import discovery, generation
+
+    return [*discovery.TOOLS, *generation.TOOLS]
+
+
+def select_tools(settings: Settings) -> list[ToolSpec]:
+    """The tools this configuration exposes: chosen toolsets, minus anything paid in read-only mode."""
+    wanted = {t.strip() for t in settings.toolsets.split(",") if t.strip()}
+    if not wanted or "all" in wanted:
+        wanted = set(TOOLSETS)
+    unknown = wanted - set(TOOLSETS)
+    if unknown:
+        raise ValueError(f"Unknown toolset(s) {sorted(unknown)}; choose from {', '.join(TOOLSETS)} or all")
+    return [t for t in all_tools() if t.toolset in wanted and (t.read_only or not settings.read_only)]
+
+
+class _Backend:
+    """Builds the FLORA client on first use, so start-up stays light and a missing key is no crash."""
+
+    def __init__(self, settings: Settings, client: FloraClient | None) -> None:
+        self.settings = settings
+        self._client = client
+        self.sandbox: Any = None
+        self.users: dict[str, UserState] = {}
+
+    def client(self) -> FloraClient:
+        if self._client is None:
+            if self.settings.sandbox:
+                from ..sandbox import Sandbox  # only in sandbox mode
+
+                self.sandbox = Sandbox(speed=self.settings.sandbox_speed)
+                self._client = self.sandbox.client(timeout=self.settings.timeout)
+            else:
+                from .._retry import RetryPolicy
+
+                key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
+                self._client = FloraClient(key, base_url=self.settings.base_url, timeout=self.settings.timeout,
+                                           retry=RetryPolicy(max_retries=self.settings.max_retries))
+        return self._client
+
+    def user(self, api_key: str | None) -> UserState:
+        tag = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
+        return self.users.setdefault(tag, UserState())
+
+
+def create_server(
+    settings: Settings | None = None,
+    *,
+    client: FloraClient | None = None,
+    api_key_for: ApiKeyFor | None = None,
+) -> MCPServer:
+    """An MCPServer with FLORA's tools.
+
+    `api_key_for` (hosted mode) returns the calling user's key for a request; their calls then run
+    on a view of the shared client with that key, and their state is kept apart from other users'.
+    """
+    settings = settings or load_settings()
+    backend = _Backend(settings, client)
+
+    async def prepare(ctx: Context) -> ToolCall:
+        base = backend.client()
+        if api_key_for is None:
+            return ToolCall(base, settings, backend.user(None), ctx)
+        key = api_key_for(ctx)
+        return ToolCall(base.with_api_key(key), settings, backend.user(key), ctx)
+
+    tools = [build_tool(spec, prepare, explain) for spec in select_tools(settings)]
+    server = MCPServer(
+        name="flora-mcp",
+        title="FLORA",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        website_url="https://app.flora.ai",
+        tools=tools,
+        log_level=settings.log_level.upper(),  # type: ignore[arg-type]
+    )
+    server.flora_backend = backend  # type: ignore[attr-defined]  # for the demo and tests
+    return server

@@ -1,0 +1,145 @@
+"""Turning a tool's pydantic request model and async handler into an MCP tool.
+
+The input schema is the request model's JSON schema (compacted: agents pay for every byte of
+tools/list). Arguments are validated by the same model inside the call, so a wrong value becomes
+an answer that says what to use instead (see guidance.py), never a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools.base import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+from mcp_types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..errors import FloraError
+
+logger = logging.getLogger("flora_mcp.server")
+
+
+class ToolInputError(Exception):
+    """A value the agent sent cannot be used; the message says what to send instead."""
+
+
+@dataclass
+class ToolResult:
+    structured: dict[str, Any]
+    text: str | None = None  # defaults to the structured content as compact JSON
+    content: list[ContentBlock] = field(default_factory=list)  # previews, resource links
+
+
+Handler = Callable[[Any, Any], Awaitable[ToolResult]]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    title: str
+    description: str
+    request: type[BaseModel]
+    handler: Handler
+    toolset: str
+    read_only: bool
+    idempotent: bool
+    destructive: bool = False
+
+    def annotations(self) -> ToolAnnotations:
+        """Only hints that differ from the spec's defaults (not read-only, destructive, not idempotent,
+        open world): the same truth in fewer tools/list bytes. Every tool here reaches FLORA (open world)."""
+        if self.read_only:
+            return ToolAnnotations(read_only_hint=True)
+        return ToolAnnotations(destructive_hint=self.destructive, idempotent_hint=self.idempotent or None)
+
+
+class _RawArguments(ArgModelBase):
+    """Hands the raw arguments to our dispatcher, which validates them with the request model."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        return {"arguments": dict(self.model_extra or {})}
+
+
+def input_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = _compact(model.model_json_schema())
+    # Unknown arguments are still refused (by the model, with the list of allowed ones); the
+    # published flag would only cost bytes in every tools/list.
+    schema.pop("additionalProperties", None)
+    return schema
+
+
+def _compact(node: Any) -> Any:
+    """Drop what tells an agent nothing: titles, null branches of optional fields, null defaults."""
+    if isinstance(node, list):
+        return [_compact(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    branches = node.get("anyOf")
+    if branches and any(b == {"type": "null"} for b in branches):
+        rest = [b for b in branches if b != {"type": "null"}]
+        merged = {k: v for k, v in node.items() if k != "anyOf"}
+        node = ({**rest[0], **merged} if len(rest) == 1 else {**merged, "anyOf": rest})
+    out = {}
+    for key, value in node.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if (key == "default" and value is None) or (key == "additionalProperties" and value is True):
+            continue
+        out[key] = value if key in ("enum", "const", "pattern", "examples") else _compact(value)
+    return out
+
+
+def build_tool(spec: ToolSpec, prepare: Callable[[Context], Awaitable[Any]],
+               explain: Callable[[ValidationError, dict[str, Any], Any, type[BaseModel]], Awaitable[str]]) -> Tool:
+    """An SDK Tool whose schema is `spec.request`'s and whose body is our dispatcher.
+
+    `prepare` builds the per-call session (client, defaults, caches) from the MCP context;
+    `explain` turns a validation failure into guidance, looking values up when it can.
+    """
+
+    async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult:
+        call = None
+        try:
+            call = await prepare(ctx)
+            try:
+                request = spec.request.model_validate(arguments)
+            except ValidationError as exc:
+                raise ToolInputError(await explain(exc, arguments, call, spec.request)) from None
+            result = await spec.handler(request, call)
+        except ToolInputError as exc:
+            return _error_result("invalid_argument", str(exc))
+        except FloraError as exc:
+            return _error_result(exc.code, str(exc))
+        text = result.text if result.text is not None else json.dumps(result.structured, separators=(",", ":"))
+        return CallToolResult(
+            content=[TextContent(type="text", text=text), *result.content],
+            structured_content=result.structured,
+        )
+
+    return Tool(
+        fn=run,
+        name=spec.name,
+        title=None,  # the snake_case name reads well enough; a title costs bytes in every tools/list
+        description=spec.description,
+        parameters=input_schema(spec.request),
+        fn_metadata=FuncMetadata(arg_model=_RawArguments),
+        is_async=True,
+        context_kwarg="ctx",
+        annotations=spec.annotations(),
+    )
+
+
+def _error_result(code: str, message: str) -> CallToolResult:
+    logger.info("tool error %s: %s", code, message)
+    return CallToolResult(
+        content=[TextContent(type="text", text=message)],
+        structured_content={"error": {"code": code, "message": message}},
+        is_error=True,
+    )

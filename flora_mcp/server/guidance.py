@@ -1,0 +1,202 @@
+"""Answers that turn a wrong value into the right one.
+
+A display name where an ID belongs, an ID without its prefix, a model family where a type belongs:
+each becomes a ToolInputError naming the field and the value to use. Nothing here lets a value
+the contract rejects reach FLORA.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import FloraError
+from ..models import GENERATION_TYPES, ListProjectsRequest, Model, Project, Workspace
+from ._registry import ToolInputError
+from .session import ToolCall
+
+# Model-family prefixes agents confuse with the generation `type`.
+FAMILY_TYPES = {
+    "t2i": "image", "i2i": "image", "text-to-image": "image", "img": "image", "picture": "image", "photo": "image",
+    "t2v": "video", "i2v": "video", "v2v": "video", "text-to-video": "video", "image-to-video": "video",
+    "tts": "audio", "t2a": "audio", "t2m": "audio", "speech": "audio", "music": "audio", "sound": "audio",
+    "llm": "text", "t2t": "text", "chat": "text", "language": "text",
+}
+_ID_FIELDS = {"workspace_id": "ws_", "project_id": "prj_", "run_id": "run_"}
+
+
+def explain_type(value: Any) -> str:
+    text = str(value).strip().lower()
+    guess = FAMILY_TYPES.get(text) or next((t for t in GENERATION_TYPES if text.startswith(t)), None)
+    base = f"type must be one of image, video, audio, text (got {value!r})"
+    if guess:
+        return (f"{base}. {value!r} is a model family; use type={guess!r} and choose a model with "
+                f"list_models(type={guess!r})")
+    return base
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", s.lower())
+
+
+def _closest(value: str, names: dict[str, str], n: int = 3) -> list[str]:
+    """IDs whose ID or name matches `value` exactly (normalised), else the closest few."""
+    target = _norm(value)
+    exact = [i for i, name in names.items() if target in (_norm(i), _norm(name))]
+    if exact:
+        return exact
+    contains = [i for i, name in names.items() if target and (target in _norm(name) or target in _norm(i))]
+    if contains:
+        return contains[:n]
+    keys = {_norm(name): i for i, name in names.items()} | {_norm(i): i for i in names}
+    return list(dict.fromkeys(keys[k] for k in difflib.get_close_matches(target, keys, n=n, cutoff=0.5)))
+
+
+def _listing(items: dict[str, str], limit: int = 5) -> str:
+    shown = [f"{i} ({name})" for i, name in list(items.items())[:limit]]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(shown) + more
+
+
+async def _workspaces(call: ToolCall) -> list[Workspace]:
+    return (await call.client.list_workspaces()).workspaces
+
+
+async def resolve_workspace(call: ToolCall, value: str | None) -> str:
+    """The ws_ ID to use: the given one, the configured default, or the only workspace there is."""
+    if value:
+        return value
+    if call.settings.workspace_id:
+        return call.settings.workspace_id
+    workspaces = await _workspaces(call)
+    if len(workspaces) == 1:
+        return workspaces[0].workspace_id
+    if not workspaces:
+        raise ToolInputError("This API key has no workspaces; create one in FLORA first")
+    names = {w.workspace_id: w.name for w in workspaces}
+    raise ToolInputError(
+        f"workspace_id is required: this key has {len(workspaces)} workspaces: {_listing(names)}. "
+        "Pass one (or set FLORA_WORKSPACE_ID)"
+    )
+
+
+async def resolve_project(call: ToolCall, workspace_id: str, value: str | None) -> str:
+    if value:
+        return value
+    if call.settings.project_id:
+        return call.settings.project_id
+    page = await call.client.list_projects(ListProjectsRequest(workspace_id=workspace_id, limit=5))
+    if not page.projects:
+        raise ToolInputError(f"project_id is required and workspace {workspace_id} has no projects: "
+                             "call create_project first")
+    names = {p.project_id: p.name for p in page.projects}
+    raise ToolInputError(
+        f"project_id is required. Recent projects in {workspace_id}: {_listing(names)}. "
+        "Pass one, find others with list_projects(query=…), create one with create_project, "
+        "or set FLORA_PROJECT_ID"
+    )
+
+
+async def suggest_workspace(call: ToolCall, value: str) -> str:
+    names = {w.workspace_id: w.name for w in await _workspaces(call)}
+    bare = value.strip()
+    matches = [i for i in names if i == f"ws_{bare}"] or _closest(bare, names)
+    if matches:
+        hits = ", ".join(f"{m} ({names[m]})" for m in matches)
+        return f"workspace_id takes a ws_… ID, not {value!r}: use {hits}"
+    return f"workspace_id takes a ws_… ID from list_workspaces; {value!r} matches none. Available: {_listing(names)}"
+
+
+async def suggest_project(call: ToolCall, workspace_id: str | None, value: str) -> str:
+    try:
+        workspace_id = await resolve_workspace(call, workspace_id)
+    except ToolInputError:
+        return f"project_id takes a prj_… ID from list_projects, not {value!r}"
+    bare = value.strip()
+    projects: list[Project] = []
+    for query in (bare, None):
+        page = await call.client.list_projects(ListProjectsRequest(workspace_id=workspace_id, query=query, limit=100))
+        projects = page.projects
+        if projects:
+            break
+    names = {p.project_id: p.name for p in projects}
+    matches = [i for i in names if i == f"prj_{bare}"] or _closest(bare, names)
+    if matches:
+        hits = ", ".join(f"{m} ({names[m]})" for m in matches)
+        return f"project_id takes a prj_… ID, not {value!r}: use {hits}"
+    return (f"project_id takes a prj_… ID from list_projects; {value!r} matches no project in {workspace_id}. "
+            f"Recent: {_listing(names)}; or create_project")
+
+
+async def find_model(call: ToolCall, value: str, type_: str | None = None) -> Model:
+    """The catalogue entry for an endpoint ID; a display name or typo answers with the right ID(s)."""
+    models = await call.catalog()
+    by_id = {m.model_id: m for m in models}
+    if value in by_id:
+        model = by_id[value]
+        if type_ and model.type != type_:
+            same = [m.model_id for m in models if m.type == type_][:5]
+            raise ToolInputError(f"model {value} makes {model.type}, not {type_}: use type={model.type!r}, "
+                                 f"or a {type_} model such as {', '.join(same)}")
+        return model
+    pool = {m.model_id: m.name for m in models if not type_ or m.type == type_}
+    matches = _closest(value, pool) or _closest(value, {m.model_id: m.name for m in models})
+    if matches:
+        hits = ", ".join(f"{m} ({by_id[m].name})" for m in matches)
+        return _raise(f"model takes an endpoint ID, not {value!r}: use {hits}")
+    return _raise(f"model {value!r} is not in the catalogue. {'For type ' + type_ + ', c' if type_ else 'C'}hoose "
+                  f"an endpoint ID from list_models: {', '.join(list(pool)[:6])}")
+
+
+def _raise(message: str) -> Any:
+    raise ToolInputError(message)
+
+
+async def explain(exc: ValidationError, arguments: dict[str, Any], call: ToolCall,
+                  request: type[BaseModel]) -> str:
+    """One line per wrong argument, each naming the field and what to send instead."""
+    lines: list[str] = []
+    for err in exc.errors():
+        loc = err.get("loc") or ()
+        name = str(loc[0]) if loc else "arguments"
+        value = err.get("input")
+        kind = err.get("type", "")
+        try:
+            line = await _explain_one(call, name, kind, value, arguments, err)
+        except ToolInputError as guided:
+            line = str(guided)
+        except FloraError:
+            line = None
+        if line is None:
+            if kind == "extra_forbidden":
+                line = f"{name}: unknown argument; this tool takes {', '.join(request.model_fields)}"
+            elif kind == "missing":
+                line = f"{name}: required"
+            else:
+                where = ".".join(str(p) for p in loc)
+                line = f"{where}: {err.get('msg')}"
+        if line not in lines:
+            lines.append(line)
+    return "; ".join(lines)
+
+
+async def _explain_one(call: ToolCall, name: str, kind: str, value: Any, arguments: dict[str, Any],
+                       err: Any) -> str | None:
+    if name == "type" and kind in ("literal_error", "enum", "string_type"):
+        return explain_type(value)
+    if name in ("workspace_id", "project_id", "run_id") and kind == "string_pattern_mismatch":
+        if name == "workspace_id":
+            return await suggest_workspace(call, value)
+        if name == "project_id":
+            ws = arguments.get("workspace_id")
+            ws = ws if isinstance(ws, str) and ws.startswith("ws_") else None
+            return await suggest_project(call, ws, value)
+        return (f"run_id takes the run_… ID that start_generation returned, not {value!r}"
+                + (f": did you mean run_{value}?" if value and " " not in str(value) else ""))
+    if name == "model" and kind == "string_pattern_mismatch":
+        type_ = arguments.get("type") if arguments.get("type") in GENERATION_TYPES else None
+        await find_model(call, str(value), type_)
+    return None

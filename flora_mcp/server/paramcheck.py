@@ -1,0 +1,90 @@
+"""Checking generation `params` against the model's declared params before any money is spent.
+
+FLORA accepts and bills unknown or out-of-range params without an error, so this check is the
+only thing standing between a typo and a paid run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from ..models import Model, ModelParam
+
+
+def _type_ok(spec: ModelParam, value: Any) -> bool:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    match spec.type:
+        case "string":
+            return isinstance(value, str)
+        case "string[]":
+            return isinstance(value, list) and all(isinstance(v, str) for v in value)
+        case "bool":
+            return isinstance(value, bool)
+        case "int" | "seed":
+            return is_int
+        case "int?":
+            return value is None or is_int
+        case "float":
+            return is_int or isinstance(value, float)
+        case "dict":
+            return isinstance(value, dict)
+    return True
+
+
+_TYPE_WORDS = {"string": "a string", "string[]": "a list of strings", "bool": "true or false", "int": "an integer",
+               "int?": "an integer or null", "seed": "an integer seed", "float": "a number", "dict": "an object"}
+
+
+def describe_param(spec: ModelParam) -> str:
+    """Compact: name, then allowed values or range; * marks required."""
+    text = spec.name + ("*" if spec.required else "")
+    if spec.options:
+        return f"{text}({'|'.join(o.value for o in spec.options)})"
+    if spec.min is not None and spec.max is not None and spec.type != "seed":
+        lo, hi = (int(v) if float(v).is_integer() else v for v in (spec.min, spec.max))
+        return f"{text}({lo}-{hi})"
+    if spec.type not in ("string", "seed"):
+        return f"{text}:{spec.type}"
+    return text
+
+
+def check_params(model: Model, params: dict[str, Any] | None) -> list[str]:
+    """Problems with `params` for `model`, each naming the param and what is allowed. Empty if fine."""
+    params = params or {}
+    declared = {p.name: p for p in model.params}
+    problems: list[str] = []
+    for name, value in params.items():
+        spec = declared.get(name)
+        if spec is None:
+            close = difflib.get_close_matches(name, declared, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            allowed = ", ".join(describe_param(p) for p in model.params) or "none"
+            problems.append(f"params.{name}: {model.model_id} has no such param.{hint} Allowed: {allowed}")
+            continue
+        if not _type_ok(spec, value):
+            problems.append(f"params.{name}: must be {_TYPE_WORDS.get(spec.type, spec.type)}, got {value!r}")
+            continue
+        if spec.options:
+            allowed_values = [o.value for o in spec.options]
+            for item in value if isinstance(value, list) else [value]:
+                if item not in allowed_values:
+                    close = difflib.get_close_matches(str(item), allowed_values, n=1, cutoff=0.5)
+                    hint = f" Did you mean {close[0]!r}?" if close else ""
+                    problems.append(f"params.{name}: {item!r} is not allowed.{hint} Allowed: {', '.join(allowed_values)}")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
+                problems.append(f"params.{name}: {value} is outside {spec.min:g}-{spec.max:g}"
+                                if spec.min is not None and spec.max is not None
+                                else f"params.{name}: {value} is out of range")
+        if spec.type == "dict" and spec.properties and isinstance(value, dict):
+            for key, item in value.items():
+                bounds = spec.properties.get(key)
+                if bounds is None:
+                    problems.append(f"params.{name}.{key}: unknown; allowed: {', '.join(spec.properties)}")
+                elif not isinstance(item, int | float) or not bounds.min <= item <= bounds.max:
+                    problems.append(f"params.{name}.{key}: must be a number in {bounds.min:g}-{bounds.max:g}")
+    for spec in model.params:
+        if spec.required and spec.name not in params:
+            problems.append(f"params.{spec.name}: required by {model.model_id} ({spec.description or spec.label or spec.type})")
+    return problems

@@ -1,0 +1,91 @@
+"""Per-user state (model catalogue cache, money spent) and the per-call bundle tools receive."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp.shared.exceptions import MCPDeprecationWarning
+
+from ..client import FloraClient
+from ..config import Settings
+from ..errors import FloraError
+from ..models import Model
+
+logger = logging.getLogger("flora_mcp.server")
+
+CATALOG_TTL = 600.0  # seconds a fetched model catalogue is trusted
+
+
+@dataclass
+class UserState:
+    """What the server remembers for one API key. Never shared between keys."""
+
+    models: list[Model] | None = None
+    models_fetched_at: float = 0.0
+    spent_usd: float = 0.0  # settled charges of finished runs seen by this server
+    settled: set[str] = field(default_factory=set)
+    started: dict[str, str] = field(default_factory=dict)  # idempotency key -> run ID
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    def settle(self, run_id: str, charged_cost: float | None) -> None:
+        """Count a finished run's final charge once towards the session budget."""
+        if run_id not in self.settled and charged_cost is not None:
+            self.settled.add(run_id)
+            self.spent_usd += charged_cost
+
+    async def catalog(self, client: FloraClient) -> list[Model]:
+        """The model catalogue, from cache when fresh; a stale copy if FLORA cannot be reached."""
+        async with self.lock:
+            fresh = self.models is not None and time.monotonic() - self.models_fetched_at < CATALOG_TTL
+            if fresh:
+                return self.models  # type: ignore[return-value]
+            try:
+                self.models = (await client.list_models()).models
+                self.models_fetched_at = time.monotonic()
+            except FloraError:
+                if self.models is None:
+                    raise
+                logger.warning("model catalogue refresh failed; using the cached copy")
+            return self.models
+
+
+@dataclass
+class ToolCall:
+    """Everything one tool call needs: the user's client, settings, state, and the MCP context."""
+
+    client: FloraClient
+    settings: Settings
+    user: UserState
+    ctx: Context | None = None
+
+    async def catalog(self) -> list[Model]:
+        return await self.user.catalog(self.client)
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        if self.ctx is None:
+            return
+        try:
+            await self.ctx.report_progress(progress, total, message)
+        except Exception:  # progress is best effort; a gone client must not fail the call
+            logger.debug("progress notification not delivered", exc_info=True)
+
+    async def info(self, message: str) -> None:
+        logger.info(message)
+        if self.ctx is None:
+            return
+        try:
+            # MCP logging is deprecated from protocol 2026-07-28 but is how older clients see logs.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                await self.ctx.info(message)
+        except Exception:
+            logger.debug("log notification not delivered", exc_info=True)
+
+    def default(self, name: str) -> Any:
+        return getattr(self.settings, name)

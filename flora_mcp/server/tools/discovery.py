@@ -1,0 +1,109 @@
+"""Finding where to work and with what: workspaces, projects, models."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...models import CreateProjectRequest, GenerationType, ListProjectsRequest, Model
+from .._registry import ToolResult, ToolSpec
+from ..guidance import find_model, resolve_workspace
+from ..paramcheck import describe_param
+from ..params import WorkspaceParam
+from ..session import ToolCall
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ListWorkspaces(_Args):
+    pass
+
+
+class ListProjects(_Args):
+    workspace_id: WorkspaceParam = None
+    query: str | None = None  # name search
+    limit: Annotated[int | None, Field(ge=1, le=100)] = None
+    cursor: Annotated[str | None, Field(description="From next_cursor")] = None
+
+
+class CreateProject(_Args):
+    name: Annotated[str, Field(min_length=1)]
+    workspace_id: WorkspaceParam = None
+
+
+class ListModels(_Args):
+    type: GenerationType | None = None
+    query: str | None = None  # matches ID, name, provider, capability
+    model_id: Annotated[str | None, Field(description="Details of one model")] = None
+
+
+async def list_workspaces(req: ListWorkspaces, call: ToolCall) -> ToolResult:
+    workspaces = (await call.client.list_workspaces()).workspaces
+    rows = [{"workspace_id": w.workspace_id, "name": w.name, "role": w.role} for w in workspaces]
+    return ToolResult({"workspaces": rows, "default": call.settings.workspace_id or (
+        rows[0]["workspace_id"] if len(rows) == 1 else None)})
+
+
+async def list_projects(req: ListProjects, call: ToolCall) -> ToolResult:
+    workspace_id = await resolve_workspace(call, req.workspace_id)
+    page = await call.client.list_projects(ListProjectsRequest(
+        workspace_id=workspace_id, query=req.query, limit=req.limit, cursor=req.cursor))
+    rows = [{"project_id": p.project_id, "name": p.name} for p in page.projects]
+    return ToolResult({
+        "workspace_id": workspace_id,
+        "projects": rows,
+        "next_cursor": page.meta.next_cursor,
+        "total_estimate": page.meta.total_estimate,
+    })
+
+
+async def create_project(req: CreateProject, call: ToolCall) -> ToolResult:
+    workspace_id = await resolve_workspace(call, req.workspace_id)
+    project = await call.client.create_project(CreateProjectRequest(workspace_id=workspace_id, name=req.name))
+    return ToolResult({"project_id": project.project_id, "name": project.name, "workspace_id": project.workspace_id})
+
+
+def compact_model(m: Model) -> dict:
+    row = {
+        "id": m.model_id,
+        "name": m.name,
+        "type": m.type,
+        "provider": m.provider,
+        "credits": m.estimated_credits,
+        "seconds": m.estimated_seconds,
+        "params": " ".join(describe_param(p) for p in m.params),
+    }
+    if m.beta:
+        row["beta"] = True
+    return row
+
+
+async def list_models(req: ListModels, call: ToolCall) -> ToolResult:
+    catalog = await call.catalog()
+    if req.model_id:
+        model = await find_model(call, req.model_id)
+        return ToolResult({"model": model.model_dump(exclude_none=True)})
+    models = [m for m in catalog if not req.type or m.type == req.type]
+    if req.query:
+        q = req.query.lower()
+        models = [m for m in models if q in " ".join([m.model_id, m.name, m.provider, *m.capabilities]).lower()]
+    rows = [compact_model(m) for m in models]
+    result = {"models": rows, "note": "pass id as model; params: name(options|min-max), * = required"}
+    if not rows and req.query:
+        result["note"] = f"no model matches {req.query!r}" + (f" for type {req.type}" if req.type else "")
+    return ToolResult(result)
+
+
+TOOLS = [
+    ToolSpec("list_workspaces", "List workspaces", "Workspaces this key can use.",
+             ListWorkspaces, list_workspaces, "core", read_only=True, idempotent=True),
+    ToolSpec("list_projects", "List projects", "Projects in a workspace, recent first.",
+             ListProjects, list_projects, "core", read_only=True, idempotent=True),
+    ToolSpec("create_project", "Create project", "Create a project.",
+             CreateProject, create_project, "core", read_only=False, idempotent=False),
+    ToolSpec("list_models", "List models", "Models: endpoint IDs, cost, params.",
+             ListModels, list_models, "core", read_only=True, idempotent=True),
+]

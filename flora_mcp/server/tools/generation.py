@@ -1,0 +1,278 @@
+"""Starting generations and following runs to their outputs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from ...client import AcceptedRunLostError, new_idempotency_key
+from ...errors import FloraError
+from ...models import RUN_ID_PATTERN, GenerateRequest, Model, Run
+from .._registry import ToolInputError, ToolResult, ToolSpec
+from ..guidance import find_model, resolve_project, resolve_workspace
+from ..outputs import render_outputs
+from ..paramcheck import check_params
+from ..params import ModelParam, ProjectParam, RunIdParam, TypeParam, WaitParam, WorkspaceParam
+from ..session import ToolCall
+from ..waiting import follow, seconds_left
+
+MAX_BATCH = 20
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerationItem(_Args):
+    type: TypeParam
+    prompt: Annotated[str, Field(min_length=1)]
+    model: ModelParam = None
+    params: Annotated[dict[str, Any] | None, Field(description="As list_models shows")] = None
+    workspace_id: WorkspaceParam = None
+    project_id: ProjectParam = None
+
+
+class StartGeneration(GenerationItem):
+    idempotency_key: Annotated[str | None, Field(description="Same key: same run")] = None
+    wait_seconds: WaitParam = None
+    dry_run: Annotated[bool | None, Field(description="Check and estimate only")] = None
+
+
+class StartGenerations(_Args):
+    # Published compactly (each item is checked against GenerationItem all the same): the full
+    # item schema would repeat start_generation's and double this tool's share of tools/list.
+    items: Annotated[
+        list[GenerationItem],
+        Field(min_length=1, max_length=MAX_BATCH),
+        WithJsonSchema({"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {
+            "type": "object", "required": ["type", "prompt"],
+            "description": "start_generation args"}}),
+    ]
+    workspace_id: WorkspaceParam = None
+    project_id: ProjectParam = None
+    wait_seconds: WaitParam = None
+
+
+class GetRun(_Args):
+    run_id: Annotated[
+        RunIdParam | Annotated[list[RunIdParam], Field(min_length=1, max_length=MAX_BATCH)],
+        WithJsonSchema({"description": "From start_generation(s); one or a list", "anyOf": [
+            {"type": "string", "pattern": RUN_ID_PATTERN},
+            {"type": "array", "items": {"type": "string", "pattern": RUN_ID_PATTERN}, "maxItems": MAX_BATCH}]}),
+    ]
+    wait_seconds: WaitParam = None
+
+
+# --- preparing a start: everything that can be checked before money is spent ------------------------
+class _Prepared:
+    def __init__(self, request: GenerateRequest, model: Model | None, estimate_usd: float | None) -> None:
+        self.request = request
+        self.model = model
+        self.estimate_usd = estimate_usd
+
+
+async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | None, project_id: str | None) -> _Prepared:
+    workspace_id = await resolve_workspace(call, item.workspace_id or workspace_id)
+    project_id = await resolve_project(call, workspace_id, item.project_id or project_id)
+    model = await find_model(call, item.model, item.type) if item.model else None
+    if item.params and model is None:
+        raise ToolInputError("params belong to a model: pass model=<endpoint ID from list_models> with params")
+    if model is not None:
+        problems = check_params(model, item.params)
+        if problems:
+            raise ToolInputError("; ".join(problems) + ". Nothing was started or charged")
+    request = GenerateRequest(type=item.type, prompt=item.prompt, workspace_id=workspace_id, project_id=project_id,
+                              model=item.model, params=item.params or None)
+    estimate = round(model.estimated_credits * call.settings.usd_per_credit, 4) if model else None
+    return _Prepared(request, model, estimate)
+
+
+class _ConfirmSpend(BaseModel):
+    confirm: bool = Field(description="Start it anyway?")
+
+
+async def _guard_cost(call: ToolCall, estimate_usd: float | None, what: str) -> None:
+    """Refuse (or, where the client can ask its user, confirm) a start above the configured limits."""
+    limit, budget = call.settings.max_cost_per_run, call.settings.session_budget
+    reasons = []
+    if limit is not None and (estimate_usd is None or estimate_usd > limit):
+        reasons.append(f"its estimate {_usd(estimate_usd)} is above FLORA_MAX_COST_PER_RUN ${limit:g}"
+                       if estimate_usd is not None else "it names no model, so its cost cannot be checked "
+                       f"against FLORA_MAX_COST_PER_RUN ${limit:g}")
+    if budget is not None and call.user.spent_usd + (estimate_usd or 0) > budget:
+        reasons.append(f"${call.user.spent_usd:.2f} of the ${budget:g} session budget is spent and this would "
+                       f"add {_usd(estimate_usd)}")
+    if not reasons:
+        return
+    message = f"{what} not started: " + "; ".join(reasons)
+    if await _user_confirms(call, message):
+        return
+    raise ToolInputError(message + ". Choose a cheaper model (list_models shows credits) or ask the user to raise "
+                         "the limit")
+
+
+async def _user_confirms(call: ToolCall, message: str) -> bool:
+    ctx = call.ctx
+    caps = ctx.client_capabilities if ctx is not None else None
+    if ctx is None or caps is None or caps.elicitation is None:
+        return False
+    try:
+        answer = await ctx.elicit(message.replace(" not started:", " needs your OK:"), _ConfirmSpend)
+    except Exception:
+        return False
+    return answer.action == "accept" and answer.data.confirm
+
+
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:.2f}"
+
+
+# --- describing runs -----------------------------------------------------------------------------
+async def _describe(call: ToolCall, run: Run | FloraError, run_id: str,
+                    estimated_seconds: int | None = None) -> tuple[dict[str, Any], list]:
+    if isinstance(run, FloraError):
+        return {"run_id": run_id, "error": {"code": run.code, "message": str(run)}}, []
+    row: dict[str, Any] = {"run_id": run.run_id, "status": run.status, "progress": run.progress}
+    blocks: list = []
+    if run.status == "completed":
+        call.user.settle(run.run_id, run.charged_cost)
+        # Saving is the server operator's choice (stdio users set FLORA_OUTPUT_DIR); hosted mode leaves it unset.
+        rows, blocks = await render_outputs(call.client, run, save_dir=call.settings.output_dir)
+        row |= {"charged_cost": run.charged_cost or 0.0, "outputs": rows}
+    elif run.status == "failed":
+        call.user.settle(run.run_id, run.charged_cost)
+        row |= {"charged_cost": run.charged_cost or 0.0, "error_code": run.error_code,
+                "error_message": run.error_message,
+                "next": "failed runs usually fail again: change the prompt or model before retrying"}
+    else:
+        wait = seconds_left(run, estimated_seconds)
+        row |= {"charged_cost_min": run.charged_cost or 0.0,
+                "next": f"still {run.status}: call get_run with run_id={run.run_id} (and wait_seconds) in ~{wait} s"}
+    return row, blocks
+
+
+def _wait(call: ToolCall, wait_seconds: float | None) -> float:
+    return call.settings.wait_seconds if wait_seconds is None else wait_seconds
+
+
+# --- tools ---------------------------------------------------------------------------------------
+async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
+    prepared = await _prepare(call, req, None, None)
+    if req.dry_run:
+        model = prepared.model
+        return ToolResult({
+            "dry_run": True, "params_ok": True, "request": prepared.request.model_dump(exclude_none=True),
+            "estimated_credits": model.estimated_credits if model else None,
+            "estimated_usd": prepared.estimate_usd, "estimated_seconds": model.estimated_seconds if model else None,
+            "note": "estimates can be far below the final charge" if model else "no model: FLORA picks one",
+        })
+    key = req.idempotency_key or new_idempotency_key()
+    run_id = call.user.started.get(key)
+    estimated = prepared.model.estimated_seconds if prepared.model else None
+    if run_id is None:
+        await _guard_cost(call, prepared.estimate_usd, "Generation")
+        try:
+            started = await call.client.start_generation(prepared.request, idempotency_key=key)
+        except AcceptedRunLostError as exc:
+            return ToolResult({"status": "accepted", "run_id": None, "idempotency_key": exc.idempotency_key,
+                               "next": str(exc)})
+        run_id = started.run_id
+        estimated = started.estimated_seconds
+        call.user.started[key] = run_id
+        await call.info(f"started {run_id} ({prepared.request.model or 'default model'})")
+    [run] = await follow(call, [run_id], _wait(call, req.wait_seconds), estimated)
+    row, blocks = await _describe(call, run, run_id, estimated)
+    if prepared.estimate_usd is not None:
+        row["estimated_usd"] = prepared.estimate_usd
+    return ToolResult(row, content=blocks)
+
+
+async def get_run(req: GetRun, call: ToolCall) -> ToolResult:
+    run_ids = [req.run_id] if isinstance(req.run_id, str) else list(dict.fromkeys(req.run_id))
+    runs = await follow(call, run_ids, _wait(call, req.wait_seconds))
+    described = [await _describe(call, run, run_id) for run, run_id in zip(runs, run_ids)]
+    if isinstance(req.run_id, str):
+        row, blocks = described[0]
+        if isinstance(runs[0], FloraError):
+            raise runs[0]
+        return ToolResult(row, content=blocks)
+    return _batch_result([row for row, _ in described], [b for _, blocks in described for b in blocks])
+
+
+def _batch_result(rows: list[dict[str, Any]], blocks: list) -> ToolResult:
+    settled = [r for r in rows if r.get("status") in ("completed", "failed")]
+    total = round(sum(r.get("charged_cost", 0.0) for r in settled), 4)
+    summary: dict[str, Any] = {
+        "runs": rows,
+        "finished": len(settled),
+        "of": len(rows),
+        ("charged_cost" if len(settled) == len(rows) else "charged_cost_min"): total,
+    }
+    unfinished = [r["run_id"] for r in rows if r.get("status") in ("pending", "running")]
+    if unfinished:
+        summary["next"] = f"call get_run with run_id={unfinished} to follow the {len(unfinished)} unfinished runs"
+    return ToolResult(summary, content=blocks)
+
+
+async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult:
+    """Start 1-20 generations at once: bad items are reported, good ones start; one row per item."""
+    prepared: list[_Prepared | str] = []
+    for item in req.items:
+        try:
+            prepared.append(await _prepare(call, item, req.workspace_id, req.project_id))
+        except (ToolInputError, FloraError) as exc:
+            prepared.append(str(exc))
+    good = [p for p in prepared if isinstance(p, _Prepared)]
+    if good:
+        estimates = [p.estimate_usd for p in good]
+        total = None if any(e is None for e in estimates) else sum(estimates)  # type: ignore[misc]
+        await _guard_cost(call, total, f"Batch of {len(good)}")
+    rows: list[dict[str, Any]] = [{} for _ in prepared]
+
+    async def start(index: int, item: _Prepared) -> None:
+        key = new_idempotency_key()  # one key per item, reused by the client on every retry
+        try:
+            started = await call.client.start_generation(item.request, idempotency_key=key)
+            call.user.started[key] = started.run_id
+            rows[index] = {"item": index, "run_id": started.run_id, "status": "started"}
+        except AcceptedRunLostError:
+            rows[index] = {"item": index, "status": "accepted", "run_id": None,
+                           "note": "accepted once; its run ID was lost in transit; do not restart it"}
+        except FloraError as exc:
+            rows[index] = {"item": index, "error": str(exc)}
+
+    async with anyio.create_task_group() as tg:
+        for index, item in enumerate(prepared):
+            if isinstance(item, _Prepared):
+                tg.start_soon(start, index, item)
+            else:
+                rows[index] = {"item": index, "error": item}
+    run_ids = [r["run_id"] for r in rows if r.get("run_id")]
+    if run_ids and _wait(call, req.wait_seconds) > 0:
+        runs = await follow(call, run_ids, _wait(call, req.wait_seconds))
+        by_id = dict(zip(run_ids, runs))
+        blocks = []
+        for row in rows:
+            if row.get("run_id"):
+                described, found = await _describe(call, by_id[row["run_id"]], row["run_id"])
+                row.update(described)
+                blocks.extend(found)
+        result = _batch_result(rows, blocks)
+    else:
+        result = _batch_result(rows, [])
+    result.structured["started"] = len(run_ids)
+    return result
+
+
+TOOLS = [
+    ToolSpec("start_generation", "Generate",
+             "Paid. Starts a generation, waits (wait_seconds, default 25), returns outputs with previews or a run_id for get_run.",
+             StartGeneration, start_generation, "core", read_only=False, idempotent=False),
+    ToolSpec("get_run", "Get run", "Status, cost and outputs of runs; waits for them.",
+             GetRun, get_run, "core", read_only=True, idempotent=True),
+    ToolSpec("start_generations", "Generate batch",
+             "Start 1-20 generations at once; one row per item.",
+             StartGenerations, start_generations, "batch", read_only=False, idempotent=False),
+]
