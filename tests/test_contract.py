@@ -1,0 +1,153 @@
+"""The sandbox and the client checked against FLORA's own OpenAPI files (tests/contract/, copied
+verbatim from the published v1.6.0 reference), not against our models."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import httpx2
+import jsonschema
+import pytest
+import yaml
+
+from flora_mcp.models import GenerateRequest
+from flora_mcp.sandbox import SANDBOX_API_KEY
+
+SPEC_DIR = Path(__file__).parent / "contract"
+
+
+@cache
+def operations() -> dict[str, dict]:
+    ops = {}
+    for path in SPEC_DIR.glob("*.yml"):
+        spec = yaml.safe_load(path.read_text())
+        for route, methods in spec["paths"].items():
+            for method, op in methods.items():
+                ops[op["operationId"]] = op
+    return ops
+
+
+def response_schema(operation_id: str, status: int) -> dict:
+    return operations()[operation_id]["responses"][str(status)]["content"]["application/json"]["schema"]
+
+
+def request_schema(operation_id: str) -> dict:
+    return operations()[operation_id]["requestBody"]["content"]["application/json"]["schema"]
+
+
+def check(instance: object, schema: dict) -> None:
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(instance)
+
+
+@pytest.fixture
+async def http(sandbox):
+    async with httpx2.AsyncClient(transport=sandbox.transport(), base_url=sandbox.base_url,
+                                  headers={"Authorization": f"Bearer {SANDBOX_API_KEY}"}) as client:
+        yield client
+
+
+async def _ids(http) -> tuple[str, str]:
+    ws = (await http.get("/workspaces")).json()["workspaces"][0]["workspace_id"]
+    prj = (await http.get("/projects", params={"workspace_id": ws})).json()["projects"][0]["project_id"]
+    return ws, prj
+
+
+async def test_list_workspaces_matches_openapi(http):
+    r = await http.get("/workspaces")
+    assert r.status_code == 200
+    check(r.json(), response_schema("listWorkspaces", 200))
+
+
+@pytest.mark.parametrize("type_", [None, "image", "video", "audio", "text"])
+async def test_list_models_matches_openapi(http, type_):
+    r = await http.get("/models", params={"type": type_} if type_ else None)
+    assert r.status_code == 200
+    check(r.json(), response_schema("listModels", 200))
+
+
+async def test_generate_and_every_run_state_match_openapi(http, sandbox, clock):
+    ws, prj = await _ids(http)
+    body = GenerateRequest(type="image", prompt="a mug", workspace_id=ws, project_id=prj,
+                           model="t2i-flux-2-pro", params={"aspect_ratio": "4:3"}).model_dump(exclude_none=True)
+    check(body, request_schema("startGeneration"))  # what our client sends is what FLORA accepts
+    check(body, request_schema("createGenerationRun"))
+    r = await http.post("/generate", json=body)
+    assert r.status_code == 201
+    check(r.json(), response_schema("startGeneration", 201))
+    run_id = r.json()["run_id"]
+    seen = set()
+    for step in (0, 0.5, 0.5, 10):
+        clock.advance(step)
+        run = (await http.get(f"/runs/{run_id}")).json()
+        check(run, response_schema("getRun", 200))
+        seen.add(run["status"])
+    assert seen == {"pending", "running", "completed"}
+    r = await http.post("/runs/generation", json=body)
+    assert r.status_code == 201
+    check(r.json(), response_schema("createGenerationRun", 201))
+
+
+async def test_failed_run_matches_openapi(http, sandbox, clock):
+    ws, prj = await _ids(http)
+    sandbox.faults.fail_runs = 1
+    run_id = (await http.post("/generate", json={"type": "video", "prompt": "waves", "workspace_id": ws,
+                                                 "project_id": prj})).json()["run_id"]
+    clock.advance(600)
+    run = (await http.get(f"/runs/{run_id}")).json()
+    check(run, response_schema("getRun", 200))
+    assert run["status"] == "failed" and run["error_code"] == "provider_error" and run["error_message"]
+
+
+@pytest.mark.parametrize(
+    ("status", "make"),
+    [
+        (400, lambda h, ws, prj: h.post("/generate", json={"prompt": ""})),
+        (401, lambda h, ws, prj: h.get("/workspaces", headers={"Authorization": "Bearer nope"})),
+        (404, lambda h, ws, prj: h.get("/runs/run_missing")),
+        (402, None),
+        (409, None),
+        (429, None),
+    ],
+)
+async def test_error_envelopes_match_openapi(http, sandbox, status, make):
+    ws, prj = await _ids(http)
+    body = {"type": "image", "prompt": "x", "workspace_id": ws, "project_id": prj}
+    if status == 402:
+        sandbox.state.default_credits = 0
+        for account in sandbox.state.accounts.values():
+            account.credits = 0
+        r = await http.post("/generate", json=body)
+    elif status == 409:
+        await http.post("/generate", json=body, headers={"Idempotency-Key": "k1"})
+        r = await http.post("/generate", json=body, headers={"Idempotency-Key": "k1"})
+    elif status == 429:
+        sandbox.faults.rate_limit = 1
+        await http.get("/models")
+        r = await http.get("/models")
+        assert int(r.headers["Retry-After"]) >= 1
+    else:
+        r = await make(http, ws, prj)
+    assert r.status_code == status
+    op = "startGeneration" if status in (400, 402, 409) else ("getRun" if status == 404 else "listModels")
+    schema = operations()[op]["responses"].get(str(status)) or operations()[op]["responses"]["400"]
+    check(r.json(), schema["content"]["application/json"]["schema"])
+
+
+async def test_idempotency_window_is_two_hours(http, clock):
+    ws, prj = await _ids(http)
+    body = {"type": "text", "prompt": "x", "workspace_id": ws, "project_id": prj}
+    assert (await http.post("/generate", json=body, headers={"Idempotency-Key": "w"})).status_code == 201
+    clock.advance(2 * 3600 - 1)
+    assert (await http.post("/generate", json=body, headers={"Idempotency-Key": "w"})).status_code == 409
+    clock.advance(2)
+    assert (await http.post("/generate", json=body, headers={"Idempotency-Key": "w"})).status_code == 201
+
+
+async def test_unknown_params_are_accepted_and_billed_like_flora(http, sandbox):
+    """FLORA's documented behaviour, which the server's own check must guard against."""
+    ws, prj = await _ids(http)
+    r = await http.post("/generate", json={"type": "image", "prompt": "x", "workspace_id": ws, "project_id": prj,
+                                           "model": "t2i-flux-2-pro", "params": {"aspect_ratio": "16x9", "zzz": 1}})
+    assert r.status_code == 201
+    assert sandbox.charged_runs() == [r.json()["run_id"]]
