@@ -16,7 +16,7 @@ from typing import Any
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
-from mcp_types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, ContentBlock, InputRequiredResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import FloraError
@@ -26,6 +26,14 @@ logger = logging.getLogger("flora_mcp.server")
 
 class ToolInputError(Exception):
     """A value the agent sent cannot be used; the message says what to send instead."""
+
+
+class NeedsInput(Exception):  # noqa: N818 - a signal, not a failure
+    """The call needs the user's answer first (protocol 2026-07-28 `input_required`)."""
+
+    def __init__(self, result: InputRequiredResult) -> None:
+        super().__init__("input required")
+        self.result = result
 
 
 @dataclass
@@ -104,7 +112,7 @@ def build_tool(spec: ToolSpec, prepare: Callable[[Context], Awaitable[Any]],
     `explain` turns a validation failure into guidance, looking values up when it can.
     """
 
-    async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult:
+    async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult | InputRequiredResult:
         call = None
         try:
             call = await prepare(ctx)
@@ -113,6 +121,8 @@ def build_tool(spec: ToolSpec, prepare: Callable[[Context], Awaitable[Any]],
             except ValidationError as exc:
                 raise ToolInputError(await explain(exc, arguments, call, spec.request)) from None
             result = await spec.handler(request, call)
+        except NeedsInput as needs:
+            return needs.result
         except ToolInputError as exc:
             return _error_result("invalid_argument", str(exc))
         except FloraError as exc:

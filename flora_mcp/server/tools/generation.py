@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, InputRequiredResult
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from ...client import AcceptedRunLostError, new_idempotency_key
 from ...errors import FloraError
 from ...models import RUN_ID_PATTERN, GenerateRequest, Model, Run
-from .._registry import ToolInputError, ToolResult, ToolSpec
-from ..guidance import find_model, resolve_project, resolve_workspace
+from .._registry import NeedsInput, ToolInputError, ToolResult, ToolSpec
+from ..guidance import explain, find_model, resolve_project, resolve_workspace
 from ..outputs import render_outputs
 from ..paramcheck import check_params
 from ..params import ModelParam, ProjectParam, RunIdParam, TypeParam, WaitParam, WorkspaceParam
@@ -19,6 +20,8 @@ from ..session import ToolCall
 from ..waiting import follow, seconds_left
 
 MAX_BATCH = 20
+MODERN_PROTOCOL = "2026-07-28"  # first protocol revision where servers ask for input via input_required
+CONFIRM_KEY = "flora_confirm_spend"
 
 
 class _Args(BaseModel):
@@ -41,10 +44,10 @@ class StartGeneration(GenerationItem):
 
 
 class StartGenerations(_Args):
-    # Published compactly (each item is checked against GenerationItem all the same): the full
-    # item schema would repeat start_generation's and double this tool's share of tools/list.
+    # Each item is checked against GenerationItem on its own, so one bad item is reported in its row
+    # while the others start. Published compactly: the full item schema would repeat start_generation's.
     items: Annotated[
-        list[GenerationItem],
+        list[dict[str, Any]],
         Field(min_length=1, max_length=MAX_BATCH),
         WithJsonSchema({"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {
             "type": "object", "required": ["type", "prompt"],
@@ -114,15 +117,31 @@ async def _guard_cost(call: ToolCall, estimate_usd: float | None, what: str) -> 
 
 
 async def _user_confirms(call: ToolCall, message: str) -> bool:
+    """Ask the user through MCP elicitation, where the client offers it.
+
+    Handshake-era protocols (≤ 2025-11-25) get an elicitation/create request mid-call. From
+    2026-07-28 there is no mid-call back-channel: the call answers `input_required` with the
+    question, and the client retries it with the user's answer. Nothing has been started by then,
+    so the retry is safe.
+    """
     ctx = call.ctx
     caps = ctx.client_capabilities if ctx is not None else None
     if ctx is None or caps is None or caps.elicitation is None:
         return False
+    question = message.replace(" not started:", " needs your OK:")
+    if (ctx.protocol_version or "") >= MODERN_PROTOCOL:
+        answer = (ctx.input_responses or {}).get(CONFIRM_KEY)
+        if answer is None:
+            schema = _ConfirmSpend.model_json_schema()
+            schema.pop("title", None)
+            raise NeedsInput(InputRequiredResult(input_requests={CONFIRM_KEY: ElicitRequest(
+                params=ElicitRequestFormParams(message=question, requested_schema=schema))}))
+        return isinstance(answer, ElicitResult) and answer.action == "accept" and (answer.content or {}).get("confirm") is True
     try:
-        answer = await ctx.elicit(message.replace(" not started:", " needs your OK:"), _ConfirmSpend)
+        result = await ctx.elicit(question, _ConfirmSpend)
     except Exception:
         return False
-    return answer.action == "accept" and answer.data.confirm
+    return result.action == "accept" and result.data.confirm
 
 
 def _usd(value: float | None) -> str:
@@ -202,15 +221,17 @@ async def get_run(req: GetRun, call: ToolCall) -> ToolResult:
 
 
 def _batch_result(rows: list[dict[str, Any]], blocks: list) -> ToolResult:
+    """One row per item or run. The total is final only when every started run has settled."""
     settled = [r for r in rows if r.get("status") in ("completed", "failed")]
+    unfinished = [r["run_id"] for r in rows if r.get("status") in ("pending", "running", "started")]
+    lost = [r for r in rows if r.get("status") == "accepted"]  # started, but their run IDs are unknown
     total = round(sum(r.get("charged_cost", 0.0) for r in settled), 4)
     summary: dict[str, Any] = {
         "runs": rows,
         "finished": len(settled),
-        "of": len(rows),
-        ("charged_cost" if len(settled) == len(rows) else "charged_cost_min"): total,
+        "of": len(settled) + len(unfinished) + len(lost),
+        ("charged_cost_min" if unfinished or lost else "charged_cost"): total,
     }
-    unfinished = [r["run_id"] for r in rows if r.get("status") in ("pending", "running")]
     if unfinished:
         summary["next"] = f"call get_run with run_id={unfinished} to follow the {len(unfinished)} unfinished runs"
     return ToolResult(summary, content=blocks)
@@ -219,8 +240,12 @@ def _batch_result(rows: list[dict[str, Any]], blocks: list) -> ToolResult:
 async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult:
     """Start 1-20 generations at once: bad items are reported, good ones start; one row per item."""
     prepared: list[_Prepared | str] = []
-    for item in req.items:
+    for raw in req.items:
         try:
+            try:
+                item = GenerationItem.model_validate(raw)
+            except ValidationError as exc:
+                raise ToolInputError(await explain(exc, raw, call, GenerationItem)) from None
             prepared.append(await _prepare(call, item, req.workspace_id, req.project_id))
         except (ToolInputError, FloraError) as exc:
             prepared.append(str(exc))
