@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from mcp_types import AudioContent, ContentBlock, ImageContent, ResourceLink, TextContent
+from mcp_types import AudioContent, ContentBlock, ImageContent, ResourceLink
 
 from ..client import FloraClient
 from ..errors import FloraError
@@ -136,9 +136,7 @@ async def render_outputs(
         except Exception as exc:  # a preview that cannot be made must not lose the run's answer
             logger.warning("preview of %s failed: %s", output.output_id, type(exc).__name__)
             row["note"] = "preview unavailable"
-        if output.type == "text" and "text" in row:
-            blocks.append(TextContent(type="text", text=row["text"]))
-        else:
+        if not (output.type == "text" and "text" in row):  # inline text is already in the result's JSON
             blocks.append(ResourceLink(type="resource_link", uri=output.url, name=f"{run.run_id}/{output.output_id}",
                                        mime_type=row["mime"], size=row.get("bytes")))
         rows.append(row)

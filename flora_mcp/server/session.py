@@ -31,6 +31,7 @@ class UserState:
     spent_usd: float = 0.0  # settled charges of finished runs seen by this server
     settled: set[str] = field(default_factory=set)
     started: dict[str, str] = field(default_factory=dict)  # idempotency key -> run ID
+    estimates: dict[str, int] = field(default_factory=dict)  # run ID -> estimated seconds, for "check back" hints
     lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     def settle(self, run_id: str, charged_cost: float | None) -> None:

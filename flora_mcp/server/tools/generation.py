@@ -166,7 +166,7 @@ async def _describe(call: ToolCall, run: Run | FloraError, run_id: str,
                 "error_message": run.error_message,
                 "next": "failed runs usually fail again: change the prompt or model before retrying"}
     else:
-        wait = seconds_left(run, estimated_seconds)
+        wait = seconds_left(run, estimated_seconds or call.user.estimates.get(run.run_id))
         row |= {"charged_cost_min": run.charged_cost or 0.0,
                 "next": f"still {run.status}: call get_run with run_id={run.run_id} (and wait_seconds) in ~{wait} s"}
     return row, blocks
@@ -200,6 +200,8 @@ async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
         run_id = started.run_id
         estimated = started.estimated_seconds
         call.user.started[key] = run_id
+        if estimated is not None:
+            call.user.estimates[run_id] = estimated
         await call.info(f"started {run_id} ({prepared.request.model or 'default model'})")
     [run] = await follow(call, [run_id], _wait(call, req.wait_seconds), estimated)
     row, blocks = await _describe(call, run, run_id, estimated)
@@ -261,6 +263,8 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
         try:
             started = await call.client.start_generation(item.request, idempotency_key=key)
             call.user.started[key] = started.run_id
+            if started.estimated_seconds is not None:
+                call.user.estimates[started.run_id] = started.estimated_seconds
             rows[index] = {"item": index, "run_id": started.run_id, "status": "started"}
         except AcceptedRunLostError:
             rows[index] = {"item": index, "status": "accepted", "run_id": None,

@@ -1,0 +1,34 @@
+"""Every tool's published schema, compared with a committed snapshot: a schema change is always a
+deliberate diff. After an intended change: UPDATE_SNAPSHOTS=1 pytest tests/test_schema_snapshot.py"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from mcp.client import Client
+
+from flora_mcp.server import create_server
+from tests.conftest import settings
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
+
+
+async def test_tools_list_matches_snapshot():
+    async with Client(create_server(settings(sandbox=True))) as client:
+        tools = (await client.list_tools()).tools
+    current = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]
+    text = json.dumps(current, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOT.write_text(text)
+    assert SNAPSHOT.read_text() == text, "tool schemas changed: review, then UPDATE_SNAPSHOTS=1 to accept"
+
+
+async def test_tools_list_stays_small():
+    """Agents pay for tools/list on every turn; peers spend 1-2.6 KB per tool."""
+    async with Client(create_server(settings(sandbox=True))) as client:
+        tools = (await client.list_tools()).tools
+    sizes = [len(json.dumps(t.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":")))
+             for t in tools]
+    assert max(sizes) < 1000 and sum(sizes) / len(sizes) < 500, sizes
