@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from .config import load_settings
 
     settings = load_settings(sandbox=args.sandbox, toolsets=args.toolsets, read_only=args.read_only,
-                             log_level=args.log_level)
+                             log_level=args.log_level, host=args.host, port=args.port)
     _configure_logging(settings.log_level)
     transport = args.transport or "stdio"
     if transport == "stdio":
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .transports.http import serve
 
-    return serve(settings, transport=transport, host=args.host, port=args.port)
+    # One ASGI app serves both: Streamable HTTP at /mcp and legacy SSE at /sse.
+    return serve(settings, transport=transport)
 
 
 def _run_sandbox(host: str, port: int, speed: float) -> int:

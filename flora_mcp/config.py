@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     read_only: bool = Field(False, description="Expose no tool that spends credits or changes anything.")
     log_level: str = Field("INFO", description="Log level for stderr.")
 
+    # Hosted (HTTP) mode
+    host: str = Field("127.0.0.1", description="HTTP bind address; loopback unless you mean it.")
+    port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
+    single_tenant: bool = Field(False, description="HTTP: requests without their own key use FLORA_API_KEY.")
+    allowed_hosts: str = Field("", description="HTTP: comma-separated Host values (DNS-rebinding guard).")
+    allowed_origins: str = Field("", description="HTTP: comma-separated Origin values (DNS-rebinding guard).")
+    rate_limit: int = Field(120, ge=0, description="HTTP: MCP requests per minute per key (0: unlimited).")
+    max_body_bytes: int = Field(1_048_576, gt=0, description="HTTP: largest accepted request body.")
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read the environment now (and apply explicit overrides, e.g. from the command line)."""

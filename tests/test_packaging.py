@@ -1,0 +1,113 @@
+"""server.json (MCP registry metadata) and the Dockerfile, checked rather than trusted."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import httpx2
+import jsonschema
+import pytest
+
+import flora_mcp
+from flora_mcp.config import Settings
+from tests.servers import free_port, wait_healthy
+
+ROOT = Path(__file__).parent.parent
+
+# The registry's rules for server.json (schema 2025-09-29), restated for what this file uses: the
+# published schema itself is not reachable from these machines (see the README's packaging notes).
+# Set MCP_SERVER_SCHEMA to a copy of the published schema to validate against it as well.
+_INPUT = {"type": "object", "properties": {
+    "name": {"type": "string"}, "description": {"type": "string"}, "isRequired": {"type": "boolean"},
+    "isSecret": {"type": "boolean"}, "format": {"enum": ["string", "number", "boolean", "filepath"]},
+    "value": {"type": "string"}, "default": {"type": "string"}, "variables": {"type": "object"}}}
+REGISTRY_RULES = {
+    "type": "object",
+    "required": ["name", "description", "version"],
+    "properties": {
+        "$schema": {"const": "https://static.modelcontextprotocol.io/schemas/2025-09-29/server.schema.json"},
+        "name": {"type": "string", "pattern": r"^[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+$", "minLength": 3, "maxLength": 200},
+        "description": {"type": "string", "minLength": 1, "maxLength": 100},
+        "version": {"type": "string", "maxLength": 255, "not": {"pattern": r"[\^~><*x]|latest"}},
+        "repository": {"type": "object", "required": ["url", "source"]},
+        "packages": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["registryType", "identifier", "version", "transport"],
+            "properties": {
+                "registryType": {"type": "string"}, "registryBaseUrl": {"type": "string"},
+                "identifier": {"type": "string"}, "version": {"type": "string", "not": {"const": "latest"}},
+                "runtimeHint": {"type": "string"},
+                "transport": {"type": "object", "required": ["type"], "properties": {"type": {"const": "stdio"}}},
+                "environmentVariables": {"type": "array", "items": {**_INPUT, "required": ["name"]}},
+            }}},
+        "remotes": {"type": "array", "items": {
+            "type": "object", "required": ["type", "url"],
+            "properties": {"type": {"enum": ["streamable-http", "sse"]}, "url": {"type": "string"},
+                           "headers": {"type": "array", "items": {**_INPUT, "required": ["name"]}}}}},
+    },
+}
+
+
+def test_server_json_follows_the_registry_rules_and_matches_the_package():
+    meta = json.loads((ROOT / "server.json").read_text())
+    jsonschema.Draft7Validator(REGISTRY_RULES).validate(meta)
+    if os.environ.get("MCP_SERVER_SCHEMA"):
+        jsonschema.Draft7Validator(json.loads(Path(os.environ["MCP_SERVER_SCHEMA"]).read_text())).validate(meta)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    [package] = meta["packages"]
+    assert meta["version"] == package["version"] == project["version"] == flora_mcp.__version__
+    assert package["identifier"] == project["name"] and package["registryType"] == "pypi"
+    fields = {f"FLORA_{name.upper()}" for name in Settings.model_fields}
+    for env in package["environmentVariables"]:
+        assert env["name"] in fields, f"{env['name']} is not a setting"
+    key = next(e for e in package["environmentVariables"] if e["name"] == "FLORA_API_KEY")
+    assert key["isSecret"] is True
+    [remote] = meta["remotes"]
+    assert remote["type"] == "streamable-http" and remote["url"].endswith("/mcp")
+    assert remote["headers"][0]["name"] == "Authorization" and remote["headers"][0]["isSecret"]
+
+
+def _dockerfile() -> dict[str, object]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    steps: dict[str, object] = {"env": env}
+    for line in text.splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word == "ENV":
+            env.update(dict(re.findall(r"(\w+)=(\S+)", rest)))
+        elif word in ("CMD", "FROM", "USER", "EXPOSE"):
+            steps[word] = rest.strip()
+        elif word == "HEALTHCHECK":
+            steps["HEALTHCHECK"] = json.loads(rest[rest.index("CMD") + 3:].strip())
+    return steps
+
+
+def test_dockerfile_is_slim_non_root_and_its_command_serves_with_a_passing_healthcheck():
+    """The image's steps, run here (no Docker engine on these machines): its ENV, its CMD, its HEALTHCHECK."""
+    steps = _dockerfile()
+    assert "slim" in str(steps["FROM"]) and steps["USER"] not in ("root", "0", None)
+    env = steps["env"]
+    assert env["FLORA_HOST"] == "0.0.0.0" and env["FLORA_PORT"] == steps["EXPOSE"]
+    port = str(free_port())
+    command = json.loads(str(steps["CMD"]))
+    assert command[0] == "flora-mcp"
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")} | env | {"FLORA_PORT": port}
+    proc = subprocess.Popen([sys.executable, "-m", "flora_mcp", *command[1:]], env=run_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        health = [part.replace(env["FLORA_PORT"], port) for part in steps["HEALTHCHECK"]]
+        health[0] = sys.executable if health[0] == "python" else health[0]
+        assert subprocess.run(health, timeout=10).returncode == 0
+        r = httpx2.post(f"http://127.0.0.1:{port}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert r.status_code == 401  # hosted mode: no key, no service
+    finally:
+        proc.terminate()
+        proc.wait(5)
