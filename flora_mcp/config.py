@@ -1,19 +1,27 @@
-"""Configuration from environment variables (prefix FLORA_), read when asked, never at import."""
+"""Configuration from environment variables (prefix FLORA_), read when asked, never at import.
+
+A plain pydantic model plus a ten-line environment reader. pydantic-settings did this too, but its
+import cost ~100 ms of the stdio server's ~1.4 s start (its cloud secret providers load eagerly),
+and start-up time is a product target; the validation is pydantic's either way.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 DEFAULT_BASE_URL = "https://app.flora.ai/api/v1"
 
 
-class Settings(BaseSettings):
+ENV_PREFIX = "FLORA_"
+
+
+class Settings(BaseModel):
     """Every knob of the server. Each field maps to FLORA_<NAME> in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="FLORA_", extra="ignore", case_sensitive=False)
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     api_key: SecretStr | None = Field(None, description="FLORA API key (sk_live_…). Never logged.")
     base_url: str = Field(DEFAULT_BASE_URL, description="FLORA API base URL.")
@@ -43,5 +51,14 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read the environment now (and apply explicit overrides, e.g. from the command line)."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Read FLORA_* from the environment now; explicit overrides (e.g. command-line flags) win.
+
+    An empty variable counts as unset, so `FLORA_API_KEY=` in a client config means "no key".
+    """
+    values: dict[str, object] = {}
+    for name in Settings.model_fields:
+        raw = os.environ.get(ENV_PREFIX + name.upper())
+        if raw is not None and raw.strip() != "":
+            values[name] = raw.strip()
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings.model_validate(values)

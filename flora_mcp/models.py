@@ -38,12 +38,14 @@ OutputType = Literal["imageUrl", "videoUrl", "audioUrl", "text", "documentUrl"]
 ParamType = Literal["string", "string[]", "bool", "int", "int?", "seed", "float", "dict"]
 
 
+# defer_build: a model's validator is built on first use, not at import, which keeps these ~20
+# classes off the stdio server's start-up path (measured: 26 ms of import time, eager).
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class _Response(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 # --- Workspaces and projects -------------------------------------------------------------------------

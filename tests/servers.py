@@ -23,7 +23,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited early: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
         try:
             if httpx2.get(url, timeout=0.5).status_code == 200:
                 return
@@ -36,7 +36,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> Non
 @contextmanager
 def spawn(args: list[str], health_url: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
     proc = subprocess.Popen([sys.executable, "-m", "flora_mcp", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+                            stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     try:
         wait_healthy(health_url, proc)
         yield proc

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from contextlib import contextmanager
 
 import anyio
@@ -21,20 +22,35 @@ from tests.servers import free_port, running_sandbox, wait_healthy
 DEMO_KEY = "sk_sandbox_demo"
 
 
+class _Server:
+    def __init__(self, proc: subprocess.Popen, log) -> None:
+        self.proc, self._log, self.text = proc, log, None
+
+    def stderr(self) -> str:
+        """What the server wrote to stderr (all of it, once the server has stopped)."""
+        if self.text is not None:
+            return self.text
+        self._log.seek(0)
+        return self._log.read().decode()
+
+
 @contextmanager
 def hosted(*args: str, **env: str):
-    """`flora-mcp --transport http` on an ephemeral loopback port; yields (base_url, process)."""
+    """`flora-mcp --transport http` on an ephemeral loopback port; yields (base_url, server)."""
     port = free_port()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}
-    proc = subprocess.Popen([sys.executable, "-m", "flora_mcp", "--transport", "http", "--port", str(port), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=base_env | {"FLORA_SANDBOX_SPEED": "100", "FLORA_WAIT_SECONDS": "20"} | env)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        proc.terminate()
-        proc.wait(5)
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a full pipe would stall the server
+        proc = subprocess.Popen([sys.executable, "-m", "flora_mcp", "--transport", "http", "--port", str(port), *args],
+                                stdout=subprocess.DEVNULL, stderr=log,
+                                env=base_env | {"FLORA_SANDBOX_SPEED": "100", "FLORA_WAIT_SECONDS": "20"} | env)
+        server = _Server(proc, log)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+            yield f"http://127.0.0.1:{port}", server
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            server.text = server.stderr()
 
 
 def mcp_http(base: str, key: str | None, transport: httpx2.AsyncBaseTransport | None = None) -> Client:
@@ -84,7 +100,7 @@ def test_missing_bad_key_origin_body_and_rate_limits():
         r = httpx2.post(f"{base}/mcp", json=body, headers=auth)
         assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
         assert httpx2.get(f"{base}/healthz").status_code == 200  # health is never gated
-    log = proc.stderr.read().decode()
+    log = proc.stderr()
     lines = [json.loads(line[line.index("{"):]) for line in log.splitlines() if "flora_mcp.access" in line]
     assert any(entry["status"] == 401 for entry in lines) and any(entry["status"] == 429 for entry in lines)
     assert DEMO_KEY not in log and "sk_live_wrong" not in log
@@ -112,7 +128,7 @@ async def test_each_users_key_stays_theirs_under_concurrency():
     all_workspaces = [w for s in seen.values() for w in s["workspaces"]]
     assert len(seen) == 24 and len(all_workspaces) == len(set(all_workspaces)) == 24
     assert all(s["status"] == "completed" for s in seen.values())
-    log = proc.stderr.read().decode()
+    log = proc.stderr()
     assert not any(key in log for key in users)
 
 

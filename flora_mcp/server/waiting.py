@@ -44,9 +44,12 @@ async def follow(call: ToolCall, run_ids: list[str], wait_seconds: float,
     last_reported: float | None = None
     while True:
         pending = [r for r in run_ids if r not in runs or not _done(runs[r])]
-        async with anyio.create_task_group() as tg:
-            for run_id in pending:
-                tg.start_soon(_refresh, call, run_id, runs)
+        if len(pending) == 1:  # the common case: no task group to set up on the per-call hot path
+            await _refresh(call, pending[0], runs)
+        else:
+            async with anyio.create_task_group() as tg:
+                for run_id in pending:
+                    tg.start_soon(_refresh, call, run_id, runs)
         ordered = [runs[r] for r in run_ids]
         total_progress = sum(100.0 if _done(r) else r.progress for r in ordered) / len(ordered)
         if total_progress != last_reported:
