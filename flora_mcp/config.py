@@ -43,6 +43,7 @@ class Settings(BaseModel):
     # Hosted (HTTP) mode
     host: str = Field("127.0.0.1", description="HTTP bind address; loopback unless you mean it.")
     port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
+    stateless: bool = Field(True, description="HTTP: stateless Streamable HTTP (replicas need no sticky sessions).")
     single_tenant: bool = Field(False, description="HTTP: requests without their own key use FLORA_API_KEY.")
     allowed_hosts: str = Field("", description="HTTP: comma-separated Host values (DNS-rebinding guard).")
     allowed_origins: str = Field("", description="HTTP: comma-separated Origin values (DNS-rebinding guard).")

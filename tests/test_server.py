@@ -382,3 +382,21 @@ def test_no_configuration_is_read_at_import(monkeypatch):
     with pytest.raises(ValueError):
         server_module.create_server()
     assert json.dumps(Settings.model_fields["api_key"].description)
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+async def test_log_messages_reach_the_client_and_respect_set_level(fast_sandbox):
+    received: list[str] = []
+
+    async def on_log(params) -> None:
+        received.append(str(params.data))
+
+    server = create_server(settings(), client=fast_sandbox.client())
+    for level, expect in (("info", True), ("warning", False)):
+        received.clear()
+        async with Client(server, logging_callback=on_log, mode="legacy") as client:
+            workspace_id, project_id = await first_ids(client)
+            await client.set_logging_level(level)
+            await call(client, "start_generation", {"type": "text", "prompt": "x", "workspace_id": workspace_id,
+                                                    "project_id": project_id, "wait_seconds": 0})
+        assert any("started run_" in m for m in received) is expect, (level, received)

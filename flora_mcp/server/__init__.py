@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
+from mcp_types import EmptyResult, SetLevelRequestParams
 
 from .. import __version__
 from ..client import FloraClient
 from ..config import Settings, load_settings
 from ._registry import ToolSpec, build_tool
 from .guidance import explain
-from .session import ToolCall, UserState
+from .session import ToolCall, UserState, connection_of
 
 logger = logging.getLogger("flora_mcp.server")
 
@@ -60,6 +62,7 @@ class _Backend:
         self._client = client
         self.sandbox: Any = None
         self.users: dict[str, UserState] = {}
+        self.log_levels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> level
 
     def client(self) -> FloraClient:
         if self._client is None:
@@ -98,11 +101,12 @@ def create_server(
     async def prepare(ctx: Context) -> ToolCall:
         base = backend.client()
         if api_key_for is None:
-            return ToolCall(base, settings, backend.user(None), ctx)
+            return ToolCall(base, settings, backend.user(None), ctx, backend.log_levels)
         key = api_key_for(ctx)
-        return ToolCall(base.with_api_key(key), settings, backend.user(key), ctx)
+        return ToolCall(base.with_api_key(key), settings, backend.user(key), ctx, backend.log_levels)
 
     tools = [build_tool(spec, prepare, explain) for spec in select_tools(settings)]
+    levels = backend.log_levels
     server = MCPServer(
         name="flora-mcp",
         title="FLORA",
@@ -112,5 +116,20 @@ def create_server(
         tools=tools,
         log_level=settings.log_level.upper(),  # type: ignore[arg-type]
     )
+    _serve_log_levels(server, levels)
     server.flora_backend = backend  # type: ignore[attr-defined]  # for the demo and tests
     return server
+
+
+def _serve_log_levels(server: MCPServer, levels: weakref.WeakKeyDictionary) -> None:
+    """logging/setLevel: we send MCP log messages, so clients may choose how many (per connection).
+
+    MCPServer has no public hook for it; the low-level server's request table is the SDK's own
+    extension point (and declares the `logging` capability once the handler exists).
+    """
+
+    async def set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
+        levels[connection_of(ctx.session)] = params.level
+        return EmptyResult()
+
+    server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)

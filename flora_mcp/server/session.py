@@ -19,7 +19,17 @@ from ..models import Model
 
 logger = logging.getLogger("flora_mcp.server")
 
-CATALOG_TTL = 600.0  # seconds a fetched model catalogue is trusted
+CATALOG_TTL = 600.0
+_LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]  # seconds a fetched model catalogue is trusted
+
+
+def connection_of(session: Any) -> Any:
+    """The connection a per-request ServerSession belongs to: where logging/setLevel applies.
+
+    mcp 2.3 builds a ServerSession per request and keeps the connection private; fall back to
+    the session itself if that ever changes (levels then apply per request, never across users).
+    """
+    return getattr(session, "_connection", session)
 
 
 @dataclass
@@ -64,6 +74,16 @@ class ToolCall:
     settings: Settings
     user: UserState
     ctx: Context | None = None
+    log_levels: Any = None  # connection -> level chosen with logging/setLevel
+
+    def _client_wants(self, level: str) -> bool:
+        if self.ctx is None or self.log_levels is None:
+            return True
+        try:
+            chosen = self.log_levels.get(connection_of(self.ctx.request_context.session))
+        except (TypeError, ValueError):
+            return True
+        return chosen is None or _LEVELS.index(level) >= _LEVELS.index(chosen)
 
     async def catalog(self) -> list[Model]:
         return await self.user.catalog(self.client)
@@ -78,7 +98,7 @@ class ToolCall:
 
     async def info(self, message: str) -> None:
         logger.info(message)
-        if self.ctx is None:
+        if self.ctx is None or not self._client_wants("info"):
             return
         try:
             # MCP logging is deprecated from protocol 2026-07-28 but is how older clients see logs.

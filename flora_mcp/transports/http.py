@@ -180,7 +180,7 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
 
     server = create_server(settings, client=client, api_key_for=api_key_for)
     security = _security(settings, host)
-    streamable = server.streamable_http_app(stateless_http=True, transport_security=security, host=host,
+    streamable = server.streamable_http_app(stateless_http=settings.stateless, transport_security=security, host=host,
                                             max_request_body_size=settings.max_body_bytes)
     sse = server.sse_app(transport_security=security, host=host, max_request_body_size=settings.max_body_bytes)
 
