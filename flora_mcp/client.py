@@ -31,6 +31,9 @@ from .errors import (
     error_for_status,
 )
 from .models import (
+    ActionList,
+    ActionRunRequest,
+    Asset,
     CreateProjectRequest,
     GenerateRequest,
     ListProjectsRequest,
@@ -39,6 +42,10 @@ from .models import (
     ProjectPage,
     Run,
     RunStarted,
+    TechniqueList,
+    TechniqueRunRequest,
+    UploadRequest,
+    UploadReservation,
     WorkspaceList,
 )
 
@@ -149,6 +156,40 @@ class FloraClient:
 
     async def get_run(self, run_id: str) -> Run:
         return Run.model_validate(await self._request("GET", f"/runs/{run_id}"))
+
+    async def list_actions(self) -> ActionList:
+        return ActionList.model_validate(await self._request("GET", "/actions"))
+
+    async def start_action_run(self, request: ActionRunRequest, *, idempotency_key: str | None = None) -> RunStarted:
+        body = request.model_dump(exclude_none=True)
+        return RunStarted.model_validate(await self._request("POST", "/runs/action", json=body,
+                                                             idempotency_key=idempotency_key))
+
+    async def list_techniques(self, workspace_id: str) -> TechniqueList:
+        data = await self._request("GET", "/techniques", params={"workspace_id": workspace_id})
+        return TechniqueList.model_validate(data)
+
+    async def start_technique_run(self, request: TechniqueRunRequest, *,
+                                  idempotency_key: str | None = None) -> RunStarted:
+        body = request.model_dump(exclude_none=True)
+        return RunStarted.model_validate(await self._request("POST", "/runs/technique", json=body,
+                                                             idempotency_key=idempotency_key))
+
+    async def upload_asset(self, request: UploadRequest, data: bytes) -> Asset:
+        """Reserve, send the bytes to the signed URL, complete: the three steps of an asset upload."""
+        reservation = UploadReservation.model_validate(
+            await self._request("POST", "/assets/uploads", json=request.model_dump()))
+        headers = dict(reservation.upload_headers) | {"Content-Type": request.content_type}
+        if self._api_key and _same_origin(reservation.upload_url, self.base_url):
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        try:
+            response = await self._http.request(reservation.upload_method, reservation.upload_url,
+                                                content=data, headers=headers)
+        except httpx2.TransportError as exc:
+            raise FloraConnectionError(f"Uploading the file failed: {type(exc).__name__}") from None
+        if response.status_code >= 300:
+            raise _error_from_response(response)
+        return Asset.model_validate(await self._request("POST", f"/assets/{reservation.asset_id}/complete"))
 
     @asynccontextmanager
     async def stream_output(self, url: str) -> AsyncIterator[httpx2.Response]:

@@ -20,12 +20,21 @@ ASSUMPTIONS = {
     "usd_per_credit": "Cost estimates convert credits to USD at FLORA_USD_PER_CREDIT (default 0.01).",
     # Listing endpoints without an explicit limit cap use the documented 1-100 range.
     "project_page_default": "GET /projects returns 20 projects when `limit` is omitted.",
+    # "Other areas" of the reference: the contract names their fields, not their envelopes.
+    "list_actions": "GET /actions returns {actions: [Action]}; an Action as in CONTRACT.md 'Other areas'.",
+    "list_techniques": "GET /techniques?workspace_id= returns {techniques: [Technique]}; a Technique has "
+    "technique_id (tech_…), name, description and inputs [{name, type, required, description}].",
+    "technique_runs": "POST /runs/technique takes the Idempotency-Key header like every POST.",
+    "assets": "POST /assets/uploads {workspace_id, filename, content_type, size} -> {asset_id, upload_url, "
+    "upload_method, upload_headers}; the bytes go to upload_url; POST /assets/{asset_id}/complete -> "
+    "Asset {asset_id, status, url, type, content_type, size}.",
 }
 
 # --- ID types: patterns exactly as the contract gives them -------------------------------------------
 WORKSPACE_ID_PATTERN = r"^ws_\S+$"
 PROJECT_ID_PATTERN = r"^prj_\S+$"
 RUN_ID_PATTERN = r"^run_\S+$"
+TECHNIQUE_ID_PATTERN = r"^tech_\S+$"
 
 WorkspaceId = Annotated[str, Field(pattern=WORKSPACE_ID_PATTERN)]
 ProjectId = Annotated[str, Field(pattern=PROJECT_ID_PATTERN)]
@@ -185,6 +194,104 @@ class Run(_Response):
     @property
     def finished(self) -> bool:
         return self.status in ("completed", "failed")
+
+
+# --- Actions, techniques, assets ("Other areas"; see ASSUMPTIONS) ---------------------------------------
+MediaType = Literal["image", "video", "audio", "text"]
+
+
+class Slot(_Response):
+    name: str
+    type: MediaType
+    required: bool = True
+    description: str | None = None
+
+
+class ActionParam(_Response):
+    key: str
+    type: str  # e.g. number, string, boolean, select, color
+    required: bool = False  # not in the contract's field list; absent means optional
+    label: str | None = None
+    default_value: Any = None
+    available_values: list[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+
+
+class Action(_Response):
+    action_id: str
+    name: str
+    description: str | None = None
+    language: str | None = None
+    charged_cost: float | None = None
+    inputs: list[Slot] = []
+    outputs: list[Slot] = []
+    params: list[ActionParam] = []
+
+
+class ActionList(_Response):
+    actions: list[Action]
+
+
+class ActionInput(_Request):
+    type: MediaType
+    url: str | None = None
+    text: str | None = None
+    name: str | None = None
+
+
+class ActionRunRequest(_Request):
+    """Body of POST /runs/action."""
+
+    action_id: Annotated[str, Field(min_length=1)]
+    workspace_id: WorkspaceId
+    project_id: ProjectId
+    inputs: Annotated[list[ActionInput], Field(min_length=1)]
+    params: dict[str, Any] | None = None
+
+
+class Technique(_Response):
+    technique_id: Annotated[str, Field(pattern=TECHNIQUE_ID_PATTERN)]
+    name: str
+    description: str | None = None
+    inputs: list[Slot] = []
+    estimated_seconds: int | None = None
+
+
+class TechniqueList(_Response):
+    techniques: list[Technique]
+
+
+class TechniqueRunRequest(_Request):
+    """Body of POST /runs/technique."""
+
+    technique_id: Annotated[str, Field(pattern=TECHNIQUE_ID_PATTERN)]
+    workspace_id: WorkspaceId
+    inputs: dict[str, Any]
+
+
+class UploadRequest(_Request):
+    workspace_id: WorkspaceId
+    filename: Annotated[str, Field(min_length=1)]
+    content_type: str
+    size: Annotated[int, Field(ge=1)]
+
+
+class UploadReservation(_Response):
+    asset_id: str
+    upload_url: str
+    upload_method: str = "PUT"
+    upload_headers: dict[str, str] = {}
+
+
+class Asset(_Response):
+    asset_id: str
+    status: str
+    url: str | None = None
+    type: MediaType | None = None
+    content_type: str | None = None
+    size: int | None = None
 
 
 # --- Errors ------------------------------------------------------------------------------------------

@@ -151,3 +151,29 @@ async def test_unknown_params_are_accepted_and_billed_like_flora(http, sandbox):
                                            "model": "t2i-flux-2-pro", "params": {"aspect_ratio": "16x9", "zzz": 1}})
     assert r.status_code == 201
     assert sandbox.charged_runs() == [r.json()["run_id"]]
+
+
+async def test_action_and_technique_runs_match_openapi(http, sandbox, clock):
+    from flora_mcp.models import ActionInput, ActionRunRequest, TechniqueRunRequest
+
+    ws, prj = await _ids(http)
+    body = ActionRunRequest(action_id="split-text", workspace_id=ws, project_id=prj,
+                            inputs=[ActionInput(type="text", text="a,b")], params={"delimiter": ","})
+    wire = body.model_dump(exclude_none=True)
+    check(wire, request_schema("createActionRun"))
+    r = await http.post("/runs/action", json=wire)
+    assert r.status_code == 201
+    check(r.json(), response_schema("createActionRun", 201))
+    technique = TechniqueRunRequest(technique_id="tech_headline_poster", workspace_id=ws,
+                                    inputs={"headline": "Hello"}).model_dump()
+    check(technique, request_schema("createTopLevelTechniqueRun"))
+    r2 = await http.post("/runs/technique", json=technique)
+    assert r2.status_code == 201
+    check(r2.json(), response_schema("createTopLevelTechniqueRun", 201))
+    clock.advance(60)
+    for run_id in (r.json()["run_id"], r2.json()["run_id"]):
+        run = (await http.get(f"/runs/{run_id}")).json()
+        check(run, response_schema("getRun", 200))
+        assert run["status"] == "completed" and run["outputs"]
+    r = await http.post("/runs/action", json=wire | {"inputs": [{"type": "text", "text": "x", "colour": 1}]})
+    assert r.status_code == 400 and r.json()["error"]["fields"][0]["field"] == "inputs.0.colour"

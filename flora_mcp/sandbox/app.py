@@ -17,13 +17,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from . import media
+from .actions import ACTION_SECONDS, ACTIONS, TECHNIQUE_COST, TECHNIQUES, ActionInputError, run_action
 from .catalog import MODELS, MODELS_BY_ID
+from .media import render_output
 from .state import Account, SandboxState
 
 _ID_PATTERNS = {"workspace_id": re.compile(r"^ws_\S+$"), "project_id": re.compile(r"^prj_\S+$")}
 _GENERATE_FIELDS = ("type", "prompt", "workspace_id", "project_id", "model", "params")
 _TYPES = ("image", "video", "audio", "text")
+MAX_UPLOAD = 50 * 1024 * 1024
 
 
 class ConnectionDropped(Exception):
@@ -81,6 +83,20 @@ def build_app(state: SandboxState) -> Any:
             return _list_models(request)
         if path in ("/generate", "/runs/generation") and method == "POST":
             return await _generate(request, account)
+        if path == "/actions" and method == "GET":
+            return JSONResponse({"actions": [entry for entry, _ in ACTIONS.values()]})
+        if path == "/runs/action" and method == "POST":
+            return await _action_run(request, account)
+        if path == "/techniques" and method == "GET":
+            if not any(w["workspace_id"] == request.query_params.get("workspace_id") for w in account.workspaces):
+                return error(404, "not_found", "Workspace not found")
+            return JSONResponse({"techniques": [entry for entry, _ in TECHNIQUES.values()]})
+        if path == "/runs/technique" and method == "POST":
+            return await _technique_run(request, account)
+        if path == "/assets/uploads" and method == "POST":
+            return await _reserve_upload(request, account)
+        if path.startswith("/assets/") and path.endswith("/complete") and method == "POST":
+            return _complete_upload(path.split("/")[2], account)
         if path.startswith("/runs/") and method == "GET":
             run = state.runs.get(path.removeprefix("/runs/"))
             if run is None or run.account != account.key_fingerprint:
@@ -195,6 +211,145 @@ def build_app(state: SandboxState) -> Any:
             status_code=201,
         )
 
+    def _ids_problems(body: dict[str, Any], allowed: tuple[str, ...], required: tuple[str, ...]) -> list[dict[str, str]]:
+        problems = [{"field": k, "message": "Unrecognized key"} for k in body if k not in allowed]
+        problems += [{"field": k, "message": "Required"} for k in required if k not in body]
+        for key, pattern in _ID_PATTERNS.items():
+            if key in body and not (isinstance(body[key], str) and pattern.match(body[key])):
+                problems.append({"field": key, "message": f"Invalid {key.split('_')[0]} ID"})
+        return problems
+
+    def _owned(account: Account, workspace_id: str, project_id: str | None = None) -> Response | None:
+        if not any(w["workspace_id"] == workspace_id for w in account.workspaces):
+            return error(404, "not_found", "Workspace not found")
+        if project_id is not None and not any(
+                p["project_id"] == project_id and p["workspace_id"] == workspace_id for p in account.projects):
+            return error(404, "not_found", "Project not found")
+        return None
+
+    async def _action_run(request: Request, account: Account) -> Response:
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        problems = _ids_problems(body, ("action_id", "workspace_id", "project_id", "inputs", "params"),
+                                 ("action_id", "workspace_id", "project_id", "inputs"))
+        inputs = body.get("inputs")
+        if "inputs" in body and (not isinstance(inputs, list) or not inputs):
+            problems.append({"field": "inputs", "message": "Array must contain at least 1 element(s)"})
+        for i, item in enumerate(inputs if isinstance(inputs, list) else []):
+            if not isinstance(item, dict) or item.get("type") not in _TYPES:
+                problems.append({"field": f"inputs.{i}.type", "message": "Invalid enum value"})
+            elif extra := [k for k in item if k not in ("type", "url", "text", "name")]:
+                problems.append({"field": f"inputs.{i}.{extra[0]}", "message": "Unrecognized key"})
+        if problems:
+            return _validation_error(problems)
+        if body["action_id"] not in ACTIONS:
+            return _validation_error([{"field": "action_id", "message": "Action not available"}])
+        if denied := _owned(account, body["workspace_id"], body["project_id"]):
+            return denied
+        images, texts = [], []
+        for i, item in enumerate(inputs):
+            if item.get("url"):
+                try:
+                    images.append(state.read_url(item["url"], account))
+                except LookupError as exc:
+                    return _validation_error([{"field": f"inputs.{i}.url", "message": str(exc)}])
+            elif item.get("text") is not None:
+                texts.append(str(item["text"]))
+            else:
+                return _validation_error([{"field": f"inputs.{i}", "message": "Needs url or text"}])
+        params = body.get("params") or {}
+        try:
+            produced = await anyio.to_thread.run_sync(run_action, body["action_id"], images, texts, params)
+        except ActionInputError as exc:
+            return _validation_error([{"field": "inputs/params", "message": str(exc)}])
+        if replay := _spent_key(request, account):
+            return replay
+        entry = ACTIONS[body["action_id"]][0]
+        run = state.start_processed_run(account, kind="action", workspace_id=body["workspace_id"],
+                                        project_id=body["project_id"], label=body["action_id"], produced=produced,
+                                        seconds=ACTION_SECONDS, cost=entry["charged_cost"])
+        return _started(run, {"action": {"action_id": body["action_id"]}, "project_id": run.project_id})
+
+    async def _technique_run(request: Request, account: Account) -> Response:
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        problems = _ids_problems(body, ("technique_id", "workspace_id", "inputs"), ("technique_id", "workspace_id", "inputs"))
+        if "inputs" in body and not isinstance(body["inputs"], dict):
+            problems.append({"field": "inputs", "message": "Expected object"})
+        if problems:
+            return _validation_error(problems)
+        if denied := _owned(account, body["workspace_id"]):
+            return denied
+        if body["technique_id"] not in TECHNIQUES:
+            return error(404, "not_found", "Technique not found")
+        entry, produce = TECHNIQUES[body["technique_id"]]
+        values, images = body["inputs"], {}
+        for slot in entry["inputs"]:
+            value = values.get(slot["name"])
+            if value is None:
+                if slot["required"]:
+                    return _validation_error([{"field": f"inputs.{slot['name']}", "message": "Required"}])
+                continue
+            if slot["type"] == "image":
+                url = value.get("url") if isinstance(value, dict) else value
+                try:
+                    images[slot["name"]] = state.read_url(str(url), account)
+                except LookupError as exc:
+                    return _validation_error([{"field": f"inputs.{slot['name']}", "message": str(exc)}])
+        try:
+            produced = await anyio.to_thread.run_sync(produce, values, images)
+        except ActionInputError as exc:
+            return _validation_error([{"field": "inputs", "message": str(exc)}])
+        if replay := _spent_key(request, account):
+            return replay
+        run = state.start_processed_run(account, kind="technique", workspace_id=body["workspace_id"], project_id="",
+                                        label=entry["name"], produced=produced, seconds=entry["estimated_seconds"],
+                                        cost=TECHNIQUE_COST)
+        return _started(run, {"technique": {"technique_id": entry["technique_id"], "name": entry["name"]}})
+
+    def _started(run: Any, extra: dict[str, Any]) -> JSONResponse:
+        return JSONResponse({"run_id": run.run_id, "type": run.kind, "estimated_seconds": run.estimated_seconds,
+                             "charged_cost": 0, "poll_url": f"{state.public_base_url}/api/v1/runs/{run.run_id}"}
+                            | extra, status_code=201)
+
+    async def _reserve_upload(request: Request, account: Account) -> Response:
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        fields = ("workspace_id", "filename", "content_type", "size")
+        problems = _ids_problems(body, fields, fields)
+        if "size" in body and not (isinstance(body["size"], int) and 0 < body["size"] <= MAX_UPLOAD):
+            problems.append({"field": "size", "message": f"Must be 1-{MAX_UPLOAD} bytes"})
+        if problems:
+            return _validation_error(problems)
+        if denied := _owned(account, body["workspace_id"]):
+            return denied
+        if replay := _spent_key(request, account):
+            return replay
+        asset_id = state.new_id("asset", account.key_fingerprint)
+        state.assets[asset_id] = {"account": account.key_fingerprint, "filename": body["filename"],
+                                  "content_type": body["content_type"], "size": body["size"], "data": None,
+                                  "status": "pending", "signature": state.new_id("sig", asset_id)}
+        signature = state.assets[asset_id]["signature"]
+        return JSONResponse({"asset_id": asset_id, "upload_method": "PUT", "upload_headers": {},
+                             "upload_url": f"{state.public_base_url}/uploads/{asset_id}?signature={signature}"},
+                            status_code=201)
+
+    def _complete_upload(asset_id: str, account: Account) -> Response:
+        asset = state.assets.get(asset_id)
+        if asset is None or asset["account"] != account.key_fingerprint:
+            return error(404, "not_found", "Asset not found")
+        if asset["data"] is None or len(asset["data"]) != asset["size"]:
+            return _validation_error([{"field": "upload", "message": "Bytes missing or not the reserved size"}])
+        asset["status"] = "ready"
+        kind = asset["content_type"].split("/")[0]
+        safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", asset["filename"])
+        return JSONResponse({"asset_id": asset_id, "status": "ready", "content_type": asset["content_type"],
+                             "size": asset["size"], "type": kind if kind in _TYPES else None,
+                             "url": f"{state.public_base_url}/media/assets/{asset_id}/{safe_name}"})
+
     def _spent_key(request: Request, account: Account) -> Response | None:
         key = request.headers.get("idempotency-key")
         if key and not state.claim_idempotency_key(account.key_fingerprint, key):
@@ -209,9 +364,26 @@ def build_app(state: SandboxState) -> Any:
             return error(404, "not_found", "File not found")
         cache_key = f"{run.run_id}/{name}"
         if cache_key not in state.files:
-            state.files[cache_key] = await anyio.to_thread.run_sync(_render, run, name)
+            state.files[cache_key] = await anyio.to_thread.run_sync(render_output, run, name)
         data, mime = state.files[cache_key]
         return Response(data, media_type=mime)
+
+    async def upload(request: Request) -> Response:
+        """The signed upload URL (like a storage bucket): no bearer key, the signature is the permission."""
+        asset = state.assets.get(request.path_params["asset_id"])
+        if asset is None or request.query_params.get("signature") != asset["signature"]:
+            return error(403, "forbidden", "Bad or expired upload signature")
+        data = await request.body()
+        if len(data) > MAX_UPLOAD:
+            return error(400, "input_validation_error", "Upload too large")
+        asset["data"] = data
+        return Response(status_code=200)
+
+    async def asset_file(request: Request) -> Response:
+        asset = state.assets.get(request.path_params["asset_id"])
+        if asset is None or asset["status"] != "ready":
+            return error(404, "not_found", "Asset not found")
+        return Response(asset["data"], media_type=asset["content_type"])
 
     async def control(request: Request) -> Response:
         """Test control panel: read and set faults and credits (not part of FLORA's API)."""
@@ -235,23 +407,12 @@ def build_app(state: SandboxState) -> Any:
     app = Starlette(routes=[
         Mount("/api/v1", routes=[Route("/{path:path}", api, methods=["GET", "POST"])]),
         Route("/files/{run_id}/{name}", files),
+        Route("/uploads/{asset_id}", upload, methods=["PUT"]),
+        Route("/media/assets/{asset_id}/{name}", asset_file),
         Route("/_sandbox", control, methods=["GET", "POST"]),
         Route("/healthz", health),
     ])
     return _DropConnections(app)
-
-
-def _render(run: Any, name: str) -> tuple[bytes, str]:
-    index = int(name.split("_")[1].split(".")[0]) if "_" in name else 1
-    seed = int(run.params.get("seed", 0) or 0) + index - 1 if isinstance(run.params.get("seed", 0), int) else index
-    if run.type == "image":
-        return media.render_png(run.prompt, media.image_size(run.params), seed=seed), "image/png"
-    if run.type == "video":
-        size = (640, 360) if run.params.get("aspect_ratio", "16:9") != "9:16" else (360, 640)
-        return media.render_gif(run.prompt, size, seed=seed), "image/gif"
-    if run.type == "audio":
-        return media.render_wav(run.prompt), "audio/wav"
-    return media.render_text(run.prompt, MODELS_BY_ID[run.model_id]["name"]), "text/plain; charset=utf-8"
 
 
 async def _json_body(request: Request) -> dict[str, Any] | Response:

@@ -8,6 +8,9 @@ import io
 import math
 import struct
 import wave
+from typing import Any
+
+from .catalog import MODELS_BY_ID
 
 _SIZES = {"1K": 1024, "2K": 2048, "4K": 4096}
 _ASPECTS = {"1:1": (1, 1), "16:9": (16, 9), "9:16": (9, 16), "4:3": (4, 3), "3:4": (3, 4)}
@@ -103,3 +106,16 @@ def render_text(prompt: str, model_name: str) -> bytes:
         f"its opening was: \u201c{prompt[:200]}\u201d.\n"
     )
     return body.encode()
+
+
+def render_output(run: Any, name: str) -> tuple[bytes, str]:
+    index = int(name.split("_")[1].split(".")[0]) if "_" in name else 1
+    seed = int(run.params.get("seed", 0) or 0) + index - 1 if isinstance(run.params.get("seed", 0), int) else index
+    if run.type == "image":
+        return render_png(run.prompt, image_size(run.params), seed=seed), "image/png"
+    if run.type == "video":
+        size = (640, 360) if run.params.get("aspect_ratio", "16:9") != "9:16" else (360, 640)
+        return render_gif(run.prompt, size, seed=seed), "image/gif"
+    if run.type == "audio":
+        return render_wav(run.prompt), "audio/wav"
+    return render_text(run.prompt, MODELS_BY_ID[run.model_id]["name"]), "text/plain; charset=utf-8"

@@ -73,6 +73,8 @@ class SandboxRun:
     final_cost: float
     fails: bool
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "generation"  # generation | action | technique
+    produced: list[tuple[str, str, bytes, str]] | None = None  # action/technique results, shown on completion
 
 
 def _short_hash(*parts: str, n: int = 10) -> str:
@@ -114,7 +116,8 @@ class SandboxState:
         self._rate: dict[str, list[float]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self.files: dict[str, tuple[bytes, str]] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}  # "run_id/name" -> (bytes, mime)
+        self.assets: dict[str, dict[str, Any]] = {}  # asset_id -> {account, filename, content_type, data, status}
 
     # --- accounts ------------------------------------------------------------------------------------
     def account_for(self, api_key: str) -> Account | None:
@@ -211,6 +214,49 @@ class SandboxState:
                 account.credits -= final_cost / USD_PER_CREDIT
         return run
 
+    def start_processed_run(self, account: Account, *, kind: str, workspace_id: str, project_id: str, label: str,
+                            produced: list[tuple[str, str, bytes, str]], seconds: int, cost: float) -> SandboxRun:
+        """An action or technique run: its outputs are already computed and appear on completion."""
+        fails = False
+        if self.faults.fail_runs:
+            self.faults.fail_runs -= 1
+            fails = True
+        run = SandboxRun(
+            run_id=self.new_id("run", account.key_fingerprint), account=account.key_fingerprint,
+            workspace_id=workspace_id, project_id=project_id, type="image", model_id=label, prompt=label,
+            params={}, created_at=self.clock(), estimated_seconds=seconds, final_cost=cost, fails=fails,
+            kind=kind, produced=produced,
+        )
+        with self._lock:
+            self.runs[run.run_id] = run
+            self.charges.append((account.key_fingerprint, run.run_id, cost))
+        return run
+
+    def read_url(self, url: str, account: Account) -> bytes:
+        """Bytes behind a URL this sandbox served (a run output or an uploaded asset).
+
+        The sandbox has no network, so any other URL is refused, as an unreachable one would be.
+        """
+        from .media import render_output
+
+        base = self.public_base_url
+        if url.startswith(f"{base}/files/"):
+            run_id, _, name = url.removeprefix(f"{base}/files/").partition("/")
+            run = self.runs.get(run_id)
+            if run is None or not any(o["url"] == url for o in self.view_run(run).get("outputs", [])):
+                raise LookupError("no such run output")
+            key = f"{run_id}/{name}"
+            if key not in self.files:
+                self.files[key] = render_output(run, name)
+            return self.files[key][0]
+        if url.startswith(f"{base}/media/assets/"):
+            asset_id = url.removeprefix(f"{base}/media/assets/").split("/", 1)[0]
+            asset = self.assets.get(asset_id)
+            if asset is None or asset["status"] != "ready" or asset["account"] != account.key_fingerprint:
+                raise LookupError("no such asset")
+            return asset["data"]
+        raise LookupError("the sandbox can only read URLs it served (run outputs and uploaded assets)")
+
     def estimated_cost(self, body: dict[str, Any]) -> float:
         model = MODELS_BY_ID[body.get("model") or DEFAULT_MODEL[body["type"]]]
         return model["estimated_credits"]
@@ -245,6 +291,14 @@ class SandboxState:
         return body | {"status": "completed", "progress": 100, "charged_cost": run.final_cost, "outputs": run.outputs}
 
     def _outputs_for(self, run: SandboxRun) -> list[dict[str, Any]]:
+        if run.produced is not None:
+            outputs = []
+            for i, (kind, ext, data, mime) in enumerate(run.produced):
+                name = f"output_{i + 1}.{ext}"
+                self.files[f"{run.run_id}/{name}"] = (data, mime)
+                outputs.append({"output_id": f"output_{i + 1}", "type": kind,
+                                "url": f"{self.public_base_url}/files/{run.run_id}/{name}"})
+            return outputs
         kind, ext = {
             "image": ("imageUrl", "png"),
             "video": ("videoUrl", "gif"),

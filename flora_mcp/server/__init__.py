@@ -33,14 +33,14 @@ INSTRUCTIONS = (
     "still running, call get_run with its run_id. IDs: ws_..., prj_..., run_...; models by endpoint ID."
 )
 
-TOOLSETS = ("core", "batch")
+TOOLSETS = ("core", "batch", "actions", "techniques", "assets")
 ApiKeyFor = Callable[[Context], str | None]
 
 
 def all_tools() -> list[ToolSpec]:
-    from .tools import discovery, generation
+    from .tools import actions, assets, discovery, generation
 
-    return [*discovery.TOOLS, *generation.TOOLS]
+    return [*discovery.TOOLS, *generation.TOOLS, *actions.ACTION_TOOLS, *actions.TECHNIQUE_TOOLS, *assets.TOOLS]
 
 
 def select_tools(settings: Settings) -> list[ToolSpec]:
@@ -103,7 +103,7 @@ def create_server(
         if api_key_for is None:
             return ToolCall(base, settings, backend.user(None), ctx, backend.log_levels)
         key = api_key_for(ctx)
-        return ToolCall(base.with_api_key(key), settings, backend.user(key), ctx, backend.log_levels)
+        return ToolCall(base.with_api_key(key), settings, backend.user(key), ctx, backend.log_levels, hosted=True)
 
     tools = [build_tool(spec, prepare, explain) for spec in select_tools(settings)]
     levels = backend.log_levels

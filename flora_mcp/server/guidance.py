@@ -42,7 +42,7 @@ def _norm(s: str) -> str:
     return re.sub(r"[^a-z0-9]", "", s.lower())
 
 
-def _closest(value: str, names: dict[str, str], n: int = 3) -> list[str]:
+def closest_ids(value: str, names: dict[str, str], n: int = 3) -> list[str]:
     """IDs whose ID or name matches `value` exactly (normalised), else the closest few."""
     target = _norm(value)
     exact = [i for i, name in names.items() if target in (_norm(i), _norm(name))]
@@ -103,7 +103,7 @@ async def resolve_project(call: ToolCall, workspace_id: str, value: str | None) 
 async def suggest_workspace(call: ToolCall, value: str) -> str:
     names = {w.workspace_id: w.name for w in await _workspaces(call)}
     bare = value.strip()
-    matches = [i for i in names if i == f"ws_{bare}"] or _closest(bare, names)
+    matches = [i for i in names if i == f"ws_{bare}"] or closest_ids(bare, names)
     if matches:
         hits = ", ".join(f"{m} ({names[m]})" for m in matches)
         return f"workspace_id takes a ws_… ID, not {value!r}: use {hits}"
@@ -123,7 +123,7 @@ async def suggest_project(call: ToolCall, workspace_id: str | None, value: str) 
         if projects:
             break
     names = {p.project_id: p.name for p in projects}
-    matches = [i for i in names if i == f"prj_{bare}"] or _closest(bare, names)
+    matches = [i for i in names if i == f"prj_{bare}"] or closest_ids(bare, names)
     if matches:
         hits = ", ".join(f"{m} ({names[m]})" for m in matches)
         return f"project_id takes a prj_… ID, not {value!r}: use {hits}"
@@ -143,7 +143,7 @@ async def find_model(call: ToolCall, value: str, type_: str | None = None) -> Mo
                                  f"or a {type_} model such as {', '.join(same)}")
         return model
     pool = {m.model_id: m.name for m in models if not type_ or m.type == type_}
-    matches = _closest(value, pool) or _closest(value, {m.model_id: m.name for m in models})
+    matches = closest_ids(value, pool) or closest_ids(value, {m.model_id: m.name for m in models})
     if matches:
         hits = ", ".join(f"{m} ({by_id[m].name})" for m in matches)
         return _raise(f"model takes an endpoint ID, not {value!r}: use {hits}")

@@ -75,6 +75,7 @@ class ToolCall:
     user: UserState
     ctx: Context | None = None
     log_levels: Any = None  # connection -> level chosen with logging/setLevel
+    hosted: bool = False  # serving many users over HTTP: never touch the server's own disk
 
     def _client_wants(self, level: str) -> bool:
         if self.ctx is None or self.log_levels is None:

@@ -13,11 +13,11 @@ from ...errors import FloraError
 from ...models import RUN_ID_PATTERN, GenerateRequest, Model, Run
 from .._registry import NeedsInput, ToolInputError, ToolResult, ToolSpec
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
-from ..outputs import render_outputs
 from ..paramcheck import check_params
 from ..params import ModelParam, ProjectParam, RunIdParam, TypeParam, WaitParam, WorkspaceParam
 from ..session import ToolCall
-from ..waiting import follow, seconds_left
+from ..runs import describe_run, record_start, wait_budget
+from ..waiting import follow
 
 MAX_BATCH = 20
 MODERN_PROTOCOL = "2026-07-28"  # first protocol revision where servers ask for input via input_required
@@ -148,34 +148,6 @@ def _usd(value: float | None) -> str:
     return "unknown" if value is None else f"${value:.2f}"
 
 
-# --- describing runs -----------------------------------------------------------------------------
-async def _describe(call: ToolCall, run: Run | FloraError, run_id: str,
-                    estimated_seconds: int | None = None) -> tuple[dict[str, Any], list]:
-    if isinstance(run, FloraError):
-        return {"run_id": run_id, "error": {"code": run.code, "message": str(run)}}, []
-    row: dict[str, Any] = {"run_id": run.run_id, "status": run.status, "progress": run.progress}
-    blocks: list = []
-    if run.status == "completed":
-        call.user.settle(run.run_id, run.charged_cost)
-        # Saving is the server operator's choice (stdio users set FLORA_OUTPUT_DIR); hosted mode leaves it unset.
-        rows, blocks = await render_outputs(call.client, run, save_dir=call.settings.output_dir)
-        row |= {"charged_cost": run.charged_cost or 0.0, "outputs": rows}
-    elif run.status == "failed":
-        call.user.settle(run.run_id, run.charged_cost)
-        row |= {"charged_cost": run.charged_cost or 0.0, "error_code": run.error_code,
-                "error_message": run.error_message,
-                "next": "failed runs usually fail again: change the prompt or model before retrying"}
-    else:
-        wait = seconds_left(run, estimated_seconds or call.user.estimates.get(run.run_id))
-        row |= {"charged_cost_min": run.charged_cost or 0.0,
-                "next": f"still {run.status}: call get_run with run_id={run.run_id} (and wait_seconds) in ~{wait} s"}
-    return row, blocks
-
-
-def _wait(call: ToolCall, wait_seconds: float | None) -> float:
-    return call.settings.wait_seconds if wait_seconds is None else wait_seconds
-
-
 # --- tools ---------------------------------------------------------------------------------------
 async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
     prepared = await _prepare(call, req, None, None)
@@ -199,12 +171,10 @@ async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
                                "next": str(exc)})
         run_id = started.run_id
         estimated = started.estimated_seconds
-        call.user.started[key] = run_id
-        if estimated is not None:
-            call.user.estimates[run_id] = estimated
+        record_start(call, key, started)
         await call.info(f"started {run_id} ({prepared.request.model or 'default model'})")
-    [run] = await follow(call, [run_id], _wait(call, req.wait_seconds), estimated)
-    row, blocks = await _describe(call, run, run_id, estimated)
+    [run] = await follow(call, [run_id], wait_budget(call, req.wait_seconds), estimated)
+    row, blocks = await describe_run(call, run, run_id, estimated)
     if prepared.estimate_usd is not None:
         row["estimated_usd"] = prepared.estimate_usd
     return ToolResult(row, content=blocks)
@@ -212,8 +182,8 @@ async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
 
 async def get_run(req: GetRun, call: ToolCall) -> ToolResult:
     run_ids = [req.run_id] if isinstance(req.run_id, str) else list(dict.fromkeys(req.run_id))
-    runs = await follow(call, run_ids, _wait(call, req.wait_seconds))
-    described = [await _describe(call, run, run_id) for run, run_id in zip(runs, run_ids)]
+    runs = await follow(call, run_ids, wait_budget(call, req.wait_seconds))
+    described = [await describe_run(call, run, run_id) for run, run_id in zip(runs, run_ids)]
     if isinstance(req.run_id, str):
         row, blocks = described[0]
         if isinstance(runs[0], FloraError):
@@ -262,9 +232,7 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
         key = new_idempotency_key()  # one key per item, reused by the client on every retry
         try:
             started = await call.client.start_generation(item.request, idempotency_key=key)
-            call.user.started[key] = started.run_id
-            if started.estimated_seconds is not None:
-                call.user.estimates[started.run_id] = started.estimated_seconds
+            record_start(call, key, started)
             rows[index] = {"item": index, "run_id": started.run_id, "status": "started"}
         except AcceptedRunLostError:
             rows[index] = {"item": index, "status": "accepted", "run_id": None,
@@ -279,13 +247,13 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
             else:
                 rows[index] = {"item": index, "error": item}
     run_ids = [r["run_id"] for r in rows if r.get("run_id")]
-    if run_ids and _wait(call, req.wait_seconds) > 0:
-        runs = await follow(call, run_ids, _wait(call, req.wait_seconds))
+    if run_ids and wait_budget(call, req.wait_seconds) > 0:
+        runs = await follow(call, run_ids, wait_budget(call, req.wait_seconds))
         by_id = dict(zip(run_ids, runs))
         blocks = []
         for row in rows:
             if row.get("run_id"):
-                described, found = await _describe(call, by_id[row["run_id"]], row["run_id"])
+                described, found = await describe_run(call, by_id[row["run_id"]], row["run_id"])
                 row.update(described)
                 blocks.extend(found)
         result = _batch_result(rows, blocks)

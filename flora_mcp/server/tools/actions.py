@@ -1,0 +1,202 @@
+"""Prebuilt actions (rotate-image, add-text-to-image, split-text, …) and saved techniques (tech_…)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from ...client import AcceptedRunLostError, new_idempotency_key
+from ...models import TECHNIQUE_ID_PATTERN, Action, ActionInput, ActionParam, ActionRunRequest, Technique, TechniqueRunRequest
+from .._registry import ToolInputError, ToolResult, ToolSpec
+from ..guidance import closest_ids, resolve_project, resolve_workspace
+from ..params import ProjectParam, WaitParam, WorkspaceParam
+from ..runs import start_and_follow
+from ..session import ToolCall
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ListActions(_Args):
+    query: str | None = None  # matches ID, name, description
+
+
+class InputItem(_Args):
+    type: Literal["image", "video", "audio", "text"]
+    url: str | None = None
+    text: str | None = None
+
+
+class RunAction(_Args):
+    action_id: Annotated[str, Field(description="From list_actions, e.g. rotate-image")]
+    inputs: Annotated[
+        list[InputItem],
+        Field(min_length=1),
+        WithJsonSchema({"type": "array", "minItems": 1, "description": "{type, url} or {type: text, text}; "
+                        "urls from run outputs or upload_asset", "items": {"type": "object", "required": ["type"]}}),
+    ]
+    params: dict[str, Any] | None = None
+    workspace_id: WorkspaceParam = None
+    project_id: ProjectParam = None
+    wait_seconds: WaitParam = None
+
+
+class ListTechniques(_Args):
+    workspace_id: WorkspaceParam = None
+
+
+class RunTechnique(_Args):
+    technique_id: Annotated[str, Field(pattern=TECHNIQUE_ID_PATTERN, description="From list_techniques")]
+    inputs: Annotated[dict[str, Any], Field(description="By input name; images as URLs")]
+    workspace_id: WorkspaceParam = None
+    wait_seconds: WaitParam = None
+
+
+# --- actions -------------------------------------------------------------------------------------
+def _describe_param(p: ActionParam) -> str:
+    text = p.key + ("*" if p.required else "")
+    if p.available_values:
+        return f"{text}({'|'.join(str(v) for v in p.available_values)})"
+    if p.min is not None and p.max is not None:
+        return f"{text}({p.min:g}-{p.max:g})"
+    return f"{text}:{p.type}"
+
+
+def compact_action(a: Action) -> dict[str, Any]:
+    return {"id": a.action_id, "name": a.name, "in": " ".join(s.type for s in a.inputs),
+            "out": " ".join(s.type for s in a.outputs), "params": " ".join(_describe_param(p) for p in a.params),
+            "usd": a.charged_cost}
+
+
+async def _actions(call: ToolCall) -> dict[str, Action]:
+    return {a.action_id: a for a in (await call.client.list_actions()).actions}
+
+
+def check_action(action: Action, inputs: list[InputItem], params: dict[str, Any] | None) -> list[str]:
+    """Problems with inputs/params for this action, each naming what is allowed."""
+    problems = []
+    params = params or {}
+    declared = {p.key: p for p in action.params}
+    for key, value in params.items():
+        spec = declared.get(key)
+        if spec is None:
+            close = difflib.get_close_matches(key, declared, n=1, cutoff=0.6)
+            problems.append(f"params.{key}: {action.action_id} has no such param."
+                            + (f" Did you mean {close[0]!r}?" if close else "")
+                            + f" Allowed: {', '.join(_describe_param(p) for p in action.params) or 'none'}")
+            continue
+        if spec.available_values and value not in spec.available_values and str(value) not in map(str, spec.available_values):
+            problems.append(f"params.{key}: {value!r} is not allowed. Allowed: "
+                            + ", ".join(str(v) for v in spec.available_values))
+        elif spec.type == "number":
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                problems.append(f"params.{key}: must be a number, got {value!r}")
+            elif (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
+                problems.append(f"params.{key}: {value} is outside {spec.min:g}-{spec.max:g}")
+        elif spec.type == "boolean" and not isinstance(value, bool):
+            problems.append(f"params.{key}: must be true or false")
+    for spec in action.params:
+        if spec.required and spec.key not in params:
+            problems.append(f"params.{spec.key}: required by {action.action_id}")
+    given = {i.type for i in inputs}
+    for slot in action.inputs:
+        if slot.required and slot.type not in given:
+            problems.append(f"inputs: {action.action_id} needs a {slot.type} input ({slot.name})")
+    for index, item in enumerate(inputs):
+        if item.type == "text" and item.text is None:
+            problems.append(f"inputs.{index}: a text input needs text")
+        elif item.type != "text" and not (item.url and item.url.startswith(("http://", "https://"))):
+            problems.append(f"inputs.{index}: a {item.type} input needs an http(s) url (a run output or upload_asset)")
+    return problems
+
+
+async def list_actions(req: ListActions, call: ToolCall) -> ToolResult:
+    actions = list((await _actions(call)).values())
+    if req.query:
+        q = req.query.lower()
+        actions = [a for a in actions if q in f"{a.action_id} {a.name} {a.description or ''}".lower()]
+    return ToolResult({"actions": [compact_action(a) for a in actions],
+                       "note": "pass id as action_id; params: key(values|min-max), * = required"})
+
+
+async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
+    actions = await _actions(call)
+    action = actions.get(req.action_id)
+    if action is None:
+        matches = closest_ids(req.action_id, {a.action_id: a.name for a in actions.values()})
+        hint = f"use {', '.join(matches)}" if matches else f"choose from list_actions ({', '.join(list(actions)[:8])}…)"
+        raise ToolInputError(f"action_id {req.action_id!r} is not an action: {hint}")
+    problems = check_action(action, req.inputs, req.params)
+    if problems:
+        raise ToolInputError("; ".join(problems) + ". Nothing was started or charged")
+    workspace_id = await resolve_workspace(call, req.workspace_id)
+    project_id = await resolve_project(call, workspace_id, req.project_id)
+    body = ActionRunRequest(action_id=action.action_id, workspace_id=workspace_id, project_id=project_id,
+                            inputs=[ActionInput(**i.model_dump(exclude_none=True)) for i in req.inputs],
+                            params=req.params or None)
+    key = new_idempotency_key()
+    try:
+        row, blocks = await start_and_follow(
+            call, key, lambda: call.client.start_action_run(body, idempotency_key=key), req.wait_seconds)
+    except AcceptedRunLostError as exc:
+        return ToolResult({"status": "accepted", "run_id": None, "next": str(exc)})
+    return ToolResult(row, content=blocks)
+
+
+# --- techniques ----------------------------------------------------------------------------------
+def compact_technique(t: Technique) -> dict[str, Any]:
+    return {"id": t.technique_id, "name": t.name, "description": t.description,
+            "inputs": " ".join(f"{s.name}{'*' if s.required else ''}({s.type})" for s in t.inputs)}
+
+
+async def list_techniques(req: ListTechniques, call: ToolCall) -> ToolResult:
+    workspace_id = await resolve_workspace(call, req.workspace_id)
+    techniques = (await call.client.list_techniques(workspace_id)).techniques
+    return ToolResult({"workspace_id": workspace_id, "techniques": [compact_technique(t) for t in techniques],
+                       "note": "inputs: name(type), * = required; pass image inputs as URLs"})
+
+
+async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
+    workspace_id = await resolve_workspace(call, req.workspace_id)
+    techniques = {t.technique_id: t for t in (await call.client.list_techniques(workspace_id)).techniques}
+    technique = techniques.get(req.technique_id)
+    if technique is None:
+        raise ToolInputError(f"technique_id {req.technique_id} is not in {workspace_id}; available: "
+                             + ", ".join(f"{t.technique_id} ({t.name})" for t in techniques.values()))
+    slots = {s.name: s for s in technique.inputs}
+    problems = []
+    for name, value in req.inputs.items():
+        if name not in slots:
+            close = difflib.get_close_matches(name, slots, n=1, cutoff=0.6)
+            problems.append(f"inputs.{name}: not an input of {technique.technique_id}."
+                            + (f" Did you mean {close[0]!r}?" if close else "") + f" Inputs: {', '.join(slots)}")
+        elif slots[name].type != "text" and not (isinstance(value, str) and value.startswith(("http://", "https://"))):
+            problems.append(f"inputs.{name}: a {slots[name].type} input takes an http(s) URL (a run output or upload_asset)")
+    problems += [f"inputs.{s.name}: required ({s.type})" for s in technique.inputs if s.required and s.name not in req.inputs]
+    if problems:
+        raise ToolInputError("; ".join(problems) + ". Nothing was started or charged")
+    body = TechniqueRunRequest(technique_id=technique.technique_id, workspace_id=workspace_id, inputs=req.inputs)
+    key = new_idempotency_key()
+    try:
+        row, blocks = await start_and_follow(
+            call, key, lambda: call.client.start_technique_run(body, idempotency_key=key), req.wait_seconds)
+    except AcceptedRunLostError as exc:
+        return ToolResult({"status": "accepted", "run_id": None, "next": str(exc)})
+    return ToolResult(row, content=blocks)
+
+
+ACTION_TOOLS = [
+    ToolSpec("list_actions", "List actions", "Prebuilt edits (rotate, text, blur…): IDs, inputs, params.",
+             ListActions, list_actions, "actions", read_only=True, idempotent=True),
+    ToolSpec("run_action", "Run action", "Paid. Run an action on images/text; waits, returns outputs.",
+             RunAction, run_action, "actions", read_only=False, idempotent=False),
+]
+TECHNIQUE_TOOLS = [
+    ToolSpec("list_techniques", "List techniques", "Saved FLORA workflows (tech_…) and their inputs.",
+             ListTechniques, list_techniques, "techniques", read_only=True, idempotent=True),
+    ToolSpec("run_technique", "Run technique", "Paid. Run a saved workflow; waits, returns outputs.",
+             RunTechnique, run_technique, "techniques", read_only=False, idempotent=False),
+]
