@@ -12,7 +12,6 @@ from contextlib import contextmanager
 
 import anyio
 import httpx2
-import pytest
 from mcp.client import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client

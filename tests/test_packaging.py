@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import tomllib
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import httpx2
 import jsonschema
-import pytest
 
 import flora_mcp
 from flora_mcp.config import Settings

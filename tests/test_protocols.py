@@ -9,7 +9,6 @@ from mcp.client import Client
 from mcp.client import session as client_session
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
 
 from tests.test_http import DEMO_KEY, generate, hosted, mcp_http
 from tests.test_stdio import _clean_env

@@ -28,7 +28,7 @@ class ToolInputError(Exception):
     """A value the agent sent cannot be used; the message says what to send instead."""
 
 
-class NeedsInput(Exception):  # noqa: N818 - a signal, not a failure
+class NeedsInput(Exception):
     """The call needs the user's answer first (protocol 2026-07-28 `input_required`)."""
 
     def __init__(self, result: InputRequiredResult) -> None:

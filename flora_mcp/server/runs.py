@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..client import AcceptedRunLostError, new_idempotency_key
 from ..errors import FloraError
 from ..models import Run, RunStarted
+from ._registry import ToolResult
 from .outputs import render_outputs
 from .session import ToolCall
 from .waiting import follow, seconds_left
@@ -18,19 +21,29 @@ def record_start(call: ToolCall, idempotency_key: str, started: RunStarted) -> N
         call.user.estimates[started.run_id] = started.estimated_seconds
 
 
-async def start_and_follow(call: ToolCall, idempotency_key: str, start: Any, wait_seconds: float | None):
-    """Start a run once per key (a repeated key returns the run already started), then follow it."""
-    run_id = call.user.started.get(idempotency_key)
+async def run_once(call: ToolCall, start: Callable[[str], Awaitable[RunStarted]], wait_seconds: float | None,
+                   idempotency_key: str | None = None) -> ToolResult:
+    """Start a paid run at most once per idempotency key, then follow it within the wait budget.
+
+    A key seen before returns the run it started (an agent retrying a timed-out call pays once);
+    a start whose answer was lost but which FLORA accepted is reported as accepted, not failed.
+    """
+    key = idempotency_key or new_idempotency_key()
+    run_id = call.user.started.get(key)
     if run_id is None:
-        started = await start()
-        record_start(call, idempotency_key, started)
+        try:
+            started = await start(key)
+        except AcceptedRunLostError as exc:
+            return ToolResult({"status": "accepted", "run_id": None, "idempotency_key": key, "next": str(exc)})
+        record_start(call, key, started)
         run_id = started.run_id
         await call.info(f"started {run_id}")
     estimated = call.user.estimates.get(run_id)
     [run] = await follow(call, [run_id], wait_budget(call, wait_seconds), estimated)
     if isinstance(run, FloraError):
         raise run
-    return await describe_run(call, run, run_id, estimated)
+    row, blocks = await describe_run(call, run, run_id, estimated)
+    return ToolResult(row, content=blocks)
 
 
 async def describe_run(call: ToolCall, run: Run | FloraError, run_id: str,

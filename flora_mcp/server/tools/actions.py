@@ -7,12 +7,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from ...client import AcceptedRunLostError, new_idempotency_key
-from ...models import TECHNIQUE_ID_PATTERN, Action, ActionInput, ActionParam, ActionRunRequest, Technique, TechniqueRunRequest
+from ...models import (
+    TECHNIQUE_ID_PATTERN,
+    Action,
+    ActionInput,
+    ActionParam,
+    ActionRunRequest,
+    Technique,
+    TechniqueRunRequest,
+)
 from .._registry import ToolInputError, ToolResult, ToolSpec
 from ..guidance import closest_ids, resolve_project, resolve_workspace
 from ..params import ProjectParam, WaitParam, WorkspaceParam
-from ..runs import start_and_follow
+from ..runs import run_once
 from ..session import ToolCall
 
 
@@ -137,13 +144,8 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
     body = ActionRunRequest(action_id=action.action_id, workspace_id=workspace_id, project_id=project_id,
                             inputs=[ActionInput(**i.model_dump(exclude_none=True)) for i in req.inputs],
                             params=req.params or None)
-    key = new_idempotency_key()
-    try:
-        row, blocks = await start_and_follow(
-            call, key, lambda: call.client.start_action_run(body, idempotency_key=key), req.wait_seconds)
-    except AcceptedRunLostError as exc:
-        return ToolResult({"status": "accepted", "run_id": None, "next": str(exc)})
-    return ToolResult(row, content=blocks)
+    return await run_once(call, lambda key: call.client.start_action_run(body, idempotency_key=key),
+                          req.wait_seconds)
 
 
 # --- techniques ----------------------------------------------------------------------------------
@@ -179,13 +181,8 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
     if problems:
         raise ToolInputError("; ".join(problems) + ". Nothing was started or charged")
     body = TechniqueRunRequest(technique_id=technique.technique_id, workspace_id=workspace_id, inputs=req.inputs)
-    key = new_idempotency_key()
-    try:
-        row, blocks = await start_and_follow(
-            call, key, lambda: call.client.start_technique_run(body, idempotency_key=key), req.wait_seconds)
-    except AcceptedRunLostError as exc:
-        return ToolResult({"status": "accepted", "run_id": None, "next": str(exc)})
-    return ToolResult(row, content=blocks)
+    return await run_once(call, lambda key: call.client.start_technique_run(body, idempotency_key=key),
+                          req.wait_seconds)
 
 
 ACTION_TOOLS = [

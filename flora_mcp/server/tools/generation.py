@@ -10,13 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from ...client import AcceptedRunLostError, new_idempotency_key
 from ...errors import FloraError
-from ...models import RUN_ID_PATTERN, GenerateRequest, Model, Run
+from ...models import RUN_ID_PATTERN, GenerateRequest, Model
 from .._registry import NeedsInput, ToolInputError, ToolResult, ToolSpec
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
 from ..paramcheck import check_params
 from ..params import ModelParam, ProjectParam, RunIdParam, TypeParam, WaitParam, WorkspaceParam
+from ..runs import describe_run, record_start, run_once, wait_budget
 from ..session import ToolCall
-from ..runs import describe_run, record_start, wait_budget
 from ..waiting import follow
 
 MAX_BATCH = 20
@@ -159,25 +159,13 @@ async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
             "estimated_usd": prepared.estimate_usd, "estimated_seconds": model.estimated_seconds if model else None,
             "note": "estimates can be far below the final charge" if model else "no model: FLORA picks one",
         })
-    key = req.idempotency_key or new_idempotency_key()
-    run_id = call.user.started.get(key)
-    estimated = prepared.model.estimated_seconds if prepared.model else None
-    if run_id is None:
+    if req.idempotency_key not in call.user.started:  # a repeated key returns its run: nothing to guard
         await _guard_cost(call, prepared.estimate_usd, "Generation")
-        try:
-            started = await call.client.start_generation(prepared.request, idempotency_key=key)
-        except AcceptedRunLostError as exc:
-            return ToolResult({"status": "accepted", "run_id": None, "idempotency_key": exc.idempotency_key,
-                               "next": str(exc)})
-        run_id = started.run_id
-        estimated = started.estimated_seconds
-        record_start(call, key, started)
-        await call.info(f"started {run_id} ({prepared.request.model or 'default model'})")
-    [run] = await follow(call, [run_id], wait_budget(call, req.wait_seconds), estimated)
-    row, blocks = await describe_run(call, run, run_id, estimated)
+    result = await run_once(call, lambda key: call.client.start_generation(prepared.request, idempotency_key=key),
+                            req.wait_seconds, req.idempotency_key)
     if prepared.estimate_usd is not None:
-        row["estimated_usd"] = prepared.estimate_usd
-    return ToolResult(row, content=blocks)
+        result.structured["estimated_usd"] = prepared.estimate_usd
+    return result
 
 
 async def get_run(req: GetRun, call: ToolCall) -> ToolResult:
