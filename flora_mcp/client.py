@@ -238,7 +238,7 @@ class FloraClient:
             else:
                 if response.status_code < 300:
                     return response.json() if response.content else {}
-                failure = _error_from_response(response)
+                failure = _error_from_response(response, secret=self._api_key)
                 if response.status_code not in RETRYABLE_STATUS:
                     if failure.code == "idempotency_duplicate" and attempt > 1 and idempotency_key:
                         raise AcceptedRunLostError(idempotency_key) from None
@@ -257,8 +257,12 @@ def _same_origin(url: str, base_url: str) -> bool:
     return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
 
-def _error_from_response(response: httpx2.Response) -> FloraError:
-    """Map the error envelope (or a bare failure) to the typed error tree."""
+def _error_from_response(response: httpx2.Response, secret: str | None = None) -> FloraError:
+    """Map the error envelope (or a bare failure) to the typed error tree.
+
+    Should a server ever echo the key back in its message, it is cut out here, before the text
+    can reach an exception, a log line or a tool result.
+    """
     code: str | None = None
     message = f"FLORA answered HTTP {response.status_code}"
     fields: list[FieldError] = []
@@ -273,5 +277,8 @@ def _error_from_response(response: httpx2.Response) -> FloraError:
                     fields.append(FieldError(str(item.get("field", "")), str(item.get("message", ""))))
     except (json.JSONDecodeError, ValueError):
         pass
+    if secret:
+        message = message.replace(secret, "[redacted]")
+        fields = [FieldError(f.field, f.message.replace(secret, "[redacted]")) for f in fields]
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     return error_for_status(response.status_code, code, message, fields, retry_after)
