@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,14 +19,15 @@ import anyio
 import httpx2
 
 from . import __version__
+from ._ids import new_idempotency_key
 from ._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from .config import DEFAULT_BASE_URL
 from .errors import (
+    AcceptedRunLostError,
     ConfigurationError,
     FieldError,
     FloraConnectionError,
     FloraError,
-    IdempotencyConflictError,
     error_for_status,
 )
 from .models import (
@@ -49,6 +49,8 @@ from .models import (
     WorkspaceList,
 )
 
+__all__ = ["AcceptedRunLostError", "FloraClient", "new_idempotency_key"]
+
 logger = logging.getLogger("flora_mcp.client")
 
 _MISSING_KEY = ConfigurationError(
@@ -56,27 +58,6 @@ _MISSING_KEY = ConfigurationError(
     hint="Set FLORA_API_KEY (a key starting with sk_live_ from FLORA's settings), or start the server "
     "with --sandbox to try it without a key",
 )
-
-
-class AcceptedRunLostError(IdempotencyConflictError):
-    """A retried POST /generate met 409: the first attempt was accepted, its answer was lost.
-
-    Not a failed run. Exactly one run was started and charged; FLORA does not return its ID on the
-    duplicate, so the caller must not start it again.
-    """
-
-    def __init__(self, idempotency_key: str) -> None:
-        self.idempotency_key = idempotency_key
-        super().__init__(
-            "The generation was accepted by FLORA on an earlier attempt whose answer was lost in transit; "
-            "it was started and charged once, not twice",
-            status=409,
-            hint="Do not start it again; its outputs will appear in the FLORA project",
-        )
-
-
-def new_idempotency_key() -> str:
-    return f"flora-mcp-{uuid.uuid4().hex}"
 
 
 class FloraClient:

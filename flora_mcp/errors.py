@@ -97,6 +97,23 @@ class IdempotencyConflictError(FloraError):
     hint = "This Idempotency-Key was already used in the last 24 hours; omit it to start a new run"
 
 
+class AcceptedRunLostError(IdempotencyConflictError):
+    """A retried start met 409: the first attempt was accepted, its answer was lost.
+
+    Not a failed run. Exactly one run was started and charged; FLORA does not return its ID on the
+    duplicate, so the caller must not start it again.
+    """
+
+    def __init__(self, idempotency_key: str) -> None:
+        self.idempotency_key = idempotency_key
+        super().__init__(
+            "The start was accepted by FLORA on an earlier attempt whose answer was lost in transit; "
+            "it was started and charged once, not twice",
+            status=409,
+            hint="Do not start it again; its outputs will appear in the FLORA project",
+        )
+
+
 class RateLimitError(FloraError):
     code = "rate_limited"
     hint = "FLORA is rate limiting this key; wait and try again"

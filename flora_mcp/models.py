@@ -30,18 +30,19 @@ ASSUMPTIONS = {
     "Asset {asset_id, status, url, type, content_type, size}.",
 }
 
-# --- ID types: patterns exactly as the contract gives them -------------------------------------------
-WORKSPACE_ID_PATTERN = r"^ws_\S+$"
-PROJECT_ID_PATTERN = r"^prj_\S+$"
-RUN_ID_PATTERN = r"^run_\S+$"
-TECHNIQUE_ID_PATTERN = r"^tech_\S+$"
+# --- ID types: patterns exactly as the contract gives them (defined in _ids) ---------------------------
+from ._ids import (  # noqa: E402  (re-exported: the contract's names live with its models)
+    PROJECT_ID_PATTERN,
+    RUN_ID_PATTERN,
+    TECHNIQUE_ID_PATTERN,
+    WORKSPACE_ID_PATTERN,
+    GenerationType,
+)
 
 WorkspaceId = Annotated[str, Field(pattern=WORKSPACE_ID_PATTERN)]
 ProjectId = Annotated[str, Field(pattern=PROJECT_ID_PATTERN)]
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN)]
 
-GenerationType = Literal["image", "video", "audio", "text"]
-GENERATION_TYPES: tuple[str, ...] = ("image", "video", "audio", "text")
 RunStatus = Literal["pending", "running", "completed", "failed"]
 OutputType = Literal["imageUrl", "videoUrl", "audioUrl", "text", "documentUrl"]
 ParamType = Literal["string", "string[]", "bool", "int", "int?", "seed", "float", "dict"]

@@ -9,10 +9,21 @@ from pathlib import Path
 
 from mcp.client import Client
 
-from flora_mcp.server import create_server
+from flora_mcp.server import all_tools, create_server
+from flora_mcp.server._registry import PUBLISHED_SCHEMAS, input_schema, published_schemas
 from tests.conftest import settings
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
+
+
+def test_published_schemas_are_the_request_models_schemas():
+    """The server publishes schemas.json at start-up (it is faster than generating); it must say
+    exactly what the pydantic request models say."""
+    generated = {spec.name: input_schema(spec.request) for spec in all_tools()}
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        PUBLISHED_SCHEMAS.write_text(json.dumps(generated, indent=1, sort_keys=True) + "\n")
+        published_schemas.cache_clear()
+    assert published_schemas() == generated, "schemas.json is stale: UPDATE_SNAPSHOTS=1 to regenerate"
 
 
 async def test_tools_list_matches_snapshot():

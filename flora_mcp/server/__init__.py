@@ -12,18 +12,20 @@ import hashlib
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp_types import EmptyResult, SetLevelRequestParams
 
 from .. import __version__
-from ..client import FloraClient
 from ..config import Settings, load_settings
 from ._registry import ToolSpec, build_tool
 from .guidance import explain
 from .session import ToolCall, UserState, connection_of
+
+if TYPE_CHECKING:
+    from ..client import FloraClient
 
 logger = logging.getLogger("flora_mcp.server")
 
@@ -66,6 +68,8 @@ class _Backend:
 
     def client(self) -> FloraClient:
         if self._client is None:
+            from ..client import FloraClient  # on first use: keeps the API models off the start-up path
+
             if self.settings.sandbox:
                 from ..sandbox import Sandbox  # only in sandbox mode
 

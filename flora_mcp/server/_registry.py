@@ -7,10 +7,12 @@ an answer that says what to use instead (see guidance.py), never a stack trace.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mcp.server.mcpserver import Context
@@ -73,6 +75,22 @@ class _RawArguments(ArgModelBase):
 
     def model_dump_one_level(self) -> dict[str, Any]:
         return {"arguments": dict(self.model_extra or {})}
+
+
+PUBLISHED_SCHEMAS = Path(__file__).with_name("schemas.json")
+
+
+@functools.cache
+def published_schemas() -> dict[str, dict[str, Any]]:
+    """The input schemas as generated from the request models, saved at development time.
+
+    Reading them is faster at start-up than generating them (which would also build every
+    model's validator); tests/test_schema_snapshot.py fails if they ever differ from the models.
+    """
+    try:
+        return json.loads(PUBLISHED_SCHEMAS.read_text())
+    except FileNotFoundError:
+        return {}
 
 
 def input_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -138,7 +156,7 @@ def build_tool(spec: ToolSpec, prepare: Callable[[Context], Awaitable[Any]],
         name=spec.name,
         title=None,  # the snake_case name reads well enough; a title costs bytes in every tools/list
         description=spec.description,
-        parameters=input_schema(spec.request),
+        parameters=published_schemas().get(spec.name) or input_schema(spec.request),
         fn_metadata=FuncMetadata(arg_model=_RawArguments),
         is_async=True,
         context_kwarg="ctx",

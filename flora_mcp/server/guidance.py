@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from .._ids import GENERATION_TYPES
 from ..errors import FloraError
-from ..models import GENERATION_TYPES, ListProjectsRequest, Model, Project, Workspace
 from ._registry import ToolInputError
 from .session import ToolCall
+
+if TYPE_CHECKING:
+    from ..models import Model, Project, Workspace
 
 # Model-family prefixes agents confuse with the generation `type`.
 FAMILY_TYPES = {
@@ -88,6 +91,8 @@ async def resolve_project(call: ToolCall, workspace_id: str, value: str | None) 
         return value
     if call.settings.project_id:
         return call.settings.project_id
+    from ..models import ListProjectsRequest
+
     page = await call.client.list_projects(ListProjectsRequest(workspace_id=workspace_id, limit=5))
     if not page.projects:
         raise ToolInputError(f"project_id is required and workspace {workspace_id} has no projects: "
@@ -115,6 +120,8 @@ async def suggest_project(call: ToolCall, workspace_id: str | None, value: str) 
         workspace_id = await resolve_workspace(call, workspace_id)
     except ToolInputError:
         return f"project_id takes a prj_… ID from list_projects, not {value!r}"
+    from ..models import ListProjectsRequest
+
     bare = value.strip()
     projects: list[Project] = []
     for query in (bare, None):

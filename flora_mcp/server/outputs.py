@@ -13,14 +13,16 @@ import logging
 import mimetypes
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp_types import AudioContent, ContentBlock, ImageContent, ResourceLink
 
-from ..client import FloraClient
 from ..errors import FloraError
-from ..models import Run, RunOutput
+
+if TYPE_CHECKING:
+    from ..client import FloraClient
+    from ..models import Run, RunOutput
 
 logger = logging.getLogger("flora_mcp.server")
 

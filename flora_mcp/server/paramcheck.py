@@ -7,9 +7,10 @@ only thing standing between a typo and a paid run.
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..models import Model, ModelParam
+if TYPE_CHECKING:
+    from ..models import Model, ModelParam
 
 
 def _type_ok(spec: ModelParam, value: Any) -> bool:

@@ -7,9 +7,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..models import PROJECT_ID_PATTERN, RUN_ID_PATTERN, WORKSPACE_ID_PATTERN, GenerationType
+from .._ids import PROJECT_ID_PATTERN, RUN_ID_PATTERN, WORKSPACE_ID_PATTERN, GenerationType
+
+
+class ToolArgs(BaseModel):
+    """Base of every tool's request model: unknown arguments are refused (with the allowed list).
+
+    defer_build: validators are built on a tool's first call; at start-up the published schemas
+    come from schemas.json (checked against these models by tests/test_schema_snapshot.py).
+    """
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
 
 WorkspaceParam = Annotated[
     str | None,

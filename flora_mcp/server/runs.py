@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..client import AcceptedRunLostError, new_idempotency_key
-from ..errors import FloraError
-from ..models import Run, RunStarted
+from .._ids import new_idempotency_key
+from ..errors import AcceptedRunLostError, FloraError
 from ._registry import ToolResult
 from .outputs import render_outputs
 from .session import ToolCall
 from .waiting import follow, seconds_left
+
+if TYPE_CHECKING:
+    from ..models import Run, RunStarted
 
 
 def record_start(call: ToolCall, idempotency_key: str, started: RunStarted) -> None:

@@ -6,16 +6,18 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPDeprecationWarning
 
-from ..client import FloraClient
 from ..config import Settings
 from ..errors import FloraError
-from ..models import Model
+
+if TYPE_CHECKING:
+    from ..client import FloraClient
+    from ..models import Model
 
 logger = logging.getLogger("flora_mcp.server")
 

@@ -8,12 +8,15 @@ client cancels the sleep and stops polling.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import anyio
 
 from ..errors import FloraError
-from ..models import Run
 from .session import ToolCall
+
+if TYPE_CHECKING:
+    from ..models import Run
 
 MAX_WAIT = 50.0
 MIN_INTERVAL = 0.25
@@ -56,7 +59,7 @@ async def follow(call: ToolCall, run_ids: list[str], wait_seconds: float,
             last_reported = total_progress
             done = sum(_done(r) for r in ordered)
             first = ordered[0]
-            message = status_line(first) if len(ordered) == 1 and isinstance(first, Run) else f"{done}/{len(ordered)} finished"
+            message = status_line(first) if len(ordered) == 1 and not isinstance(first, FloraError) else f"{done}/{len(ordered)} finished"
             await call.progress(round(total_progress, 1), 100, message)
         remaining = deadline - time.monotonic()
         if all(_done(r) for r in ordered) or remaining <= 0:

@@ -3,41 +3,32 @@
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import Field, WithJsonSchema
 
-from ...models import (
-    TECHNIQUE_ID_PATTERN,
-    Action,
-    ActionInput,
-    ActionParam,
-    ActionRunRequest,
-    Technique,
-    TechniqueRunRequest,
-)
+from ..._ids import TECHNIQUE_ID_PATTERN
 from .._registry import ToolInputError, ToolResult, ToolSpec
 from ..guidance import closest_ids, resolve_project, resolve_workspace
-from ..params import ProjectParam, WaitParam, WorkspaceParam
+from ..params import ProjectParam, ToolArgs, WaitParam, WorkspaceParam
 from ..runs import run_once
 from ..session import ToolCall
 
+if TYPE_CHECKING:
+    from ...models import Action, ActionParam, Technique
 
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
-
-class ListActions(_Args):
+class ListActions(ToolArgs):
     query: str | None = None  # matches ID, name, description
 
 
-class InputItem(_Args):
+class InputItem(ToolArgs):
     type: Literal["image", "video", "audio", "text"]
     url: str | None = None
     text: str | None = None
 
 
-class RunAction(_Args):
+class RunAction(ToolArgs):
     action_id: Annotated[str, Field(description="From list_actions, e.g. rotate-image")]
     inputs: Annotated[
         list[InputItem],
@@ -51,11 +42,11 @@ class RunAction(_Args):
     wait_seconds: WaitParam = None
 
 
-class ListTechniques(_Args):
+class ListTechniques(ToolArgs):
     workspace_id: WorkspaceParam = None
 
 
-class RunTechnique(_Args):
+class RunTechnique(ToolArgs):
     technique_id: Annotated[str, Field(pattern=TECHNIQUE_ID_PATTERN, description="From list_techniques")]
     inputs: Annotated[dict[str, Any], Field(description="By input name; images as URLs")]
     workspace_id: WorkspaceParam = None
@@ -141,6 +132,8 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
         raise ToolInputError("; ".join(problems) + ". Nothing was started or charged")
     workspace_id = await resolve_workspace(call, req.workspace_id)
     project_id = await resolve_project(call, workspace_id, req.project_id)
+    from ...models import ActionInput, ActionRunRequest
+
     body = ActionRunRequest(action_id=action.action_id, workspace_id=workspace_id, project_id=project_id,
                             inputs=[ActionInput(**i.model_dump(exclude_none=True)) for i in req.inputs],
                             params=req.params or None)
@@ -180,6 +173,8 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
     problems += [f"inputs.{s.name}: required ({s.type})" for s in technique.inputs if s.required and s.name not in req.inputs]
     if problems:
         raise ToolInputError("; ".join(problems) + ". Nothing was started or charged")
+    from ...models import TechniqueRunRequest
+
     body = TechniqueRunRequest(technique_id=technique.technique_id, workspace_id=workspace_id, inputs=req.inputs)
     return await run_once(call, lambda key: call.client.start_technique_run(body, idempotency_key=key),
                           req.wait_seconds)

@@ -13,22 +13,19 @@ from pathlib import Path
 from typing import Annotated
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ...errors import FloraError
-from ...models import UploadRequest
 from .._registry import ToolInputError, ToolResult, ToolSpec
 from ..guidance import resolve_workspace
 from ..outputs import fetch
-from ..params import WorkspaceParam
+from ..params import ToolArgs, WorkspaceParam
 from ..session import ToolCall
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 
-class UploadAsset(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UploadAsset(ToolArgs):
     path: Annotated[str | None, Field(description="Local file (stdio only)")] = None
     url: Annotated[str | None, Field(description="http(s) URL to copy")] = None
     workspace_id: WorkspaceParam = None
@@ -75,6 +72,8 @@ async def upload_asset(req: UploadAsset, call: ToolCall) -> ToolResult:
         except FloraError as exc:
             raise ToolInputError(f"url: {exc.message}") from None
         filename = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "upload"
+    from ...models import UploadRequest
+
     content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     workspace_id = await resolve_workspace(call, req.workspace_id)
     asset = await call.client.upload_asset(

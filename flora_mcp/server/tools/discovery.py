@@ -2,39 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from ...models import CreateProjectRequest, GenerationType, ListProjectsRequest, Model
+from ..._ids import GenerationType
 from .._registry import ToolResult, ToolSpec
 from ..guidance import find_model, resolve_workspace
 from ..paramcheck import describe_param
-from ..params import WorkspaceParam
+from ..params import ToolArgs, WorkspaceParam
 from ..session import ToolCall
 
+if TYPE_CHECKING:
+    from ...models import Model
 
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
-
-class ListWorkspaces(_Args):
+class ListWorkspaces(ToolArgs):
     pass
 
 
-class ListProjects(_Args):
+class ListProjects(ToolArgs):
     workspace_id: WorkspaceParam = None
     query: str | None = None  # name search
     limit: Annotated[int | None, Field(ge=1, le=100)] = None
     cursor: Annotated[str | None, Field(description="From next_cursor")] = None
 
 
-class CreateProject(_Args):
+class CreateProject(ToolArgs):
     name: Annotated[str, Field(min_length=1)]
     workspace_id: WorkspaceParam = None
 
 
-class ListModels(_Args):
+class ListModels(ToolArgs):
     type: GenerationType | None = None
     query: str | None = None  # matches ID, name, provider, capability
     model_id: Annotated[str | None, Field(description="Details of one model")] = None
@@ -48,6 +47,8 @@ async def list_workspaces(req: ListWorkspaces, call: ToolCall) -> ToolResult:
 
 
 async def list_projects(req: ListProjects, call: ToolCall) -> ToolResult:
+    from ...models import ListProjectsRequest
+
     workspace_id = await resolve_workspace(call, req.workspace_id)
     page = await call.client.list_projects(ListProjectsRequest(
         workspace_id=workspace_id, query=req.query, limit=req.limit, cursor=req.cursor))
@@ -61,6 +62,8 @@ async def list_projects(req: ListProjects, call: ToolCall) -> ToolResult:
 
 
 async def create_project(req: CreateProject, call: ToolCall) -> ToolResult:
+    from ...models import CreateProjectRequest
+
     workspace_id = await resolve_workspace(call, req.workspace_id)
     project = await call.client.create_project(CreateProjectRequest(workspace_id=workspace_id, name=req.name))
     return ToolResult({"project_id": project.project_id, "name": project.name, "workspace_id": project.workspace_id})

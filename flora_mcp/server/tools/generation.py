@@ -2,33 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, InputRequiredResult
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 
-from ...client import AcceptedRunLostError, new_idempotency_key
-from ...errors import FloraError
-from ...models import RUN_ID_PATTERN, GenerateRequest, Model
+from ..._ids import RUN_ID_PATTERN, new_idempotency_key
+from ...errors import AcceptedRunLostError, FloraError
 from .._registry import NeedsInput, ToolInputError, ToolResult, ToolSpec
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
 from ..paramcheck import check_params
-from ..params import ModelParam, ProjectParam, RunIdParam, TypeParam, WaitParam, WorkspaceParam
+from ..params import ModelParam, ProjectParam, RunIdParam, ToolArgs, TypeParam, WaitParam, WorkspaceParam
 from ..runs import describe_run, record_start, run_once, wait_budget
 from ..session import ToolCall
 from ..waiting import follow
+
+if TYPE_CHECKING:
+    from ...models import GenerateRequest, Model
 
 MAX_BATCH = 20
 MODERN_PROTOCOL = "2026-07-28"  # first protocol revision where servers ask for input via input_required
 CONFIRM_KEY = "flora_confirm_spend"
 
 
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class GenerationItem(_Args):
+class GenerationItem(ToolArgs):
     type: TypeParam
     prompt: Annotated[str, Field(min_length=1)]
     model: ModelParam = None
@@ -43,7 +41,7 @@ class StartGeneration(GenerationItem):
     dry_run: Annotated[bool | None, Field(description="Check and estimate only")] = None
 
 
-class StartGenerations(_Args):
+class StartGenerations(ToolArgs):
     # Each item is checked against GenerationItem on its own, so one bad item is reported in its row
     # while the others start. Published compactly: the full item schema would repeat start_generation's.
     items: Annotated[
@@ -58,7 +56,7 @@ class StartGenerations(_Args):
     wait_seconds: WaitParam = None
 
 
-class GetRun(_Args):
+class GetRun(ToolArgs):
     run_id: Annotated[
         RunIdParam | Annotated[list[RunIdParam], Field(min_length=1, max_length=MAX_BATCH)],
         WithJsonSchema({"description": "From start_generation(s); one or a list", "anyOf": [
@@ -86,6 +84,8 @@ async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | Non
         problems = check_params(model, item.params)
         if problems:
             raise ToolInputError("; ".join(problems) + ". Nothing was started or charged")
+    from ...models import GenerateRequest
+
     request = GenerateRequest(type=item.type, prompt=item.prompt, workspace_id=workspace_id, project_id=project_id,
                               model=item.model, params=item.params or None)
     estimate = round(model.estimated_credits * call.settings.usd_per_credit, 4) if model else None

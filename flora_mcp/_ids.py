@@ -1,0 +1,23 @@
+"""The contract's ID patterns and enums, and our idempotency keys: cheap to import, no pydantic.
+
+Kept apart from models.py so the stdio server can publish its tool schemas at start-up without
+building the API's ~35 response models (they load on the first tool call).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+WORKSPACE_ID_PATTERN = r"^ws_\S+$"
+PROJECT_ID_PATTERN = r"^prj_\S+$"
+RUN_ID_PATTERN = r"^run_\S+$"
+TECHNIQUE_ID_PATTERN = r"^tech_\S+$"
+
+GenerationType = Literal["image", "video", "audio", "text"]
+GENERATION_TYPES: tuple[str, ...] = ("image", "video", "audio", "text")
+
+
+def new_idempotency_key() -> str:
+    """One key per logical start; the client reuses it on every retry of that start."""
+    return f"flora-mcp-{uuid.uuid4().hex}"
