@@ -130,3 +130,16 @@ async def test_toolsets_expose_groups_and_read_only_hides_paid_tools(fast_sandbo
     read_only = await names(read_only=True)
     assert read_only == {"list_workspaces", "list_projects", "list_models", "get_run", "list_actions",
                          "list_techniques"}
+
+
+async def test_cost_limit_covers_actions_and_techniques(make_session, fast_sandbox):
+    async with make_session(max_cost_per_run=0.001) as client:
+        workspace_id, project_id = await first_ids(client)
+        result, _ = await call(client, "run_action", {"action_id": "split-text", "workspace_id": workspace_id,
+                                                      "project_id": project_id,
+                                                      "inputs": [{"type": "text", "text": "a,b"}]})
+        assert result.is_error and "FLORA_MAX_COST_PER_RUN" in text_of(result) and "$0.01" in text_of(result)
+        result, _ = await call(client, "run_technique", {"technique_id": "tech_headline_poster",
+                                                         "workspace_id": workspace_id, "inputs": {"headline": "Hi"}})
+        assert result.is_error and "no estimate" in text_of(result)
+    assert fast_sandbox.state.charges == []

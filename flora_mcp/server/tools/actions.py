@@ -9,6 +9,7 @@ from pydantic import Field, WithJsonSchema
 
 from ..._ids import TECHNIQUE_ID_PATTERN
 from .._registry import ToolInputError, ToolResult, ToolSpec
+from ..costs import guard_cost
 from ..guidance import closest_ids, resolve_project, resolve_workspace
 from ..params import ProjectParam, ToolArgs, WaitParam, WorkspaceParam
 from ..runs import run_once
@@ -132,6 +133,7 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
         raise ToolInputError("; ".join(problems) + ". Nothing was started or charged")
     workspace_id = await resolve_workspace(call, req.workspace_id)
     project_id = await resolve_project(call, workspace_id, req.project_id)
+    await guard_cost(call, action.charged_cost, f"Action {action.action_id}")
     from ...models import ActionInput, ActionRunRequest
 
     body = ActionRunRequest(action_id=action.action_id, workspace_id=workspace_id, project_id=project_id,
@@ -173,6 +175,7 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
     problems += [f"inputs.{s.name}: required ({s.type})" for s in technique.inputs if s.required and s.name not in req.inputs]
     if problems:
         raise ToolInputError("; ".join(problems) + ". Nothing was started or charged")
+    await guard_cost(call, None, f"Technique {technique.technique_id}")  # FLORA gives techniques no estimate
     from ...models import TechniqueRunRequest
 
     body = TechniqueRunRequest(technique_id=technique.technique_id, workspace_id=workspace_id, inputs=req.inputs)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, InputRequiredResult
-from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
+from pydantic import Field, ValidationError, WithJsonSchema
 
 from ..._ids import RUN_ID_PATTERN, new_idempotency_key
 from ...errors import AcceptedRunLostError, FloraError
-from .._registry import NeedsInput, ToolInputError, ToolResult, ToolSpec
+from .._registry import ToolInputError, ToolResult, ToolSpec
+from ..costs import guard_cost
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
 from ..paramcheck import check_params
 from ..params import ModelParam, ProjectParam, RunIdParam, ToolArgs, TypeParam, WaitParam, WorkspaceParam
@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from ...models import GenerateRequest, Model
 
 MAX_BATCH = 20
-MODERN_PROTOCOL = "2026-07-28"  # first protocol revision where servers ask for input via input_required
-CONFIRM_KEY = "flora_confirm_spend"
 
 
 class GenerationItem(ToolArgs):
@@ -92,62 +90,6 @@ async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | Non
     return _Prepared(request, model, estimate)
 
 
-class _ConfirmSpend(BaseModel):
-    confirm: bool = Field(description="Start it anyway?")
-
-
-async def _guard_cost(call: ToolCall, estimate_usd: float | None, what: str) -> None:
-    """Refuse (or, where the client can ask its user, confirm) a start above the configured limits."""
-    limit, budget = call.settings.max_cost_per_run, call.settings.session_budget
-    reasons = []
-    if limit is not None and (estimate_usd is None or estimate_usd > limit):
-        reasons.append(f"its estimate {_usd(estimate_usd)} is above FLORA_MAX_COST_PER_RUN ${limit:g}"
-                       if estimate_usd is not None else "it names no model, so its cost cannot be checked "
-                       f"against FLORA_MAX_COST_PER_RUN ${limit:g}")
-    if budget is not None and call.user.spent_usd + (estimate_usd or 0) > budget:
-        reasons.append(f"${call.user.spent_usd:.2f} of the ${budget:g} session budget is spent and this would "
-                       f"add {_usd(estimate_usd)}")
-    if not reasons:
-        return
-    message = f"{what} not started: " + "; ".join(reasons)
-    if await _user_confirms(call, message):
-        return
-    raise ToolInputError(message + ". Choose a cheaper model (list_models shows credits) or ask the user to raise "
-                         "the limit")
-
-
-async def _user_confirms(call: ToolCall, message: str) -> bool:
-    """Ask the user through MCP elicitation, where the client offers it.
-
-    Handshake-era protocols (≤ 2025-11-25) get an elicitation/create request mid-call. From
-    2026-07-28 there is no mid-call back-channel: the call answers `input_required` with the
-    question, and the client retries it with the user's answer. Nothing has been started by then,
-    so the retry is safe.
-    """
-    ctx = call.ctx
-    caps = ctx.client_capabilities if ctx is not None else None
-    if ctx is None or caps is None or caps.elicitation is None:
-        return False
-    question = message.replace(" not started:", " needs your OK:")
-    if (ctx.protocol_version or "") >= MODERN_PROTOCOL:
-        answer = (ctx.input_responses or {}).get(CONFIRM_KEY)
-        if answer is None:
-            schema = _ConfirmSpend.model_json_schema()
-            schema.pop("title", None)
-            raise NeedsInput(InputRequiredResult(input_requests={CONFIRM_KEY: ElicitRequest(
-                params=ElicitRequestFormParams(message=question, requested_schema=schema))}))
-        return isinstance(answer, ElicitResult) and answer.action == "accept" and (answer.content or {}).get("confirm") is True
-    try:
-        result = await ctx.elicit(question, _ConfirmSpend)
-    except Exception:
-        return False
-    return result.action == "accept" and result.data.confirm
-
-
-def _usd(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:.2f}"
-
-
 # --- tools ---------------------------------------------------------------------------------------
 async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
     prepared = await _prepare(call, req, None, None)
@@ -160,7 +102,7 @@ async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
             "note": "estimates can be far below the final charge" if model else "no model: FLORA picks one",
         })
     if req.idempotency_key not in call.user.started:  # a repeated key returns its run: nothing to guard
-        await _guard_cost(call, prepared.estimate_usd, "Generation")
+        await guard_cost(call, prepared.estimate_usd, "Generation")
     result = await run_once(call, lambda key: call.client.start_generation(prepared.request, idempotency_key=key),
                             req.wait_seconds, req.idempotency_key)
     if prepared.estimate_usd is not None:
@@ -213,7 +155,7 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
     if good:
         estimates = [p.estimate_usd for p in good]
         total = None if any(e is None for e in estimates) else sum(estimates)  # type: ignore[misc]
-        await _guard_cost(call, total, f"Batch of {len(good)}")
+        await guard_cost(call, total, f"Batch of {len(good)}")
     rows: list[dict[str, Any]] = [{} for _ in prepared]
 
     async def start(index: int, item: _Prepared) -> None:
