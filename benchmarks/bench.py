@@ -93,21 +93,23 @@ class Stdio:
 
 
 def cold_start(runs: int) -> dict:
-    result = {}
-    for name, cmd in (("floor", FLOOR), ("flora", FLORA + ["--sandbox"])):
-        inits, lists, rss = [], [], []
-        for _ in range(runs):
+    """Median time to the initialize and tools/list answers; floor and flora-mcp runs interleaved, so
+    a change in machine load during the measurement hits both alike."""
+    servers = {"floor": FLOOR, "flora": FLORA + ["--sandbox"]}
+    samples: dict[str, dict[str, list[float]]] = {name: {"init": [], "list": [], "rss": []} for name in servers}
+    for i in range(runs):
+        for name, cmd in servers.items():
             server = Stdio(cmd, clean_env())
             t_init, t_list = server.handshake()
-            inits.append(t_init)
-            lists.append(t_list)
-            if len(rss) < 3:
+            samples[name]["init"].append(t_init)
+            samples[name]["list"].append(t_list)
+            if i < 3:
                 time.sleep(0.5)
-                rss.append(server.rss_mb())
+                samples[name]["rss"].append(server.rss_mb())
             server.close()
-        result[name] = {"initialize_ms": statistics.median(inits) * 1000, "tools_list_ms": statistics.median(lists) * 1000,
-                        "idle_rss_mb": statistics.median(rss)}
-    return result
+    return {name: {"initialize_ms": statistics.median(s["init"]) * 1000,
+                   "tools_list_ms": statistics.median(s["list"]) * 1000,
+                   "idle_rss_mb": statistics.median(s["rss"])} for name, s in samples.items()}
 
 
 def tools_list_size() -> dict:
