@@ -418,3 +418,23 @@ async def test_model_catalogue_is_cached_and_a_stale_copy_survives_an_outage(fas
         fast_sandbox.faults.server_errors = 100  # and FLORA is down
         result, data = await call(client, "list_models", {"type": "image"})
     assert not result.is_error and data["models"]
+
+
+async def test_asking_again_for_a_finished_run_does_not_download_it_again(make_session, fast_sandbox):
+    async with make_session() as client:
+        workspace_id, project_id = await first_ids(client)
+        _, data = await call(client, "start_generation", {"type": "image", "prompt": "x",
+                                                          "workspace_id": workspace_id, "project_id": project_id})
+        assert len(fast_sandbox.state.downloads) == 1
+        result, again = await call(client, "get_run", {"run_id": data["run_id"]})
+    assert again["outputs"] == data["outputs"] and [c.type for c in result.content] == ["text", "image", "resource_link"]
+    assert len(fast_sandbox.state.downloads) == 1  # the preview was not fetched and shrunk again
+
+
+def test_recent_keeps_only_the_newest_entries():
+    from flora_mcp.server.session import Recent
+
+    recent = Recent(3)
+    for i in range(10):
+        recent[i] = i
+    assert list(recent) == [7, 8, 9]

@@ -366,6 +366,7 @@ def build_app(state: SandboxState) -> Any:
         if cache_key not in state.files:
             state.files[cache_key] = await anyio.to_thread.run_sync(render_output, run, name)
         data, mime = state.files[cache_key]
+        state.downloads.append(cache_key)
         return Response(data, media_type=mime)
 
     async def upload(request: Request) -> Response:

@@ -113,6 +113,7 @@ class SandboxState:
         self.idempotency: dict[tuple[str, str], float] = {}
         self.charges: list[tuple[str, str, float]] = []  # (account, run_id, usd) for every accepted run
         self.request_log: list[tuple[str, str, str]] = []  # (account, method, path)
+        self.downloads: list[str] = []  # output file paths served, in order
         self._rate: dict[str, list[float]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()

@@ -22,7 +22,7 @@ from .. import __version__
 from ..config import Settings, load_settings
 from ._registry import ToolSpec, build_tool
 from .guidance import explain
-from .session import ToolCall, UserState, connection_of
+from .session import Recent, ToolCall, UserState, connection_of
 
 if TYPE_CHECKING:
     from ..client import FloraClient
@@ -63,7 +63,7 @@ class _Backend:
         self.settings = settings
         self._client = client
         self.sandbox: Any = None
-        self.users: dict[str, UserState] = {}
+        self.users: Recent = Recent(10_000)  # one entry per API key seen (hosted: per user)
         self.log_levels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> level
 
     def client(self) -> FloraClient:
@@ -85,7 +85,10 @@ class _Backend:
 
     def user(self, api_key: str | None) -> UserState:
         tag = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
-        return self.users.setdefault(tag, UserState())
+        state = self.users.get(tag)
+        if state is None:
+            state = self.users[tag] = UserState()
+        return state
 
 
 def create_server(

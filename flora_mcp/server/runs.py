@@ -56,8 +56,10 @@ async def describe_run(call: ToolCall, run: Run | FloraError, run_id: str,
     blocks: list = []
     if run.status == "completed":
         call.user.settle(run.run_id, run.charged_cost)
-        # Saving is the server operator's choice (stdio users set FLORA_OUTPUT_DIR); hosted mode leaves it unset.
-        rows, blocks = await render_outputs(call.client, run, save_dir=call.settings.output_dir)
+        if run.run_id not in call.user.finished:  # asking again must not download and shrink it again
+            # Saving is the server operator's choice (stdio users set FLORA_OUTPUT_DIR); hosted mode leaves it unset.
+            call.user.finished[run.run_id] = await render_outputs(call.client, run, save_dir=call.settings.output_dir)
+        rows, blocks = call.user.finished[run.run_id]
         row |= {"charged_cost": run.charged_cost or 0.0, "outputs": rows}
     elif run.status == "failed":
         call.user.settle(run.run_id, run.charged_cost)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,22 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flora_mcp.server")
 
-CATALOG_TTL = 600.0
-_LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]  # seconds a fetched model catalogue is trusted
+CATALOG_TTL = 600.0  # seconds a fetched model catalogue is trusted
+_LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
+
+
+class Recent(OrderedDict):
+    """A dict that keeps only its `limit` most recent entries: a hosted server runs for months."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
 
 
 def connection_of(session: Any) -> Any:
@@ -41,15 +56,16 @@ class UserState:
     models: list[Model] | None = None
     models_fetched_at: float = 0.0
     spent_usd: float = 0.0  # settled charges of finished runs seen by this server
-    settled: set[str] = field(default_factory=set)
-    started: dict[str, str] = field(default_factory=dict)  # idempotency key -> run ID
-    estimates: dict[str, int] = field(default_factory=dict)  # run ID -> estimated seconds, for "check back" hints
+    settled: Recent = field(default_factory=lambda: Recent(10_000))  # run IDs already counted
+    started: Recent = field(default_factory=lambda: Recent(10_000))  # idempotency key -> run ID
+    estimates: Recent = field(default_factory=lambda: Recent(10_000))  # run ID -> estimated seconds, for hints
+    finished: Recent = field(default_factory=lambda: Recent(32))  # run ID -> described outputs: no re-download
     lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     def settle(self, run_id: str, charged_cost: float | None) -> None:
         """Count a finished run's final charge once towards the session budget."""
         if run_id not in self.settled and charged_cost is not None:
-            self.settled.add(run_id)
+            self.settled[run_id] = True
             self.spent_usd += charged_cost
 
     async def catalog(self, client: FloraClient) -> list[Model]:
