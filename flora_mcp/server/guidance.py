@@ -153,13 +153,9 @@ async def find_model(call: ToolCall, value: str, type_: str | None = None) -> Mo
     matches = closest_ids(value, pool) or closest_ids(value, {m.model_id: m.name for m in models})
     if matches:
         hits = ", ".join(f"{m} ({by_id[m].name})" for m in matches)
-        return _raise(f"model takes an endpoint ID, not {value!r}: use {hits}")
-    return _raise(f"model {value!r} is not in the catalogue. {'For type ' + type_ + ', c' if type_ else 'C'}hoose "
+        raise ToolInputError(f"model takes an endpoint ID, not {value!r}: use {hits}")
+    raise ToolInputError(f"model {value!r} is not in the catalogue. {'For type ' + type_ + ', c' if type_ else 'C'}hoose "
                   f"an endpoint ID from list_models: {', '.join(list(pool)[:6])}")
-
-
-def _raise(message: str) -> Any:
-    raise ToolInputError(message)
 
 
 async def explain(exc: ValidationError, arguments: dict[str, Any], call: ToolCall,
@@ -172,7 +168,7 @@ async def explain(exc: ValidationError, arguments: dict[str, Any], call: ToolCal
         value = err.get("input")
         kind = err.get("type", "")
         try:
-            line = await _explain_one(call, name, kind, value, arguments, err)
+            line = await _explain_one(call, name, kind, value, arguments)
         except ToolInputError as guided:
             line = str(guided)
         except FloraError:
@@ -190,8 +186,7 @@ async def explain(exc: ValidationError, arguments: dict[str, Any], call: ToolCal
     return "; ".join(lines)
 
 
-async def _explain_one(call: ToolCall, name: str, kind: str, value: Any, arguments: dict[str, Any],
-                       err: Any) -> str | None:
+async def _explain_one(call: ToolCall, name: str, kind: str, value: Any, arguments: dict[str, Any]) -> str | None:
     if name == "type" and kind in ("literal_error", "enum", "string_type"):
         return explain_type(value)
     if name in ("workspace_id", "project_id", "run_id") and kind == "string_pattern_mismatch":
