@@ -438,3 +438,10 @@ def test_recent_keeps_only_the_newest_entries():
     for i in range(10):
         recent[i] = i
     assert list(recent) == [7, 8, 9]
+
+
+async def test_sandbox_mode_never_uses_a_live_key_from_the_environment():
+    server = create_server(settings(sandbox=True, sandbox_speed=200, api_key="sk_live_real_key_in_env"))
+    async with Client(server) as client:
+        result, data = await call(client, "list_workspaces")
+    assert not result.is_error and data["workspaces"][0]["name"] == "FLORA Sandbox Studio"

@@ -56,31 +56,40 @@ def select_tools(settings: Settings) -> list[ToolSpec]:
     return [t for t in all_tools() if t.toolset in wanted and (t.read_only or not settings.read_only)]
 
 
+def build_client(settings: Settings, api_key: str | None, *, per_request_keys: bool = False) -> FloraClient:
+    """The FLORA client these settings describe: FLORA itself, or the embedded sandbox in-process.
+
+    The one place that chooses; everything after it speaks to a FloraClient either way. With
+    `per_request_keys` (hosted mode) the client holds no key: each user's view brings theirs.
+    """
+    from .._retry import RetryPolicy
+    from ..client import FloraClient  # on first use: keeps the API models off the start-up path
+
+    retry = RetryPolicy(max_retries=settings.max_retries)
+    if per_request_keys:
+        api_key = None
+    if settings.sandbox:
+        from ..sandbox import SANDBOX_API_KEY, Sandbox  # only in sandbox mode
+
+        if not per_request_keys and not (api_key or "").startswith("sk_sandbox_"):
+            api_key = SANDBOX_API_KEY  # a live key in the environment is never handed to the sandbox
+        return Sandbox(speed=settings.sandbox_speed).client(api_key, timeout=settings.timeout, retry=retry)
+    return FloraClient(api_key, base_url=settings.base_url, timeout=settings.timeout, retry=retry)
+
+
 class _Backend:
     """Builds the FLORA client on first use, so start-up stays light and a missing key is no crash."""
 
     def __init__(self, settings: Settings, client: FloraClient | None) -> None:
         self.settings = settings
         self._client = client
-        self.sandbox: Any = None
         self.users: Recent = Recent(10_000)  # one entry per API key seen (hosted: per user)
         self.log_levels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> level
 
     def client(self) -> FloraClient:
         if self._client is None:
-            from ..client import FloraClient  # on first use: keeps the API models off the start-up path
-
-            if self.settings.sandbox:
-                from ..sandbox import Sandbox  # only in sandbox mode
-
-                self.sandbox = Sandbox(speed=self.settings.sandbox_speed)
-                self._client = self.sandbox.client(timeout=self.settings.timeout)
-            else:
-                from .._retry import RetryPolicy
-
-                key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
-                self._client = FloraClient(key, base_url=self.settings.base_url, timeout=self.settings.timeout,
-                                           retry=RetryPolicy(max_retries=self.settings.max_retries))
+            key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
+            self._client = build_client(self.settings, key)
         return self._client
 
     def user(self, api_key: str | None) -> UserState:

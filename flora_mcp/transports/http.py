@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..client import FloraClient
 from ..config import Settings, load_settings
 from ..errors import AuthenticationError, FloraError
-from ..server import create_server
+from ..server import build_client, create_server
 
 logger = logging.getLogger("flora_mcp.http")
 access_log = logging.getLogger("flora_mcp.access")
@@ -167,12 +167,8 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
     """The hosted ASGI app (also a uvicorn/gunicorn `--factory` target; settings from FLORA_* env)."""
     settings = settings or load_settings()
     host = host or settings.host
-    if client is None and settings.sandbox:
-        from ..sandbox import Sandbox
-
-        client = Sandbox(speed=settings.sandbox_speed).client(None, timeout=settings.timeout)
-    if client is None:
-        client = FloraClient(None, base_url=settings.base_url, timeout=settings.timeout)
+    # No server-wide key on the shared client: every request brings its own (see _KeyGate).
+    client = client or build_client(settings, None, per_request_keys=True)
     gate = _KeyGate(settings, client.with_api_key)
 
     def api_key_for(ctx: Context) -> str | None:
