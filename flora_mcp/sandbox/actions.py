@@ -1,4 +1,4 @@
-"""Sandbox actions and techniques, done for real with Pillow and the standard library.
+"""Sandbox actions and techniques, done for real with Pillow and the standard library (QR: qr.py).
 
 The sandbox lists only what it implements: a meaningful subset of FLORA's 37 action slugs, and two
 saved techniques. Each processor takes the run's inputs (bytes or text) and params and returns
@@ -101,6 +101,15 @@ def text_image(images: list, texts: list[str], p: dict[str, Any]) -> list[Output
     return [_png(_draw_text(canvas, texts[0], "center", int(p["size"]), _colour(p["color"])))]
 
 
+def qr_code(images: list, texts: list[str], p: dict[str, Any]) -> list[Output]:
+    from .qr import render
+
+    try:
+        return [_png(render(texts[0], scale=int(p["scale"])))]
+    except ValueError as exc:
+        raise ActionInputError(str(exc)) from exc
+
+
 def duplicate(images: list, texts: list[str], p: dict[str, Any]) -> list[Output]:
     return [_png(images[0]) for _ in range(int(p["copies"]))]
 
@@ -160,6 +169,8 @@ _action("generate-text-image", "Text to image card", "Render text as an image ca
         [_param("width", "number", 1024, min=64, max=4096, step=1), _param("height", "number", 576, min=64, max=4096, step=1),
          _param("size", "number", 64, min=8, max=400, step=1), _param("color", "color", "#ffffff"),
          _param("background", "color", "#202040")], text_image)
+_action("qr-code-generator", "QR code", "A QR code image for a text or URL (up to 106 bytes).", _TXT, _IMG,
+        [_param("scale", "number", 10, min=2, max=40, step=1)], qr_code)
 _action("duplicate-image", "Duplicate image", "Make copies of an image.", _IMG, _IMG,
         [_param("copies", "number", 2, min=1, max=8, step=1)], duplicate)
 _action("split-text", "Split text", "Split text into parts.", _TXT, _TXT,
