@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from importlib.resources import files
 from pathlib import Path
 
 import httpx2
@@ -19,45 +20,24 @@ from tests.servers import free_port, wait_healthy
 
 ROOT = Path(__file__).parent.parent
 
-# The registry's rules for server.json (schema 2025-09-29), restated for what this file uses: the
-# published schema itself is not reachable from these machines (see the README's packaging notes).
-# Set MCP_SERVER_SCHEMA to a copy of the published schema to validate against it as well.
-_INPUT = {"type": "object", "properties": {
-    "name": {"type": "string"}, "description": {"type": "string"}, "isRequired": {"type": "boolean"},
-    "isSecret": {"type": "boolean"}, "format": {"enum": ["string", "number", "boolean", "filepath"]},
-    "value": {"type": "string"}, "default": {"type": "string"}, "variables": {"type": "object"}}}
-REGISTRY_RULES = {
-    "type": "object",
-    "required": ["name", "description", "version"],
-    "properties": {
-        "$schema": {"const": "https://static.modelcontextprotocol.io/schemas/2025-09-29/server.schema.json"},
-        "name": {"type": "string", "pattern": r"^[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+$", "minLength": 3, "maxLength": 200},
-        "description": {"type": "string", "minLength": 1, "maxLength": 100},
-        "version": {"type": "string", "maxLength": 255, "not": {"pattern": r"[\^~><*x]|latest"}},
-        "repository": {"type": "object", "required": ["url", "source"]},
-        "packages": {"type": "array", "items": {
-            "type": "object", "additionalProperties": False,
-            "required": ["registryType", "identifier", "version", "transport"],
-            "properties": {
-                "registryType": {"type": "string"}, "registryBaseUrl": {"type": "string"},
-                "identifier": {"type": "string"}, "version": {"type": "string", "not": {"const": "latest"}},
-                "runtimeHint": {"type": "string"},
-                "transport": {"type": "object", "required": ["type"], "properties": {"type": {"const": "stdio"}}},
-                "environmentVariables": {"type": "array", "items": {**_INPUT, "required": ["name"]}},
-            }}},
-        "remotes": {"type": "array", "items": {
-            "type": "object", "required": ["type", "url"],
-            "properties": {"type": {"enum": ["streamable-http", "sse"]}, "url": {"type": "string"},
-                           "headers": {"type": "array", "items": {**_INPUT, "required": ["name"]}}}}},
-    },
-}
+def registry_schema(schema_url: str) -> dict:
+    """The MCP registry's published schema for the version server.json declares.
 
-
-def test_server_json_follows_the_registry_rules_and_matches_the_package():
-    meta = json.loads((ROOT / "server.json").read_text())
-    jsonschema.Draft7Validator(REGISTRY_RULES).validate(meta)
+    skillsaw (a test dependency) bundles the released schemas byte for byte from
+    modelcontextprotocol/static; MCP_SERVER_SCHEMA may point at another copy.
+    """
     if os.environ.get("MCP_SERVER_SCHEMA"):
-        jsonschema.Draft7Validator(json.loads(Path(os.environ["MCP_SERVER_SCHEMA"]).read_text())).validate(meta)
+        return json.loads(Path(os.environ["MCP_SERVER_SCHEMA"]).read_text())
+    version = schema_url.rstrip("/").split("/")[-2].replace("-", "_")
+    resource = files("skillsaw.schemas.mcp_registry") / f"v{version}" / "server.schema.json"
+    return json.loads(resource.read_text())
+
+
+def test_server_json_is_valid_against_the_registry_schema_and_matches_the_package():
+    meta = json.loads((ROOT / "server.json").read_text())
+    schema = registry_schema(meta["$schema"])
+    assert schema["$id"] == meta["$schema"]
+    jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker()).validate(meta)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     [package] = meta["packages"]
     assert meta["version"] == package["version"] == project["version"] == flora_mcp.__version__
