@@ -7,6 +7,7 @@ Routes under /api/v1 follow the contract. /files serves output bytes (like FLORA
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from typing import Any
@@ -390,7 +391,10 @@ def build_app(state: SandboxState) -> Any:
         """Test control panel: read and set faults and credits (not part of FLORA's API)."""
         if request.method == "POST":
             changes = await request.json()
+            known = {f.name for f in dataclasses.fields(state.faults)}
             for key, value in changes.get("faults", {}).items():
+                if key not in known:
+                    return error(400, "input_validation_error", f"Unknown fault {key!r}; known: {sorted(known)}")
                 setattr(state.faults, key, tuple(value) if key == "only_paths" else value)
             if "credits" in changes:
                 state.default_credits = changes["credits"]
