@@ -432,7 +432,7 @@ async def test_asking_again_for_a_finished_run_does_not_download_it_again(make_s
 
 
 def test_recent_keeps_only_the_newest_entries():
-    from flora_mcp.server.session import Recent
+    from flora_mcp._recent import Recent
 
     recent = Recent(3)
     for i in range(10):

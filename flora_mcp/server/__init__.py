@@ -19,10 +19,11 @@ from mcp.server.mcpserver import Context
 from mcp_types import EmptyResult, SetLevelRequestParams
 
 from .. import __version__
+from .._recent import Recent
 from ..config import Settings, load_settings
 from ._registry import ToolSpec, build_tool
 from .guidance import explain
-from .session import Recent, ToolCall, UserState, connection_of
+from .session import ToolCall, UserState, connection_of
 
 if TYPE_CHECKING:
     from ..client import FloraClient

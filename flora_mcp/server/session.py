@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ import anyio
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPDeprecationWarning
 
+from .._recent import Recent
 from ..config import Settings
 from ..errors import FloraError
 
@@ -24,20 +24,6 @@ logger = logging.getLogger("flora_mcp.server")
 
 CATALOG_TTL = 600.0  # seconds a fetched model catalogue is trusted
 _LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
-
-
-class Recent(OrderedDict):
-    """A dict that keeps only its `limit` most recent entries: a hosted server runs for months."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, value)
-        self.move_to_end(key)
-        while len(self) > self.limit:
-            self.popitem(last=False)
 
 
 def connection_of(session: Any) -> Any:

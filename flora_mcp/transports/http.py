@@ -14,7 +14,6 @@ import json
 import logging
 import sys
 import time
-from collections import OrderedDict
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,6 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .._recent import Recent
 from ..client import FloraClient
 from ..config import Settings, load_settings
 from ..errors import AuthenticationError, FloraError
@@ -74,8 +74,8 @@ class _KeyGate:
     def __init__(self, settings: Settings, client_for_key: Any) -> None:
         self.settings = settings
         self.client_for_key = client_for_key
-        self.verified: OrderedDict[str, float] = OrderedDict()
-        self.windows: dict[str, list[float]] = {}
+        self.verified: Recent = Recent(_KEY_CACHE_SIZE)  # key fingerprint -> when FLORA last accepted it
+        self.windows: Recent = Recent(_KEY_CACHE_SIZE)  # key fingerprint -> request times in the last minute
 
     def key_for(self, headers: Any) -> str | None:
         key = bearer(headers)
@@ -96,9 +96,6 @@ class _KeyGate:
             except FloraError as exc:
                 return JSONResponse({"error": "flora_unavailable", "message": exc.message}, status_code=503)
             self.verified[fp] = time.monotonic()
-            self.verified.move_to_end(fp)
-            while len(self.verified) > _KEY_CACHE_SIZE:
-                self.verified.popitem(last=False)
         return self._rate(fp)
 
     def _rate(self, fp: str) -> JSONResponse | None:
