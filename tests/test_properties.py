@@ -13,7 +13,7 @@ from flora_mcp.sandbox.catalog import MODELS
 from flora_mcp.server.paramcheck import check_params
 
 CATALOG = [Model.model_validate(m) for m in MODELS]
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
                            max_leaves=8)
 
@@ -67,3 +67,23 @@ def test_an_echoed_key_is_always_cut_from_errors(noise, status):
                       "fields": [{"field": "auth", "message": f"bad {key}"}]}}
     err = _error_from_response(httpx2.Response(status, json=body), secret=key)
     assert key not in str(err) and key not in repr(err)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.dictionaries(st.sampled_from(["type", "prompt", "workspace_id", "project_id", "model", "params",
+                                        "extra"]), json_values, max_size=7))
+def test_the_sandbox_answers_any_body_with_the_contract_never_a_crash(body):
+    """Whatever an agent or a bug sends, the sandbox answers 201 or an error envelope, never a 500."""
+    import anyio
+
+    from flora_mcp.sandbox import SANDBOX_API_KEY, Sandbox
+
+    async def post() -> httpx2.Response:
+        sandbox = Sandbox()
+        async with httpx2.AsyncClient(transport=sandbox.transport(), base_url=sandbox.base_url) as http:
+            return await http.post("/generate", json=body, headers={"Authorization": f"Bearer {SANDBOX_API_KEY}"})
+
+    response = anyio.run(post)
+    assert response.status_code in (201, 400, 404), response.text
+    if response.status_code != 201:
+        assert set(response.json()["error"]) >= {"code", "message"}

@@ -180,7 +180,9 @@ def build_app(state: SandboxState) -> Any:
             if key in body and not (isinstance(body[key], str) and pattern.match(body[key])):
                 problems.append({"field": key, "message": f"Invalid {key.split('_')[0]} ID"})
         model = body.get("model")
-        if model is not None and model not in MODELS_BY_ID:
+        if model is not None and not isinstance(model, str):
+            problems.append({"field": "model", "message": "Expected string"})
+        elif model is not None and model not in MODELS_BY_ID:
             problems.append({"field": "model", "message": "Unknown model endpoint ID"})
         elif model is not None and body.get("type") in _TYPES and MODELS_BY_ID[model]["type"] != body["type"]:
             problems.append({"field": "model", "message": f"Model is not a {body['type']} model"})
