@@ -87,3 +87,33 @@ def test_the_sandbox_answers_any_body_with_the_contract_never_a_crash(body):
     assert response.status_code in (201, 400, 404), response.text
     if response.status_code != 201:
         assert set(response.json()["error"]) >= {"code", "message"}
+
+
+TOOL_ARGS = ["type", "prompt", "workspace_id", "project_id", "model", "params", "wait_seconds", "run_id",
+             "action_id", "inputs", "technique_id", "items", "query", "limit", "cursor", "name", "dry_run"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["list_projects", "create_project", "list_models", "start_generation", "get_run",
+                        "start_generations", "run_action", "run_technique", "upload_asset"]),
+       st.dictionaries(st.sampled_from(TOOL_ARGS), json_values, max_size=5))
+def test_no_arguments_crash_a_tool(tool, arguments):
+    """Any arguments get an answer: a result, or an error an agent can act on, never the SDK's crash text."""
+    import anyio
+    from mcp.client import Client
+
+    from flora_mcp.sandbox import Sandbox
+    from flora_mcp.server import create_server
+    from tests.conftest import settings as make_settings
+
+    if isinstance(arguments.get("wait_seconds"), int | float):
+        arguments["wait_seconds"] = 0
+
+    async def run():
+        server = create_server(make_settings(wait_seconds=0), client=Sandbox(speed=1000).client())
+        async with Client(server) as client:
+            return await client.call_tool(tool, arguments)
+
+    result = anyio.run(run)
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    assert "Error executing tool" not in text, text
