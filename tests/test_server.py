@@ -445,3 +445,14 @@ async def test_sandbox_mode_never_uses_a_live_key_from_the_environment():
     async with Client(server) as client:
         result, data = await call(client, "list_workspaces")
     assert not result.is_error and data["workspaces"][0]["name"] == "FLORA Sandbox Studio"
+
+
+async def test_an_unwritable_output_dir_is_reported_and_the_run_still_answers(make_session, tmp_path):
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("x")
+    async with make_session(output_dir=blocked) as client:
+        workspace_id, project_id = await first_ids(client)
+        result, data = await call(client, "start_generation", {"type": "image", "prompt": "x",
+                                                               "workspace_id": workspace_id, "project_id": project_id})
+    assert not result.is_error and data["status"] == "completed"
+    assert "not saved" in data["outputs"][0]["note"] and any(c.type == "image" for c in result.content)

@@ -117,8 +117,11 @@ async def render_outputs(
         row: dict[str, Any] = {"id": output.output_id, "type": output.type, "url": output.url, "mime": guess_mime(output)}
         try:
             if save_dir is not None:
-                path, size, mime = await save(client, run.run_id, output, save_dir)
-                row |= {"path": str(path), "bytes": size, "mime": mime}
+                try:
+                    path, size, mime = await save(client, run.run_id, output, save_dir)
+                    row |= {"path": str(path), "bytes": size, "mime": mime}
+                except OSError as exc:  # the run's answer matters more than the local copy
+                    row["note"] = f"not saved to {save_dir}: {exc.strerror or type(exc).__name__}"
             if output.type == "text":
                 data, _ = await fetch(client, output.url, INLINE_TEXT_MAX_BYTES)
                 row["text"] = data.decode("utf-8", errors="replace")
