@@ -173,8 +173,12 @@ class FloraClient:
         return Asset.model_validate(await self._request("POST", f"/assets/{reservation.asset_id}/complete"))
 
     @asynccontextmanager
-    async def stream_output(self, url: str) -> AsyncIterator[httpx2.Response]:
-        """Stream an output file. The key is sent only to FLORA's own origin, never to a media host."""
+    async def stream_output(self, url: str, *, follow_redirects: bool = True) -> AsyncIterator[httpx2.Response]:
+        """Stream an output file. The key is sent only to FLORA's own origin, never to a media host.
+
+        `follow_redirects=False` for URLs a user supplied: a redirect must not lead past a check
+        made on the URL itself (hosted mode refuses private addresses).
+        """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise FloraError(f"Refusing to fetch a non-http(s) output URL ({parts.scheme or 'no scheme'})")
@@ -182,8 +186,8 @@ class FloraClient:
         if self._api_key and _same_origin(url, self.base_url):
             headers["Authorization"] = f"Bearer {self._api_key}"
         try:
-            async with self._http.stream("GET", url, headers=headers, follow_redirects=True) as response:
-                if response.status_code >= 400:
+            async with self._http.stream("GET", url, headers=headers, follow_redirects=follow_redirects) as response:
+                if response.status_code >= 300:
                     raise FloraError(f"Downloading the output failed with HTTP {response.status_code}")
                 yield response
         except httpx2.TransportError as exc:

@@ -333,3 +333,18 @@ async def test_dropped_connection_over_a_real_socket_is_retried_safely():
 def test_sandbox_in_process_has_its_own_state():
     a, b = Sandbox(), Sandbox()
     assert a.state is not b.state
+
+
+async def test_user_supplied_urls_are_not_followed_through_redirects():
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.host == "public.example":
+            return httpx2.Response(302, headers={"Location": "http://10.0.0.5/secret"})
+        return httpx2.Response(200, content=b"internal")
+
+    client = FloraClient("sk_live_k", base_url="https://flora.example/api/v1", transport=httpx2.MockTransport(handler))
+    with pytest.raises(Exception) as info:
+        async with client.stream_output("https://public.example/a.png", follow_redirects=False):
+            pass
+    assert "HTTP 302" in str(info.value)
+    async with client.stream_output("https://public.example/a.png") as response:  # FLORA's own outputs may redirect
+        assert await response.aread() == b"internal"

@@ -41,9 +41,9 @@ def guess_mime(output: RunOutput) -> str:
     return mimetypes.guess_type(path)[0] or _DEFAULT_MIME[output.type]
 
 
-async def fetch(client: FloraClient, url: str, limit: int) -> tuple[bytes, str]:
+async def fetch(client: FloraClient, url: str, limit: int, *, follow_redirects: bool = True) -> tuple[bytes, str]:
     """Download up to `limit` bytes; larger files raise rather than fill memory."""
-    async with client.stream_output(url) as response:
+    async with client.stream_output(url, follow_redirects=follow_redirects) as response:
         mime = response.headers.get("content-type", "").split(";")[0].strip()
         chunks, size = [], 0
         async for chunk in response.aiter_bytes():

@@ -68,7 +68,7 @@ async def upload_asset(req: UploadAsset, call: ToolCall) -> ToolResult:
         if call.hosted:
             await _refuse_private(url)
         try:
-            data, _ = await fetch(call.client, url, MAX_UPLOAD_BYTES)
+            data, _ = await fetch(call.client, url, MAX_UPLOAD_BYTES, follow_redirects=not call.hosted)
         except FloraError as exc:
             raise ToolInputError(f"url: {exc.message}") from None
         filename = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "upload"
