@@ -123,7 +123,6 @@ def create_server(
         return ToolCall(base.with_api_key(key), settings, backend.user(key), ctx, backend.log_levels, hosted=True)
 
     tools = [build_tool(spec, prepare, explain) for spec in select_tools(settings)]
-    levels = backend.log_levels
     server = MCPServer(
         name="flora-mcp",
         title="FLORA",
@@ -133,7 +132,7 @@ def create_server(
         tools=tools,
         log_level=settings.log_level.upper(),  # type: ignore[arg-type]
     )
-    _serve_log_levels(server, levels)
+    _serve_log_levels(server, backend.log_levels)
     server.flora_backend = backend  # type: ignore[attr-defined]  # for the demo and tests
     return server
 

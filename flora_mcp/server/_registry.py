@@ -51,7 +51,6 @@ Handler = Callable[[Any, Any], Awaitable[ToolResult]]
 @dataclass(frozen=True)
 class ToolSpec:
     name: str
-    title: str
     description: str
     request: type[BaseModel]
     handler: Handler

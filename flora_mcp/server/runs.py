@@ -16,11 +16,17 @@ if TYPE_CHECKING:
     from ..models import Run, RunStarted
 
 
-def record_start(call: ToolCall, idempotency_key: str, started: RunStarted) -> None:
-    """Remember a started run: the same key returns it again; its estimate shapes later hints."""
+async def start_once(call: ToolCall, idempotency_key: str, start: Callable[[str], Awaitable[RunStarted]]) -> str:
+    """Start a run and remember it: the same key returns it again; its estimate shapes later hints.
+
+    Raises AcceptedRunLostError when FLORA accepted the start but its answer was lost.
+    """
+    started = await start(idempotency_key)
     call.user.started[idempotency_key] = started.run_id
     if started.estimated_seconds is not None:
         call.user.estimates[started.run_id] = started.estimated_seconds
+    await call.info(f"started {started.run_id}")
+    return started.run_id
 
 
 async def run_once(call: ToolCall, start: Callable[[str], Awaitable[RunStarted]], wait_seconds: float | None,
@@ -34,22 +40,17 @@ async def run_once(call: ToolCall, start: Callable[[str], Awaitable[RunStarted]]
     run_id = call.user.started.get(key)
     if run_id is None:
         try:
-            started = await start(key)
+            run_id = await start_once(call, key, start)
         except AcceptedRunLostError as exc:
             return ToolResult({"status": "accepted", "run_id": None, "idempotency_key": key, "next": str(exc)})
-        record_start(call, key, started)
-        run_id = started.run_id
-        await call.info(f"started {run_id}")
-    estimated = call.user.estimates.get(run_id)
-    [run] = await follow(call, [run_id], wait_budget(call, wait_seconds), estimated)
+    [run] = await follow(call, [run_id], wait_budget(call, wait_seconds), call.user.estimates.get(run_id))
     if isinstance(run, FloraError):
         raise run
-    row, blocks = await describe_run(call, run, run_id, estimated)
+    row, blocks = await describe_run(call, run, run_id)
     return ToolResult(row, content=blocks)
 
 
-async def describe_run(call: ToolCall, run: Run | FloraError, run_id: str,
-                    estimated_seconds: int | None = None) -> tuple[dict[str, Any], list]:
+async def describe_run(call: ToolCall, run: Run | FloraError, run_id: str) -> tuple[dict[str, Any], list]:
     if isinstance(run, FloraError):
         return {"run_id": run_id, "error": {"code": run.code, "message": str(run)}}, []
     row: dict[str, Any] = {"run_id": run.run_id, "status": run.status, "progress": run.progress}
@@ -67,7 +68,7 @@ async def describe_run(call: ToolCall, run: Run | FloraError, run_id: str,
                 "error_message": run.error_message,
                 "next": "failed runs usually fail again: change the prompt or model before retrying"}
     else:
-        wait = seconds_left(run, estimated_seconds or call.user.estimates.get(run.run_id))
+        wait = seconds_left(run, call.user.estimates.get(run.run_id))
         row |= {"charged_cost_min": run.charged_cost or 0.0,
                 "next": f"still {run.status}: call get_run with run_id={run.run_id} (and wait_seconds) in ~{wait} s"}
     return row, blocks

@@ -112,6 +112,3 @@ class ToolCall:
                 await self.ctx.info(message)
         except Exception:
             logger.debug("log notification not delivered", exc_info=True)
-
-    def default(self, name: str) -> Any:
-        return getattr(self.settings, name)

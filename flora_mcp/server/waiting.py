@@ -79,7 +79,7 @@ async def _refresh(call: ToolCall, run_id: str, runs: dict[str, Run | FloraError
         runs[run_id] = exc
 
 
-def seconds_left(run: Run, estimated_seconds: int | None, now: float | None = None) -> int:
+def seconds_left(run: Run, estimated_seconds: int | None) -> int:
     """A rough 'check back in' figure for an unfinished run."""
     if estimated_seconds and run.progress:
         return max(2, int(estimated_seconds * (100 - run.progress) / 100))

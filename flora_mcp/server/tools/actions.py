@@ -184,14 +184,14 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
 
 
 ACTION_TOOLS = [
-    ToolSpec("list_actions", "List actions", "Prebuilt edits (rotate, text, blur…): IDs, inputs, params.",
+    ToolSpec("list_actions", "Prebuilt edits (rotate, text, blur…): IDs, inputs, params.",
              ListActions, list_actions, "actions", read_only=True, idempotent=True),
-    ToolSpec("run_action", "Run action", "Paid. Run an action on images/text; waits, returns outputs.",
+    ToolSpec("run_action", "Paid. Run an action on images/text; waits, returns outputs.",
              RunAction, run_action, "actions", read_only=False, idempotent=False),
 ]
 TECHNIQUE_TOOLS = [
-    ToolSpec("list_techniques", "List techniques", "Saved FLORA workflows (tech_…) and their inputs.",
+    ToolSpec("list_techniques", "Saved FLORA workflows (tech_…) and their inputs.",
              ListTechniques, list_techniques, "techniques", read_only=True, idempotent=True),
-    ToolSpec("run_technique", "Run technique", "Paid. Run a saved workflow; waits, returns outputs.",
+    ToolSpec("run_technique", "Paid. Run a saved workflow; waits, returns outputs.",
              RunTechnique, run_technique, "techniques", read_only=False, idempotent=False),
 ]

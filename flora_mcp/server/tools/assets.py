@@ -84,6 +84,6 @@ async def upload_asset(req: UploadAsset, call: ToolCall) -> ToolResult:
 
 
 TOOLS = [
-    ToolSpec("upload_asset", "Upload asset", "Upload a local file or URL to FLORA; returns a URL for inputs.",
+    ToolSpec("upload_asset", "Upload a local file or URL to FLORA; returns a URL for inputs.",
              UploadAsset, upload_asset, "assets", read_only=False, idempotent=False),
 ]

@@ -101,12 +101,12 @@ async def list_models(req: ListModels, call: ToolCall) -> ToolResult:
 
 
 TOOLS = [
-    ToolSpec("list_workspaces", "List workspaces", "Workspaces this key can use.",
+    ToolSpec("list_workspaces", "Workspaces this key can use.",
              ListWorkspaces, list_workspaces, "core", read_only=True, idempotent=True),
-    ToolSpec("list_projects", "List projects", "Projects in a workspace, recent first.",
+    ToolSpec("list_projects", "Projects in a workspace, recent first.",
              ListProjects, list_projects, "core", read_only=True, idempotent=True),
-    ToolSpec("create_project", "Create project", "Create a project.",
+    ToolSpec("create_project", "Create a project.",
              CreateProject, create_project, "core", read_only=False, idempotent=False),
-    ToolSpec("list_models", "List models", "Models: endpoint IDs, cost, params.",
+    ToolSpec("list_models", "Models: endpoint IDs, cost, params.",
              ListModels, list_models, "core", read_only=True, idempotent=True),
 ]

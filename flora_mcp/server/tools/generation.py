@@ -14,7 +14,7 @@ from ..costs import guard_cost
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
 from ..paramcheck import check_params
 from ..params import ModelParam, ProjectParam, RunIdParam, ToolArgs, TypeParam, WaitParam, WorkspaceParam
-from ..runs import describe_run, record_start, run_once, wait_budget
+from ..runs import describe_run, run_once, start_once, wait_budget
 from ..session import ToolCall
 from ..waiting import follow
 
@@ -159,11 +159,10 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
     rows: list[dict[str, Any]] = [{} for _ in prepared]
 
     async def start(index: int, item: _Prepared) -> None:
-        key = new_idempotency_key()  # one key per item, reused by the client on every retry
-        try:
-            started = await call.client.start_generation(item.request, idempotency_key=key)
-            record_start(call, key, started)
-            rows[index] = {"item": index, "run_id": started.run_id, "status": "started"}
+        try:  # one key per item, reused by the client on every retry
+            run_id = await start_once(call, new_idempotency_key(),
+                                      lambda key: call.client.start_generation(item.request, idempotency_key=key))
+            rows[index] = {"item": index, "run_id": run_id, "status": "started"}
         except AcceptedRunLostError:
             rows[index] = {"item": index, "status": "accepted", "run_id": None,
                            "note": "accepted once; its run ID was lost in transit; do not restart it"}
@@ -194,12 +193,12 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
 
 
 TOOLS = [
-    ToolSpec("start_generation", "Generate",
-             "Paid. Starts a generation, waits (wait_seconds, default 25), returns outputs with previews or a run_id for get_run.",
+    ToolSpec("start_generation",
+             "Paid. Starts a generation, waits (wait_seconds, default 25), returns outputs with previews or a "
+             "run_id for get_run.",
              StartGeneration, start_generation, "core", read_only=False, idempotent=False),
-    ToolSpec("get_run", "Get run", "Status, cost and outputs of runs; waits for them.",
+    ToolSpec("get_run", "Status, cost and outputs of runs; waits for them.",
              GetRun, get_run, "core", read_only=True, idempotent=True),
-    ToolSpec("start_generations", "Generate batch",
-             "Start 1-20 generations at once; one row per item.",
+    ToolSpec("start_generations", "Start 1-20 generations at once; one row per item.",
              StartGenerations, start_generations, "batch", read_only=False, idempotent=False),
 ]
