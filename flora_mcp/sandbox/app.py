@@ -89,8 +89,8 @@ def build_app(state: SandboxState) -> Any:
         if path == "/runs/action" and method == "POST":
             return await _action_run(request, account)
         if path == "/techniques" and method == "GET":
-            if not any(w["workspace_id"] == request.query_params.get("workspace_id") for w in account.workspaces):
-                return error(404, "not_found", "Workspace not found")
+            if denied := _owned(account, request.query_params.get("workspace_id", "")):
+                return denied
             return JSONResponse({"techniques": [entry for entry, _ in TECHNIQUES.values()]})
         if path == "/runs/technique" and method == "POST":
             return await _technique_run(request, account)
@@ -112,8 +112,8 @@ def build_app(state: SandboxState) -> Any:
             return _validation_error([{"field": "workspace_id", "message": "Required"}])
         if not _ID_PATTERNS["workspace_id"].match(workspace_id):
             return _validation_error([{"field": "workspace_id", "message": "Invalid workspace ID"}])
-        if not any(w["workspace_id"] == workspace_id for w in account.workspaces):
-            return error(404, "not_found", "Workspace not found")
+        if denied := _owned(account, workspace_id):
+            return denied
         try:
             limit = int(q.get("limit", 20))
             offset = int(base64.urlsafe_b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
@@ -142,8 +142,8 @@ def build_app(state: SandboxState) -> Any:
                 problems.append({"field": key, "message": "Required"})
         if problems:
             return _validation_error(problems)
-        if not any(w["workspace_id"] == body["workspace_id"] for w in account.workspaces):
-            return error(404, "not_found", "Workspace not found")
+        if denied := _owned(account, body["workspace_id"]):
+            return denied
         if replay := _spent_key(request, account):
             return replay
         now = state.clock()
@@ -168,17 +168,11 @@ def build_app(state: SandboxState) -> Any:
         body = await _json_body(request)
         if isinstance(body, Response):
             return body
-        problems = [{"field": k, "message": "Unrecognized key"} for k in body if k not in _GENERATE_FIELDS]
-        for key in ("type", "prompt", "workspace_id", "project_id"):
-            if key not in body:
-                problems.append({"field": key, "message": "Required"})
+        problems = _ids_problems(body, _GENERATE_FIELDS, ("type", "prompt", "workspace_id", "project_id"))
         if "type" in body and body["type"] not in _TYPES:
             problems.append({"field": "type", "message": "Invalid enum value. Expected " + " | ".join(_TYPES)})
         if "prompt" in body and (not isinstance(body["prompt"], str) or not body["prompt"]):
             problems.append({"field": "prompt", "message": "String must contain at least 1 character(s)"})
-        for key, pattern in _ID_PATTERNS.items():
-            if key in body and not (isinstance(body[key], str) and pattern.match(body[key])):
-                problems.append({"field": key, "message": f"Invalid {key.split('_')[0]} ID"})
         model = body.get("model")
         if model is not None and not isinstance(model, str):
             problems.append({"field": "model", "message": "Expected string"})
@@ -190,12 +184,8 @@ def build_app(state: SandboxState) -> Any:
             problems.append({"field": "params", "message": "Expected object"})
         if problems:
             return _validation_error(problems)
-        workspace = next((w for w in account.workspaces if w["workspace_id"] == body["workspace_id"]), None)
-        if workspace is None:
-            return error(404, "not_found", "Workspace not found")
-        if not any(p["project_id"] == body["project_id"] and p["workspace_id"] == workspace["workspace_id"]
-                   for p in account.projects):
-            return error(404, "not_found", "Project not found")
+        if denied := _owned(account, body["workspace_id"], body["project_id"]):
+            return denied
         if account.credits is not None and account.credits < state.estimated_cost(body):
             return error(402, "insufficient_credits", "Insufficient credits")
         if replay := _spent_key(request, account):
