@@ -6,6 +6,7 @@ building the API's ~35 response models (they load on the first tool call).
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Literal
 
@@ -21,3 +22,8 @@ GENERATION_TYPES: tuple[str, ...] = ("image", "video", "audio", "text")
 def new_idempotency_key() -> str:
     """One key per logical start; the client reuses it on every retry of that start."""
     return f"flora-mcp-{uuid.uuid4().hex}"
+
+
+def user_id(base_url: str, api_key: str | None) -> str:
+    """Who the ledger's rows belong to: a hash, never the key. The same key on another FLORA is another user."""
+    return hashlib.sha256(f"{base_url}\n{api_key or ''}".encode()).hexdigest()[:32]

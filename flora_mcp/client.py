@@ -19,9 +19,10 @@ import anyio
 import httpx2
 
 from . import __version__
-from ._ids import new_idempotency_key
+from ._ids import new_idempotency_key, user_id
 from ._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from .config import DEFAULT_BASE_URL
+from .idempotency import IDEMPOTENCY_HEADER, key_was_spent
 from .errors import (
     AcceptedRunLostError,
     ConfigurationError,
@@ -89,8 +90,9 @@ class FloraClient:
         return f"FloraClient(base_url={self.base_url!r}, api_key={'set' if self._api_key else 'unset'})"
 
     @property
-    def has_api_key(self) -> bool:
-        return self._api_key is not None
+    def user_id(self) -> str:
+        """This view's account, as the ledger names it (a hash of the base URL and the key)."""
+        return user_id(self.base_url, self._api_key)
 
     def with_api_key(self, api_key: str | None) -> FloraClient:
         """A view with another key over the same connection pool (hosted mode: one view per user)."""
@@ -129,10 +131,14 @@ class FloraClient:
         params = {"type": type} if type else None
         return ModelList.model_validate(await self._request("GET", "/models", params=params))
 
-    async def start_generation(self, request: GenerateRequest, *, idempotency_key: str | None = None) -> RunStarted:
-        """POST /generate. Always idempotent: one key per logical call, reused on every retry."""
+    async def start_generation(self, request: GenerateRequest, *, idempotency_key: str | None = None,
+                               resend: bool = False) -> RunStarted:
+        """POST /generate. Always idempotent: one key per logical start, reused on every retry.
+
+        `resend`: this key may have reached FLORA before (an earlier call's outcome is unknown), so a
+        409 means "accepted then" (see idempotency.py)."""
         body = request.model_dump(exclude_none=True)
-        data = await self._request("POST", "/generate", json=body, idempotency_key=idempotency_key)
+        data = await self._request("POST", "/generate", json=body, idempotency_key=idempotency_key, resend=resend)
         return RunStarted.model_validate(data)
 
     async def get_run(self, run_id: str) -> Run:
@@ -141,20 +147,21 @@ class FloraClient:
     async def list_actions(self) -> ActionList:
         return ActionList.model_validate(await self._request("GET", "/actions"))
 
-    async def start_action_run(self, request: ActionRunRequest, *, idempotency_key: str | None = None) -> RunStarted:
+    async def start_action_run(self, request: ActionRunRequest, *, idempotency_key: str | None = None,
+                               resend: bool = False) -> RunStarted:
         body = request.model_dump(exclude_none=True)
         return RunStarted.model_validate(await self._request("POST", "/runs/action", json=body,
-                                                             idempotency_key=idempotency_key))
+                                                             idempotency_key=idempotency_key, resend=resend))
 
     async def list_techniques(self, workspace_id: str) -> TechniqueList:
         data = await self._request("GET", "/techniques", params={"workspace_id": workspace_id})
         return TechniqueList.model_validate(data)
 
-    async def start_technique_run(self, request: TechniqueRunRequest, *,
-                                  idempotency_key: str | None = None) -> RunStarted:
+    async def start_technique_run(self, request: TechniqueRunRequest, *, idempotency_key: str | None = None,
+                                  resend: bool = False) -> RunStarted:
         body = request.model_dump(exclude_none=True)
         return RunStarted.model_validate(await self._request("POST", "/runs/technique", json=body,
-                                                             idempotency_key=idempotency_key))
+                                                             idempotency_key=idempotency_key, resend=resend))
 
     async def upload_asset(self, request: UploadRequest, data: bytes) -> Asset:
         """Reserve, send the bytes to the signed URL, complete: the three steps of an asset upload."""
@@ -202,6 +209,7 @@ class FloraClient:
         params: dict[str, Any] | None = None,
         json: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        resend: bool = False,
     ) -> dict[str, Any]:
         if not self._api_key:
             raise _MISSING_KEY
@@ -209,10 +217,11 @@ class FloraClient:
         if method == "POST":
             # Generated once per logical call and reused on every retry: a retry never starts a second run.
             idempotency_key = idempotency_key or new_idempotency_key()
-            headers["Idempotency-Key"] = idempotency_key
+            headers[IDEMPOTENCY_HEADER] = idempotency_key
         url = self.base_url + path
         started = time.monotonic()
         attempt = 0
+        may_have_arrived = resend  # could FLORA have processed an earlier attempt with this key?
         while True:
             attempt += 1
             retry_after: float | None = None
@@ -220,18 +229,24 @@ class FloraClient:
                 response = await self._http.request(method, url, params=params, json=json, headers=headers)
             except httpx2.TransportError as exc:
                 failure: FloraError = FloraConnectionError(f"{method} {path} failed: {type(exc).__name__}")
+                # A request that was sent may have been processed before the connection failed.
+                arrived_now = not isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout)
             else:
                 if response.status_code < 300:
                     return response.json() if response.content else {}
                 failure = _error_from_response(response, secret=self._api_key)
+                arrived_now = response.status_code >= 500
                 if response.status_code not in RETRYABLE_STATUS:
-                    if failure.code == "idempotency_duplicate" and attempt > 1 and idempotency_key:
+                    if method == "POST" and idempotency_key and key_was_spent(failure) and (attempt > 1 or resend):
                         raise AcceptedRunLostError(idempotency_key) from None
+                    failure.may_have_started = may_have_arrived
                     raise failure
                 retry_after = failure.retry_after
+            may_have_arrived = may_have_arrived or arrived_now
             delay = self.retry.delay(attempt, retry_after)
             out_of_time = time.monotonic() - started + delay > self.retry.max_total
             if attempt > self.retry.max_retries or out_of_time:
+                failure.may_have_started = method == "POST" and may_have_arrived
                 raise failure
             logger.info("FLORA %s %s: %s; retry %d in %.2fs", method, path, failure.code, attempt, delay)
             await anyio.sleep(delay)

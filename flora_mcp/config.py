@@ -30,8 +30,13 @@ class Settings(BaseModel):
     sandbox: bool = Field(False, description="Use the embedded sandbox instead of FLORA (no key, no network).")
     sandbox_speed: float = Field(5.0, gt=0, description="How much faster than real time sandbox runs progress.")
     output_dir: Path | None = Field(None, description="Save run outputs here (stdio users).")
-    max_cost_per_run: float | None = Field(None, ge=0, description="Refuse a start whose estimate exceeds this (USD).")
-    session_budget: float | None = Field(None, ge=0, description="Refuse starts once this much (USD) is spent.")
+    max_cost_per_run: float | None = Field(None, ge=0, description="Ask before (or refuse) any one start estimated above this (USD).")
+    budget_usd: float | None = Field(None, ge=0, description="Per-user spending budget (USD) over budget_window_hours; "
+                                     "held across restarts, processes and replicas through the ledger.")
+    budget_window_hours: float = Field(24.0, gt=0, description="The rolling window of budget_usd, in hours.")
+    session_budget: float | None = Field(None, ge=0, description="Old name of budget_usd (still read).")
+    state_url: str | None = Field(None, description="The ledger: sqlite:///path (default: a file in the user state "
+                                  "directory), redis://host:port/db for replicas, or memory: (this process only).")
     usd_per_credit: float = Field(0.01, gt=0, description="USD per FLORA credit, for estimates (not in the API).")
     wait_seconds: float = Field(25.0, ge=0, le=50, description="Default wait inside one tool call for a run.")
     timeout: float = Field(30.0, gt=0, description="HTTP timeout per FLORA request, seconds.")
@@ -49,6 +54,22 @@ class Settings(BaseModel):
     allowed_origins: str = Field("", description="HTTP: comma-separated Origin values (DNS-rebinding guard).")
     rate_limit: int = Field(120, ge=0, description="HTTP: MCP requests per minute per key (0: unlimited).")
     max_body_bytes: int = Field(1_048_576, gt=0, description="HTTP: largest accepted request body.")
+
+
+def budget_usd(settings: Settings) -> float | None:
+    """The budget in force: FLORA_BUDGET_USD, or the old FLORA_SESSION_BUDGET."""
+    return settings.budget_usd if settings.budget_usd is not None else settings.session_budget
+
+
+def state_url(settings: Settings) -> str:
+    """Where the ledger lives. The embedded sandbox's runs die with the process, so its ledger does too."""
+    if settings.state_url:
+        return settings.state_url
+    if settings.sandbox:
+        return "memory:"
+    from .ledger import default_state_url
+
+    return default_state_url()
 
 
 def load_settings(**overrides: object) -> Settings:

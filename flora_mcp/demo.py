@@ -77,7 +77,7 @@ async def run_demo(prompt: str = DEFAULT_PROMPT, output_dir: Path = Path("flora-
         while run.get("status") in ("pending", "running"):
             run = await call(client, "get_run", {"run_id": run["run_id"], "wait_seconds": 30}, progress_callback=progress)
             _say("")
-        _say(f"  run {run['run_id']}: {run['status']}, charged ${run.get('charged_cost', 0):.3f}")
+        _say(f"  run {run['run_id']}: {run['status']}, charged ${run.get('charged_usd', 0):.3f}")
         if run["status"] != "completed":
             _say(f"  error: {run.get('error_message')}")
             return 1

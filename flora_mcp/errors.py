@@ -40,6 +40,7 @@ class FloraError(Exception):
         if hint is not None:
             self.hint = hint
         self.retry_after = retry_after
+        self.may_have_started = False  # a POST's outcome is unknown: FLORA may have accepted (and charged) it
         super().__init__(self.describe())
 
     def describe(self) -> str:
@@ -94,7 +95,9 @@ class NotFoundError(FloraError):
 
 class IdempotencyConflictError(FloraError):
     code = "idempotency_duplicate"
-    hint = "This Idempotency-Key was already used in the last 24 hours; omit it to start a new run"
+    hint = ("FLORA has seen this idempotency_key before (keys are remembered for up to 24 hours) and did not "
+            "start a new run. list_runs shows the runs started through this server; for a deliberately new run, "
+            "choose a new idempotency_key")
 
 
 class AcceptedRunLostError(IdempotencyConflictError):
@@ -131,6 +134,7 @@ _BY_STATUS: dict[int, type[FloraError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
     409: IdempotencyConflictError,
+    422: IdempotencyConflictError,  # FLORA's docs: idempotency_conflict, the key was used for another body
     429: RateLimitError,
 }
 

@@ -24,7 +24,8 @@ ASSUMPTIONS = {
     "list_actions": "GET /actions returns {actions: [Action]}; an Action as in CONTRACT.md 'Other areas'.",
     "list_techniques": "GET /techniques?workspace_id= returns {techniques: [Technique]}; a Technique has "
     "technique_id (tech_…), name, description and inputs [{name, type, required, description}].",
-    "technique_runs": "POST /runs/technique takes the Idempotency-Key header like every POST.",
+    "technique_runs": "POST /runs/technique takes the Idempotency-Key header like every POST (its schema has "
+    "additionalProperties: false and no idempotency_key field); see idempotency.py.",
     "assets": "POST /assets/uploads {workspace_id, filename, content_type, size} -> {asset_id, upload_url, "
     "upload_method, upload_headers}; the bytes go to upload_url; POST /assets/{asset_id}/complete -> "
     "Asset {asset_id, status, url, type, content_type, size}.",

@@ -40,7 +40,7 @@ def settings(**overrides: Any) -> Settings:
     """Settings that ignore the developer's environment (no stray FLORA_* variables)."""
     base: dict[str, Any] = {"api_key": None, "workspace_id": None, "project_id": None, "output_dir": None,
                             "max_cost_per_run": None, "session_budget": None, "toolsets": "all", "read_only": False,
-                            "wait_seconds": 10.0}
+                            "wait_seconds": 10.0, "state_url": "memory:"}
     base.update(overrides)
     return Settings(**base)
 

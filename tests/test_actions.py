@@ -38,7 +38,7 @@ async def test_upload_then_rotate_then_technique(make_session, photo, fast_sandb
             "action_id": "rotate-image", "inputs": [{"type": "image", "url": asset["url"]}],
             "params": {"angle": "90"}, "workspace_id": workspace_id, "project_id": project_id})
         assert not result.is_error, text_of(result)
-        assert rotated["status"] == "completed" and rotated["charged_cost"] > 0
+        assert rotated["status"] == "completed" and rotated["charged_usd"] > 0
         preview = _image_of(result)
         assert preview.size == (200, 300)  # rotated a quarter turn
         assert preview.getpixel((100, 10))[2] > 150  # the blue half is now on top
@@ -128,7 +128,7 @@ async def test_toolsets_expose_groups_and_read_only_hides_paid_tools(fast_sandbo
     everything = await names()
     assert {"list_actions", "run_action", "list_techniques", "run_technique", "upload_asset"} <= everything
     read_only = await names(read_only=True)
-    assert read_only == {"list_workspaces", "list_projects", "list_models", "get_run", "list_actions",
+    assert read_only == {"list_workspaces", "list_projects", "list_models", "get_run", "list_runs", "list_actions",
                          "list_techniques"}
 
 
@@ -141,5 +141,5 @@ async def test_cost_limit_covers_actions_and_techniques(make_session, fast_sandb
         assert result.is_error and "FLORA_MAX_COST_PER_RUN" in text_of(result) and "$0.01" in text_of(result)
         result, _ = await call(client, "run_technique", {"technique_id": "tech_headline_poster",
                                                          "workspace_id": workspace_id, "inputs": {"headline": "Hi"}})
-        assert result.is_error and "no estimate" in text_of(result)
+        assert result.is_error and "no cost estimate" in text_of(result)
     assert fast_sandbox.state.charges == []

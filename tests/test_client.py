@@ -189,7 +189,7 @@ async def test_not_found_insufficient_credits_and_idempotency_duplicate(flora, s
         (402, "insufficient_credits", InsufficientCreditsError, "credits"),
         (403, "forbidden", PermissionDeniedError, "list_workspaces"),
         (404, "not_found", NotFoundError, "Check the ID"),
-        (409, "idempotency_duplicate", IdempotencyConflictError, "Idempotency-Key"),
+        (409, "idempotency_duplicate", IdempotencyConflictError, "idempotency_key"),
         (429, "rate_limited", RateLimitError, "wait"),
         (500, "unknown_error", ServerError, "try again"),
     ],

@@ -42,4 +42,5 @@ async def test_tools_list_stays_small():
         tools = (await client.list_tools()).tools
     sizes = [len(json.dumps(t.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":")))
              for t in tools]
-    assert max(sizes) < 1000 and sum(sizes) / len(sizes) < 500, sizes
+    # start_generation, the largest, also carries the controls that keep a retry from paying twice.
+    assert max(sizes) < 1100 and sum(sizes) / len(sizes) < 500, sizes

@@ -17,7 +17,7 @@ from flora_mcp.server import create_server
 from flora_mcp.server.outputs import PREVIEW_MAX_BYTES, PREVIEW_MAX_PIXELS
 from tests.conftest import call, first_ids, settings, text_of
 
-CORE = {"list_workspaces", "list_projects", "create_project", "list_models", "start_generation", "get_run"}
+CORE = {"list_workspaces", "list_projects", "create_project", "list_models", "start_generation", "get_run", "list_runs"}
 
 
 async def test_tools_list_has_patterns_enums_and_truthful_hints(make_session):
@@ -148,7 +148,7 @@ async def test_one_call_gives_a_finished_image_with_preview_and_link(make_sessio
             "type": "image", "prompt": "a ceramic mug", "workspace_id": workspace_id, "project_id": project_id,
             "model": "t2i-flux-2-pro", "params": {"aspect_ratio": "16:9"}}, progress_callback=on_progress)
     assert not result.is_error
-    assert data["status"] == "completed" and data["charged_cost"] > 0
+    assert data["status"] == "completed" and data["charged_usd"] > 0
     [output] = data["outputs"]
     assert output["type"] == "imageUrl" and output["mime"] == "image/png"
     kinds = [c.type for c in result.content]
@@ -157,7 +157,7 @@ async def test_one_call_gives_a_finished_image_with_preview_and_link(make_sessio
     assert str(link.uri) == output["url"] and link.mime_type == "image/png"
     values = [p for p, _, _ in progress]
     assert values == sorted(values) and values[-1] == 100 and progress[-1][2] == "completed, 100%"
-    assert fast_sandbox.state.charges[0][2] == data["charged_cost"]  # reported cost is what was charged
+    assert fast_sandbox.state.charges[0][2] == data["charged_usd"]  # reported cost is what was charged
 
 
 async def test_preview_of_a_4k_image_stays_within_bounds(make_session):
@@ -183,7 +183,7 @@ async def test_wait_timeout_returns_a_resumable_answer(make_session):
                 "type": "video", "prompt": "waves", "workspace_id": workspace_id, "project_id": project_id,
                 "model": "t2v-veo-3", "wait_seconds": 0.5})
         assert not result.is_error and data["status"] in ("pending", "running")
-        assert f"get_run with run_id={data['run_id']}" in data["next"] and "charged_cost_min" in data
+        assert f"get_run with run_id={data['run_id']}" in data["next"] and "charged_usd_so_far" in data
         result, again = await call(client, "get_run", {"run_id": data["run_id"], "wait_seconds": 0})
         assert again["run_id"] == data["run_id"] and again["status"] in ("pending", "running")
 
@@ -309,9 +309,9 @@ async def test_session_budget_counts_settled_charges(make_session, fast_sandbox)
         args = {"type": "image", "prompt": "x", "workspace_id": workspace_id, "project_id": project_id,
                 "model": "t2i-flux-2-pro"}
         result, data = await call(client, "start_generation", args)
-        assert not result.is_error and data["charged_cost"] == 0.075
-        result, _ = await call(client, "start_generation", args)
-        assert result.is_error and "session budget" in text_of(result)
+        assert not result.is_error and data["charged_usd"] == 0.075
+        result, _ = await call(client, "start_generation", args | {"prompt": "y"})
+        assert result.is_error and "budget" in text_of(result) and "Nothing was started" in text_of(result)
     assert len(fast_sandbox.state.charges) == 1
 
 
@@ -330,7 +330,7 @@ async def test_batch_of_ten_with_two_bad_items(make_session, fast_sandbox):
     finished = [r for r in rows if r.get("status") == "completed"]
     assert len(finished) == 8 and data["finished"] == 8
     charged = sum(c for _, _, c in fast_sandbox.state.charges)
-    assert data["charged_cost"] == pytest.approx(charged)
+    assert data["charged_usd"] == pytest.approx(charged)
 
 
 async def test_batch_and_multi_run_follow_with_partial_completion(make_session):
@@ -344,7 +344,7 @@ async def test_batch_and_multi_run_follow_with_partial_completion(make_session):
         run_ids = [r["run_id"] for r in batch["runs"]]
         result, data = await call(client, "get_run", {"run_id": run_ids, "wait_seconds": 1})
     assert not result.is_error and data["of"] == 2 and data["finished"] == 1
-    assert "charged_cost_min" in data and run_ids[1] in data["next"]
+    assert "charged_usd_so_far" in data and run_ids[1] in data["next"]
 
 
 async def test_batch_retried_after_dropped_connection_starts_no_duplicates(make_session, fast_sandbox):
@@ -358,7 +358,7 @@ async def test_batch_retried_after_dropped_connection_starts_no_duplicates(make_
     assert not result.is_error
     assert len(fast_sandbox.state.charges) == 5  # five items, five runs, whatever the network did
     accepted = [r for r in data["runs"] if r["status"] == "accepted"]
-    assert len(accepted) == 3 and all("do not restart" in r["note"] for r in accepted)
+    assert len(accepted) == 3 and all("do not start it again" in r["next"] for r in accepted)
 
 
 # --- toolsets ------------------------------------------------------------------------------------
@@ -369,7 +369,7 @@ async def test_toolsets_and_read_only_mode_change_tools_list(fast_sandbox):
 
     assert await names(toolsets="core") == CORE
     assert await names(read_only=True) == {"list_workspaces", "list_projects", "list_models", "get_run",
-                                           "list_actions", "list_techniques"}
+                                           "list_runs", "list_actions", "list_techniques"}
     with pytest.raises(ValueError, match="Unknown toolset"):
         create_server(settings(toolsets="everything"))
 

@@ -47,8 +47,10 @@ class Sandbox:
         clock: Callable[[], float] = time.time,
         credits: float | None = None,
         public_base_url: str = IN_PROCESS_ORIGIN,
+        idempotency_mode: str = "conflict",
     ) -> None:
-        self.state = SandboxState(clock=clock, speed=speed, credits=credits, public_base_url=public_base_url)
+        self.state = SandboxState(clock=clock, speed=speed, credits=credits, public_base_url=public_base_url,
+                                  idempotency_mode=idempotency_mode)
         self.app = build_app(self.state)
 
     @property

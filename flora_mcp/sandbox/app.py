@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import re
 from typing import Any
@@ -66,11 +67,38 @@ def build_app(state: SandboxState) -> Any:
         if faults.server_errors and faults.applies(path):
             faults.server_errors -= 1
             return error(503, "unknown_error", "Service temporarily unavailable")
-        response = await _route(request, account, path)
+        replay = await _replayed(request, account) if request.method == "POST" else None
+        response = replay or await _route(request, account, path)
+        if request.method == "POST" and replay is None:
+            await _remember_answer(request, account, response)
         if request.method == "POST" and faults.drop_after_processing and faults.applies(path):
             faults.drop_after_processing -= 1
             request.scope.setdefault("state", {})["sandbox_drop"] = True
+        if request.method == "POST" and faults.slow_answers and faults.applies(path):
+            faults.slow_answers -= 1  # processed now, answered late: past a client's timeout
+            await anyio.sleep(faults.slow_answer_seconds)
         return response
+
+    async def _replayed(request: Request, account: Account) -> Response | None:
+        """FLORA's docs' behaviour (state.idempotency_mode == "replay"): a spent key with the same body
+        replays the first answer; with another body, 422 idempotency_conflict."""
+        key = request.headers.get("idempotency-key")
+        if state.idempotency_mode != "replay" or not key:
+            return None
+        seen = state.answers.get((account.key_fingerprint, key))
+        if seen is None:
+            return None
+        body_hash, status, content = seen
+        if body_hash != hashlib.sha256(await request.body()).hexdigest():
+            return error(422, "idempotency_conflict", "Idempotency key reused with a different request body")
+        return Response(content, status_code=status, media_type="application/json",
+                         headers={"idempotent-replayed": "true"})
+
+    async def _remember_answer(request: Request, account: Account, response: Response) -> None:
+        key = request.headers.get("idempotency-key")
+        if state.idempotency_mode == "replay" and key and 200 <= response.status_code < 300:
+            state.answers[(account.key_fingerprint, key)] = (
+                hashlib.sha256(await request.body()).hexdigest(), response.status_code, bytes(response.body))
 
     async def _route(request: Request, account: Account, path: str) -> Response:
         method = request.method
@@ -345,6 +373,8 @@ def build_app(state: SandboxState) -> Any:
 
     def _spent_key(request: Request, account: Account) -> Response | None:
         key = request.headers.get("idempotency-key")
+        if state.idempotency_mode == "replay":
+            return None  # spent keys were answered by _replayed before the route ran
         if key and not state.claim_idempotency_key(account.key_fingerprint, key):
             return error(409, "idempotency_duplicate", "Idempotency key already used")
         return None
@@ -388,6 +418,10 @@ def build_app(state: SandboxState) -> Any:
                 if key not in known:
                     return error(400, "input_validation_error", f"Unknown fault {key!r}; known: {sorted(known)}")
                 setattr(state.faults, key, tuple(value) if key == "only_paths" else value)
+            if "idempotency_mode" in changes:
+                if changes["idempotency_mode"] not in ("conflict", "replay"):
+                    return error(400, "input_validation_error", "idempotency_mode is 'conflict' or 'replay'")
+                state.idempotency_mode = changes["idempotency_mode"]
             if "credits" in changes:
                 state.default_credits = changes["credits"]
                 for account in state.accounts.values():

@@ -44,10 +44,13 @@ class Faults:
     fail_runs: int = 0  # next N runs end `failed` with provider_error
     rate_limit: int | None = None  # max API requests per key per `rate_window` seconds
     rate_window: float = 60.0
-    only_paths: tuple[str, ...] = ()  # limit server_errors/drop to these API paths (empty: all)
+    slow_answers: int = 0  # next N POSTs are processed, then answered only after `slow_answer_seconds`
+    slow_answer_seconds: float = 0.0
+    only_paths: tuple[str, ...] = ()  # limit server_errors/drop/slow answers to these paths ("/runs/*": a prefix)
 
     def applies(self, path: str) -> bool:
-        return not self.only_paths or path in self.only_paths
+        return not self.only_paths or any(
+            path.startswith(p[:-1]) if p.endswith("*") else path == p for p in self.only_paths)
 
 
 @dataclass
@@ -102,6 +105,7 @@ class SandboxState:
         speed: float = 5.0,
         credits: float | None = None,
         public_base_url: str = "http://sandbox.flora.local",
+        idempotency_mode: str = "conflict",
     ) -> None:
         self.clock = clock
         self.speed = speed
@@ -111,6 +115,9 @@ class SandboxState:
         self.accounts: dict[str, Account] = {}
         self.runs: dict[str, SandboxRun] = {}
         self.idempotency: dict[tuple[str, str], float] = {}
+        # "conflict": a spent key answers 409 (FLORA's spec); "replay": the first answer again (FLORA's docs)
+        self.idempotency_mode = idempotency_mode
+        self.answers: dict[tuple[str, str], tuple[str, int, bytes]] = {}  # replay mode: (account, key) -> answer
         self.charges: list[tuple[str, str, float]] = []  # (account, run_id, usd) for every accepted run
         self.request_log: list[tuple[str, str, str]] = []  # (account, method, path)
         self.downloads: list[str] = []  # output file paths served, in order

@@ -8,7 +8,6 @@ Transports only adapt bytes; the tools, their schemas and their behaviour live h
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import weakref
 from collections.abc import Callable
@@ -20,13 +19,14 @@ from mcp_types import EmptyResult, SetLevelRequestParams
 
 from .. import __version__
 from .._recent import Recent
-from ..config import Settings, load_settings
+from ..config import Settings, load_settings, state_url
 from ._registry import ToolSpec, build_tool
 from .guidance import explain
 from .session import ToolCall, UserState, connection_of
 
 if TYPE_CHECKING:
     from ..client import FloraClient
+    from ..ledger import Ledger
 
 logger = logging.getLogger("flora_mcp.server")
 
@@ -81,9 +81,10 @@ def build_client(settings: Settings, api_key: str | None, *, per_request_keys: b
 class _Backend:
     """Builds the FLORA client on first use, so start-up stays light and a missing key is no crash."""
 
-    def __init__(self, settings: Settings, client: FloraClient | None) -> None:
+    def __init__(self, settings: Settings, client: FloraClient | None, ledger: Ledger | None) -> None:
         self.settings = settings
         self._client = client
+        self._ledger = ledger
         self.users: Recent = Recent(10_000)  # one entry per API key seen (hosted: per user)
         self.log_levels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> level
 
@@ -93,12 +94,19 @@ class _Backend:
             self._client = build_client(self.settings, key)
         return self._client
 
-    def user(self, api_key: str | None) -> UserState:
-        tag = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            from ..ledger import open_ledger
+
+            self._ledger = open_ledger(state_url(self.settings))
+        return self._ledger
+
+    def call(self, client: FloraClient, ctx: Context, *, hosted: bool = False) -> ToolCall:
+        tag = client.user_id
         state = self.users.get(tag)
         if state is None:
             state = self.users[tag] = UserState()
-        return state
+        return ToolCall(client, self.settings, state, self.ledger(), tag, ctx, self.log_levels, hosted=hosted)
 
 
 def create_server(
@@ -106,21 +114,22 @@ def create_server(
     *,
     client: FloraClient | None = None,
     api_key_for: ApiKeyFor | None = None,
+    ledger: Ledger | None = None,
 ) -> MCPServer:
     """An MCPServer with FLORA's tools.
 
     `api_key_for` (hosted mode) returns the calling user's key for a request; their calls then run
     on a view of the shared client with that key, and their state is kept apart from other users'.
+    `ledger` defaults to the one FLORA_STATE_URL names (see config.state_url), opened on first use.
     """
     settings = settings or load_settings()
-    backend = _Backend(settings, client)
+    backend = _Backend(settings, client, ledger)
 
     async def prepare(ctx: Context) -> ToolCall:
         base = backend.client()
         if api_key_for is None:
-            return ToolCall(base, settings, backend.user(None), ctx, backend.log_levels)
-        key = api_key_for(ctx)
-        return ToolCall(base.with_api_key(key), settings, backend.user(key), ctx, backend.log_levels, hosted=True)
+            return backend.call(base, ctx)
+        return backend.call(base.with_api_key(api_key_for(ctx)), ctx, hosted=True)
 
     tools = [build_tool(spec, prepare, explain) for spec in select_tools(settings)]
     server = MCPServer(

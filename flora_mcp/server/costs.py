@@ -1,42 +1,58 @@
-"""Spending guards: a per-run limit and a session budget, checked before any paid start.
+"""Spending guards, checked before any paid start: a per-start limit, and starts whose cost is unknown
+under a limit or budget. Where the client supports elicitation the user is asked instead of refused.
 
-Where the client supports elicitation the user is asked instead of refused.
+The budget itself is enforced by the ledger, atomically, when the start is reserved (paid.py).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, InputRequiredResult
 from pydantic import BaseModel, Field
 
+from ..config import budget_usd
 from ._registry import NeedsInput, ToolInputError
 from .session import ToolCall
 
+if TYPE_CHECKING:
+    from .estimates import Estimate
+
 MODERN_PROTOCOL = "2026-07-28"  # first protocol revision where servers ask for input via input_required
 CONFIRM_KEY = "flora_confirm_spend"
+NOTHING_CHARGED = "Nothing was started or charged"
 
 
 class _ConfirmSpend(BaseModel):
     confirm: bool = Field(description="Start it anyway?")
 
 
-async def guard_cost(call: ToolCall, estimate_usd: float | None, what: str) -> None:
-    """Refuse (or, where the client can ask its user, confirm) a start above the configured limits."""
-    limit, budget = call.settings.max_cost_per_run, call.settings.session_budget
+async def guard_cost(call: ToolCall, estimates: list[Estimate], what: str) -> None:
+    """Refuse (or, where the client can ask its user, confirm) starts the limits cannot vouch for.
+
+    FLORA_MAX_COST_PER_RUN applies to each start on its own; a start with no estimate cannot be
+    checked against it or against the budget, so it needs the user's OK.
+    """
+    limit, budget = call.settings.max_cost_per_run, budget_usd(call.settings)
     reasons = []
-    if limit is not None and (estimate_usd is None or estimate_usd > limit):
-        reasons.append(f"its estimate {_usd(estimate_usd)} is above FLORA_MAX_COST_PER_RUN ${limit:g}"
-                       if estimate_usd is not None else "FLORA gives no estimate for it (no model named, or a "
-                       f"technique), so it cannot be checked against FLORA_MAX_COST_PER_RUN ${limit:g}")
-    if budget is not None and call.user.spent_usd + (estimate_usd or 0) > budget:
-        reasons.append(f"${call.user.spent_usd:.2f} of the ${budget:g} session budget is spent and this would "
-                       f"add {_usd(estimate_usd)}")
+    if limit is not None:
+        over = [e for e in estimates if e.usd is not None and e.usd > limit]
+        if over:
+            worst = max(over, key=lambda e: e.usd or 0)
+            count = f"{len(over)} of {len(estimates)} starts are" if len(estimates) > 1 else "its estimate is"
+            reasons.append(f"{count} above FLORA_MAX_COST_PER_RUN ${limit:g} (estimate ${worst.usd:.2f}: {worst.basis})")
+    unknown = [e for e in estimates if e.usd is None]
+    if unknown and (limit is not None or budget is not None):
+        which = "FLORA_MAX_COST_PER_RUN" if budget is None else "the budget"
+        reasons.append(f"FLORA gives no cost estimate for {'it' if len(estimates) == 1 else f'{len(unknown)} of them'}"
+                       f" (a technique, or no model named), so it cannot be checked against {which}")
     if not reasons:
         return
     message = f"{what} not started: " + "; ".join(reasons)
     if await _user_confirms(call, message):
         return
-    raise ToolInputError(message + ". Choose a cheaper model (list_models shows credits) or ask the user to raise "
-                         "the limit")
+    raise ToolInputError(f"{message}. {NOTHING_CHARGED}. Name a model (list_models shows credits), choose a cheaper "
+                         "one, or ask the user to confirm or raise the limit")
 
 
 async def _user_confirms(call: ToolCall, message: str) -> bool:
@@ -67,5 +83,7 @@ async def _user_confirms(call: ToolCall, message: str) -> bool:
     return result.action == "accept" and result.data.confirm
 
 
-def _usd(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:.2f}"
+def over_budget_message(what: str, spent: float, reserved: float, asked: float, budget: float, hours: float) -> str:
+    return (f"{what} not started: it would pass the ${budget:g} budget for the last {hours:g} h "
+            f"(${spent:.2f} charged, ${reserved:.2f} held for unfinished runs, this needs ${asked:.2f}). "
+            f"{NOTHING_CHARGED}. list_runs shows what was spent; ask the user to raise FLORA_BUDGET_USD or wait")

@@ -40,3 +40,8 @@ ModelParam = Annotated[
 # Seconds to wait inside one call (default FLORA_WAIT_SECONDS, 25): capped well under the ~60 s
 # after which common clients give up on a call.
 WaitParam = Annotated[float | None, Field(ge=0, le=50)]
+IdempotencyKeyParam = Annotated[
+    str | None,
+    Field(max_length=255, description="Same key: same run, one charge"),
+]
+NewRunParam = Annotated[bool | None, Field(description="Don't reuse an identical run from the last 10 min")]

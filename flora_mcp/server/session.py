@@ -1,4 +1,8 @@
-"""Per-user state (model catalogue cache, money spent) and the per-call bundle tools receive."""
+"""Per-user caches (model catalogue, described outputs) and the per-call bundle tools receive.
+
+What must last or be shared (paid starts, spending, key checks) lives in the ledger, not here: this
+process may be one of many, or gone after one call.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from ..errors import FloraError
 
 if TYPE_CHECKING:
     from ..client import FloraClient
+    from ..ledger import Ledger
     from ..models import Model
 
 logger = logging.getLogger("flora_mcp.server")
@@ -37,22 +42,14 @@ def connection_of(session: Any) -> Any:
 
 @dataclass
 class UserState:
-    """What the server remembers for one API key. Never shared between keys."""
+    """This process's caches for one API key. Never shared between keys; safe to lose."""
 
     models: list[Model] | None = None
     models_fetched_at: float = 0.0
-    spent_usd: float = 0.0  # settled charges of finished runs seen by this server
-    settled: Recent = field(default_factory=lambda: Recent(10_000))  # run IDs already counted
-    started: Recent = field(default_factory=lambda: Recent(10_000))  # idempotency key -> run ID
+    seen: Recent = field(default_factory=lambda: Recent(10_000))  # run ID -> (status, charge) last told the ledger
     estimates: Recent = field(default_factory=lambda: Recent(10_000))  # run ID -> estimated seconds, for hints
     finished: Recent = field(default_factory=lambda: Recent(32))  # run ID -> described outputs: no re-download
     lock: anyio.Lock = field(default_factory=anyio.Lock)
-
-    def settle(self, run_id: str, charged_cost: float | None) -> None:
-        """Count a finished run's final charge once towards the session budget."""
-        if run_id not in self.settled and charged_cost is not None:
-            self.settled[run_id] = True
-            self.spent_usd += charged_cost
 
     async def catalog(self, client: FloraClient) -> list[Model]:
         """The model catalogue, from cache when fresh; a stale copy if FLORA cannot be reached."""
@@ -72,11 +69,13 @@ class UserState:
 
 @dataclass
 class ToolCall:
-    """Everything one tool call needs: the user's client, settings, state, and the MCP context."""
+    """Everything one tool call needs: the user's client, settings, caches, ledger, and the MCP context."""
 
     client: FloraClient
     settings: Settings
     user: UserState
+    ledger: Ledger
+    user_id: str  # the ledger's name for this user (a hash of FLORA's URL and the key)
     ctx: Context | None = None
     log_levels: Any = None  # connection -> level chosen with logging/setLevel
     hosted: bool = False  # serving many users over HTTP: never touch the server's own disk

@@ -9,10 +9,11 @@ from pydantic import Field, WithJsonSchema
 
 from ..._ids import TECHNIQUE_ID_PATTERN
 from .._registry import ToolInputError, ToolResult, ToolSpec
-from ..costs import guard_cost
+from ..costs import NOTHING_CHARGED
+from ..estimates import UNKNOWN, fixed
 from ..guidance import closest_ids, resolve_project, resolve_workspace
-from ..params import ProjectParam, ToolArgs, WaitParam, WorkspaceParam
-from ..runs import run_once
+from ..paid import answer, paid_start, reserve, send
+from ..params import IdempotencyKeyParam, NewRunParam, ProjectParam, ToolArgs, WaitParam, WorkspaceParam
 from ..session import ToolCall
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class RunAction(ToolArgs):
     params: dict[str, Any] | None = None
     workspace_id: WorkspaceParam = None
     project_id: ProjectParam = None
+    idempotency_key: IdempotencyKeyParam = None
+    new_run: NewRunParam = None
     wait_seconds: WaitParam = None
 
 
@@ -51,6 +54,8 @@ class RunTechnique(ToolArgs):
     technique_id: Annotated[str, Field(pattern=TECHNIQUE_ID_PATTERN, description="From list_techniques")]
     inputs: Annotated[dict[str, Any], Field(description="By input name; images as URLs")]
     workspace_id: WorkspaceParam = None
+    idempotency_key: IdempotencyKeyParam = None
+    new_run: NewRunParam = None
     wait_seconds: WaitParam = None
 
 
@@ -130,17 +135,20 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
         raise ToolInputError(f"action_id {req.action_id!r} is not an action: {hint}")
     problems = check_action(action, req.inputs, req.params)
     if problems:
-        raise ToolInputError("; ".join(problems) + ". Nothing was started or charged")
+        raise ToolInputError("; ".join(problems) + f". {NOTHING_CHARGED}")
     workspace_id = await resolve_workspace(call, req.workspace_id)
     project_id = await resolve_project(call, workspace_id, req.project_id)
-    await guard_cost(call, action.charged_cost, f"Action {action.action_id}")
     from ...models import ActionInput, ActionRunRequest
 
     body = ActionRunRequest(action_id=action.action_id, workspace_id=workspace_id, project_id=project_id,
                             inputs=[ActionInput(**i.model_dump(exclude_none=True)) for i in req.inputs],
                             params=req.params or None)
-    return await run_once(call, lambda key: call.client.start_action_run(body, idempotency_key=key),
-                          req.wait_seconds)
+    start = paid_start(call, "run_action", body.model_dump(exclude_none=True), fixed(action.charged_cost, "the action's"),
+                       idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="action",
+                       model=action.action_id, project_id=project_id, label=action.action_id)
+    await reserve(call, [start], f"Action {action.action_id}")
+    await send(call, start, lambda key, resend: call.client.start_action_run(body, idempotency_key=key, resend=resend))
+    return await answer(call, start, req.wait_seconds)
 
 
 # --- techniques ----------------------------------------------------------------------------------
@@ -174,13 +182,17 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
             problems.append(f"inputs.{name}: a {slots[name].type} input takes an http(s) URL (a run output or upload_asset)")
     problems += [f"inputs.{s.name}: required ({s.type})" for s in technique.inputs if s.required and s.name not in req.inputs]
     if problems:
-        raise ToolInputError("; ".join(problems) + ". Nothing was started or charged")
-    await guard_cost(call, None, f"Technique {technique.technique_id}")  # FLORA gives techniques no estimate
+        raise ToolInputError("; ".join(problems) + f". {NOTHING_CHARGED}")
     from ...models import TechniqueRunRequest
 
     body = TechniqueRunRequest(technique_id=technique.technique_id, workspace_id=workspace_id, inputs=req.inputs)
-    return await run_once(call, lambda key: call.client.start_technique_run(body, idempotency_key=key),
-                          req.wait_seconds)
+    start = paid_start(call, "run_technique", body.model_dump(exclude_none=True), UNKNOWN,  # FLORA gives no estimate
+                       idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="technique",
+                       model=technique.technique_id, label=technique.name[:40])
+    await reserve(call, [start], f"Technique {technique.technique_id}")
+    await send(call, start, lambda key, resend: call.client.start_technique_run(body, idempotency_key=key,
+                                                                                 resend=resend))
+    return await answer(call, start, req.wait_seconds)
 
 
 ACTION_TOOLS = [

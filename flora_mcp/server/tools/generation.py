@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import time
 
 import anyio
 from pydantic import Field, ValidationError, WithJsonSchema
 
-from ..._ids import RUN_ID_PATTERN, new_idempotency_key
-from ...errors import AcceptedRunLostError, FloraError
+from ..._ids import RUN_ID_PATTERN
+from ...config import budget_usd
+from ...errors import FloraError
 from .._registry import ToolInputError, ToolResult, ToolSpec
-from ..costs import guard_cost
+from ..costs import NOTHING_CHARGED
+from ..estimates import Estimate, estimate
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
+from ..paid import PaidStart, answer, paid_start, pending_row, reserve, send, start_facts
 from ..paramcheck import check_params
-from ..params import ModelParam, ProjectParam, RunIdParam, ToolArgs, TypeParam, WaitParam, WorkspaceParam
-from ..runs import describe_run, run_once, start_once, wait_budget
+from ..params import (
+    IdempotencyKeyParam,
+    ModelParam,
+    NewRunParam,
+    ProjectParam,
+    RunIdParam,
+    ToolArgs,
+    TypeParam,
+    WaitParam,
+    WorkspaceParam,
+)
+from ..runs import describe_run, is_transient, remember_status, unknown_status_row, wait_budget
 from ..session import ToolCall
 from ..waiting import follow
 
@@ -34,7 +49,8 @@ class GenerationItem(ToolArgs):
 
 
 class StartGeneration(GenerationItem):
-    idempotency_key: Annotated[str | None, Field(description="Same key: same run")] = None
+    idempotency_key: IdempotencyKeyParam = None
+    new_run: NewRunParam = None
     wait_seconds: WaitParam = None
     dry_run: Annotated[bool | None, Field(description="Check and estimate only")] = None
 
@@ -51,6 +67,7 @@ class StartGenerations(ToolArgs):
     ]
     workspace_id: WorkspaceParam = None
     project_id: ProjectParam = None
+    new_run: NewRunParam = None
     wait_seconds: WaitParam = None
 
 
@@ -66,10 +83,19 @@ class GetRun(ToolArgs):
 
 # --- preparing a start: everything that can be checked before money is spent ------------------------
 class _Prepared:
-    def __init__(self, request: GenerateRequest, model: Model | None, estimate_usd: float | None) -> None:
+    def __init__(self, request: GenerateRequest, model: Model | None, estimate: Estimate) -> None:
         self.request = request
         self.model = model
-        self.estimate_usd = estimate_usd
+        self.estimate = estimate
+
+    def start(self, call: ToolCall, tool: str, *, idempotency_key: str | None, new_run: bool | None,
+              item: int | None = None) -> PaidStart:
+        body = self.request.model_dump(exclude_none=True)
+        if item is not None:  # a repeated batch maps item i to item i, even when items are alike
+            body["batch_item"] = item
+        return paid_start(call, tool, body, self.estimate, idempotency_key=idempotency_key, new_run=bool(new_run),
+                          kind="generation", model=self.request.model, project_id=self.request.project_id,
+                          label=self.request.prompt[:40])
 
 
 async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | None, project_id: str | None) -> _Prepared:
@@ -77,65 +103,86 @@ async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | Non
     project_id = await resolve_project(call, workspace_id, item.project_id or project_id)
     model = await find_model(call, item.model, item.type) if item.model else None
     if item.params and model is None:
-        raise ToolInputError("params belong to a model: pass model=<endpoint ID from list_models> with params")
+        raise ToolInputError(f"params belong to a model: pass model=<endpoint ID from list_models> with params. "
+                             f"{NOTHING_CHARGED}")
     if model is not None:
         problems = check_params(model, item.params)
         if problems:
-            raise ToolInputError("; ".join(problems) + ". Nothing was started or charged")
+            raise ToolInputError("; ".join(problems) + f". {NOTHING_CHARGED}")
     from ...models import GenerateRequest
 
     request = GenerateRequest(type=item.type, prompt=item.prompt, workspace_id=workspace_id, project_id=project_id,
                               model=item.model, params=item.params or None)
-    estimate = round(model.estimated_credits * call.settings.usd_per_credit, 4) if model else None
-    return _Prepared(request, model, estimate)
+    return _Prepared(request, model, await estimate(call, model, item.params))
 
 
 # --- tools ---------------------------------------------------------------------------------------
 async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
     prepared = await _prepare(call, req, None, None)
     if req.dry_run:
-        model = prepared.model
-        return ToolResult({
-            "dry_run": True, "params_ok": True, "request": prepared.request.model_dump(exclude_none=True),
-            "estimated_credits": model.estimated_credits if model else None,
-            "estimated_usd": prepared.estimate_usd, "estimated_seconds": model.estimated_seconds if model else None,
-            "note": "estimates can be far below the final charge" if model else "no model: FLORA picks one",
-        })
-    if req.idempotency_key not in call.user.started:  # a repeated key returns its run: nothing to guard
-        await guard_cost(call, prepared.estimate_usd, "Generation")
-    result = await run_once(call, lambda key: call.client.start_generation(prepared.request, idempotency_key=key),
-                            req.wait_seconds, req.idempotency_key)
-    if prepared.estimate_usd is not None:
-        result.structured["estimated_usd"] = prepared.estimate_usd
-    return result
+        return _dry_run(prepared)
+    start = prepared.start(call, "start_generation", idempotency_key=req.idempotency_key, new_run=req.new_run)
+    await reserve(call, [start], "Generation")
+    await send(call, start, lambda key, resend: call.client.start_generation(
+        prepared.request, idempotency_key=key, resend=resend))
+    return await answer(call, start, req.wait_seconds)
+
+
+def _dry_run(prepared: _Prepared) -> ToolResult:
+    model, cost = prepared.model, prepared.estimate
+    return ToolResult({
+        "dry_run": True, "params_ok": True, "request": prepared.request.model_dump(exclude_none=True),
+        "estimated_credits": model.estimated_credits if model else None, **cost.details(),
+        "estimated_seconds": model.estimated_seconds if model else None,
+        "note": "nothing was started or charged" + ("" if model else "; no model named: FLORA picks one, "
+                                                    "and its cost is not known in advance"),
+    })
 
 
 async def get_run(req: GetRun, call: ToolCall) -> ToolResult:
     run_ids = [req.run_id] if isinstance(req.run_id, str) else list(dict.fromkeys(req.run_id))
     runs = await follow(call, run_ids, wait_budget(call, req.wait_seconds))
-    described = [await describe_run(call, run, run_id) for run, run_id in zip(runs, run_ids)]
+    rows, blocks = [], []
+    for run, run_id in zip(runs, run_ids):
+        if isinstance(run, FloraError):
+            if len(run_ids) == 1 and not is_transient(run):
+                raise run  # a wrong run ID: the error says where run IDs come from
+            rows.append(unknown_status_row(call, run_id, run) if is_transient(run)
+                        else {"run_id": run_id, "error": {"code": run.code, "message": str(run)}})
+            continue
+        row, found = await describe_run(call, run, run_id)
+        rows.append(row)
+        blocks.extend(found)
     if isinstance(req.run_id, str):
-        row, blocks = described[0]
-        if isinstance(runs[0], FloraError):
-            raise runs[0]
-        return ToolResult(row, content=blocks)
-    return _batch_result([row for row, _ in described], [b for _, blocks in described for b in blocks])
+        return ToolResult(rows[0], content=blocks)
+    return _batch_result(rows, blocks, asked=len(run_ids))
 
 
-def _batch_result(rows: list[dict[str, Any]], blocks: list) -> ToolResult:
+def _batch_result(rows: list[dict[str, Any]], blocks: list, *, asked: int) -> ToolResult:
     """One row per item or run. The total is final only when every started run has settled."""
     settled = [r for r in rows if r.get("status") in ("completed", "failed")]
-    unfinished = [r["run_id"] for r in rows if r.get("status") in ("pending", "running", "started")]
-    lost = [r for r in rows if r.get("status") == "accepted"]  # started, but their run IDs are unknown
-    total = round(sum(r.get("charged_cost", 0.0) for r in settled), 4)
+    unfinished = [r["run_id"] for r in rows if r.get("run_id") and r.get("status") not in ("completed", "failed")]
+    open_ended = [r for r in rows if r.get("status") in ("accepted", "unknown") and not r.get("run_id")]
+    refused = [r for r in rows if "error" in r]
+    total = round(sum(r.get("charged_usd", 0.0) for r in settled), 4)
     summary: dict[str, Any] = {
         "runs": rows,
         "finished": len(settled),
-        "of": len(settled) + len(unfinished) + len(lost),
-        ("charged_cost_min" if unfinished or lost else "charged_cost"): total,
+        "of": asked,
+        ("charged_usd_so_far" if unfinished or open_ended else "charged_usd"): total,
     }
+    if refused:
+        summary["refused"] = len(refused)
+    nexts = []
     if unfinished:
-        summary["next"] = f"call get_run with run_id={unfinished} to follow the {len(unfinished)} unfinished runs"
+        nexts.append(f"call get_run with run_id={unfinished} to follow the {len(unfinished)} unfinished runs")
+    if refused:
+        nexts.append(f"{len(refused)} of {asked} were not started (see each row's error); fix those items and send "
+                     "only them again")
+    if open_ended:
+        nexts.append("rows with status accepted/unknown say what to do in their own next field")
+    if nexts:
+        summary["next"] = "; ".join(nexts)
     return ToolResult(summary, content=blocks)
 
 
@@ -151,54 +198,131 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
             prepared.append(await _prepare(call, item, req.workspace_id, req.project_id))
         except (ToolInputError, FloraError) as exc:
             prepared.append(str(exc))
-    good = [p for p in prepared if isinstance(p, _Prepared)]
-    if good:
-        estimates = [p.estimate_usd for p in good]
-        total = None if any(e is None for e in estimates) else sum(estimates)  # type: ignore[misc]
-        await guard_cost(call, total, f"Batch of {len(good)}")
-    rows: list[dict[str, Any]] = [{} for _ in prepared]
+    rows: list[dict[str, Any]] = [{"item": i, "error": p} for i, p in enumerate(prepared) if isinstance(p, str)]
+    good = {i: p.start(call, "start_generations", idempotency_key=None, new_run=req.new_run, item=i)
+            for i, p in enumerate(prepared) if isinstance(p, _Prepared)}
+    if not good:
+        raise ToolInputError("No item could be started: " + "; ".join(f"item {r['item']}: {r['error']}" for r in rows))
+    await reserve(call, list(good.values()), f"Batch of {len(good)}")
 
-    async def start(index: int, item: _Prepared) -> None:
-        try:  # one key per item, reused by the client on every retry
-            run_id = await start_once(call, new_idempotency_key(),
-                                      lambda key: call.client.start_generation(item.request, idempotency_key=key))
-            rows[index] = {"item": index, "run_id": run_id, "status": "started"}
-        except AcceptedRunLostError:
-            rows[index] = {"item": index, "status": "accepted", "run_id": None,
-                           "note": "accepted once; its run ID was lost in transit; do not restart it"}
+    async def start_one(index: int, start: PaidStart) -> None:
+        item = prepared[index]
+        assert isinstance(item, _Prepared)
+        try:
+            await send(call, start, lambda key, resend: call.client.start_generation(
+                item.request, idempotency_key=key, resend=resend))
         except FloraError as exc:
-            rows[index] = {"item": index, "error": str(exc)}
+            rows.append({"item": index, "error": str(exc), "idempotency_key": start.key})
 
     async with anyio.create_task_group() as tg:
-        for index, item in enumerate(prepared):
-            if isinstance(item, _Prepared):
-                tg.start_soon(start, index, item)
-            else:
-                rows[index] = {"item": index, "error": item}
-    run_ids = [r["run_id"] for r in rows if r.get("run_id")]
-    if run_ids and wait_budget(call, req.wait_seconds) > 0:
-        runs = await follow(call, run_ids, wait_budget(call, req.wait_seconds))
-        by_id = dict(zip(run_ids, runs))
-        blocks = []
-        for row in rows:
-            if row.get("run_id"):
-                described, found = await describe_run(call, by_id[row["run_id"]], row["run_id"])
-                row.update(described)
-                blocks.extend(found)
-        result = _batch_result(rows, blocks)
-    else:
-        result = _batch_result(rows, [])
-    result.structured["started"] = len(run_ids)
+        for index, start in good.items():
+            tg.start_soon(start_one, index, start)
+    started = {i: s for i, s in good.items() if s.run_id}
+    runs = {}
+    if started and wait_budget(call, req.wait_seconds) > 0:
+        run_ids = [s.run_id for s in started.values()]
+        runs = dict(zip(run_ids, await follow(call, run_ids, wait_budget(call, req.wait_seconds))))
+    blocks: list = []
+    for index, start in good.items():
+        if any(r["item"] == index for r in rows):
+            continue
+        row = pending_row(call, start) or {"run_id": start.run_id, "status": "pending"}
+        run = runs.get(start.run_id) if start.run_id else None
+        if isinstance(run, FloraError):
+            row = unknown_status_row(call, start.run_id, run)
+        elif run is not None:
+            row, found = await describe_run(call, run, start.run_id)
+            blocks.extend(found)
+        rows.append({"item": index, **row, **start_facts(start)})
+    rows.sort(key=lambda r: r["item"])
+    result = _batch_result(rows, blocks, asked=len(req.items))
+    result.structured["started"] = len(started)
     return result
+
+
+# --- what was started and spent --------------------------------------------------------------------
+class ListRuns(ToolArgs):
+    project_id: ProjectParam = None
+    status: Annotated[Literal["unfinished", "completed", "failed"] | None,
+                      Field(description="unfinished: not settled yet")] = None
+    limit: Annotated[int | None, Field(ge=1, le=100, description="Default 20")] = None
+
+
+LIST_COLUMNS = ["run_id", "tool", "model", "status", "usd", "project_id", "age"]
+_TOOL_SHORT = {"start_generation": "generation", "start_generations": "generation", "run_action": "action",
+               "run_technique": "technique"}
+
+
+async def list_runs(req: ListRuns, call: ToolCall) -> ToolResult:
+    """The user's paid starts from the ledger, newest first, with the budget window's totals."""
+    rows = await call.ledger.rows(call.user_id)
+    await _refresh_unfinished(call, [r for r in rows if r.get("run_id") and r["status"] in ("pending", "running")][:20])
+    rows = await call.ledger.rows(call.user_id)
+    if req.project_id:
+        rows = [r for r in rows if r.get("project_id") == req.project_id]
+    if req.status == "unfinished":
+        rows = [r for r in rows if r["status"] not in ("completed", "failed")]
+    elif req.status:
+        rows = [r for r in rows if r["status"] == req.status]
+    window_hours = call.settings.budget_window_hours
+    spent, reserved = await call.ledger.totals(call.user_id, window_hours * 3600)
+    now = time.time()
+    shown = rows[: req.limit or 20]
+    table = [[r.get("run_id") or f"key:{r['key']}", _TOOL_SHORT.get(r["tool"], r["tool"]), r.get("model"),
+              r["status"], _usd_of(r), r.get("project_id"), _age(now - r["created"])] for r in shown]
+    totals: dict[str, Any] = {"window_hours": window_hours, "charged_usd": round(spent, 4),
+                              "held_usd": round(reserved, 4)}
+    budget = budget_usd(call.settings)
+    if budget is not None:
+        totals |= {"budget_usd": budget, "left_usd": round(max(budget - spent - reserved, 0.0), 4)}
+    result: dict[str, Any] = {"columns": LIST_COLUMNS, "runs": table, "totals": totals,
+                              "note": "usd: final charge once completed/failed, else the amount held for it; "
+                                      "held_usd: held for unfinished runs"}
+    if len(rows) > len(shown):
+        result["more"] = len(rows) - len(shown)
+    return ToolResult(result)
+
+
+async def _refresh_unfinished(call: ToolCall, rows: list[dict[str, Any]]) -> None:
+    """Ask FLORA about unfinished runs once, so totals settle without a get_run per run."""
+
+    async def refresh(run_id: str) -> None:
+        try:
+            await remember_status(call, await call.client.get_run(run_id))
+        except FloraError:
+            pass  # the row keeps its last known status
+
+    with anyio.move_on_after(5):
+        async with anyio.create_task_group() as tg:
+            for row in rows:
+                tg.start_soon(refresh, row["run_id"])
+
+
+def _usd_of(row: dict[str, Any]) -> float:
+    if row["status"] in ("completed", "failed"):
+        return round(row.get("charged_usd") or 0.0, 4)
+    return round(max(row.get("reserved_usd") or 0.0, row.get("charged_usd") or 0.0), 4)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{int(seconds)}s"
+    if seconds < 7200:
+        return f"{int(seconds // 60)}m"
+    if seconds < 172800:
+        return f"{int(seconds // 3600)}h"
+    return f"{int(seconds // 86400)}d"
 
 
 TOOLS = [
     ToolSpec("start_generation",
              "Paid. Starts a generation, waits (wait_seconds, default 25), returns outputs with previews or a "
-             "run_id for get_run.",
+             "run_id for get_run. An identical call within 10 min returns that run.",
              StartGeneration, start_generation, "core", read_only=False, idempotent=False),
     ToolSpec("get_run", "Status, cost and outputs of runs; waits for them.",
              GetRun, get_run, "core", read_only=True, idempotent=True),
+    ToolSpec("list_runs", "Runs started through this server, newest first, and what was spent (budget left).",
+             ListRuns, list_runs, "core", read_only=True, idempotent=True),
     ToolSpec("start_generations", "Start 1-20 generations at once; one row per item.",
              StartGenerations, start_generations, "batch", read_only=False, idempotent=False),
 ]

@@ -1,0 +1,217 @@
+"""Every paid start goes through here: recall before the POST, remember after it.
+
+    starts = [paid_start(call, "start_generation", body, estimate, idempotency_key=…)]
+    await reserve(call, starts, "Generation")        # guards, then the ledger's write-ahead intent
+    await send(call, starts[0], lambda key, resend: call.client.start_generation(…, idempotency_key=key,
+                                                                                    resend=resend))
+    return await answer(call, starts[0], wait_seconds)
+
+`reserve` answers from the ledger what was asked before (the same idempotency key, or the same
+request moments ago) and holds the budget for what is new, atomically across processes and replicas.
+`send` makes the POST shielded from cancellation (a client that gives up mid-POST must not lose a
+run FLORA accepted) and records what FLORA said. Whatever fails after FLORA accepted a start, the
+answer carries the run ID and the idempotency key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._ids import new_idempotency_key
+from ..config import budget_usd
+from ..errors import AcceptedRunLostError, FloraError
+from ..ledger import Decision, Intent, OverBudget, request_fingerprint
+from ._registry import ToolInputError, ToolResult
+from .costs import NOTHING_CHARGED, guard_cost, over_budget_message
+from .runs import describe_run, unknown_status_row, wait_budget
+from .session import ToolCall
+from .waiting import follow
+
+if TYPE_CHECKING:
+    from ..models import RunStarted
+    from .estimates import Estimate
+
+POST_DEADLINE = 120.0  # longest a shielded start may take (the client's own retries stop well before)
+Send = Callable[[str, bool], Awaitable["RunStarted"]]
+
+
+@dataclass
+class PaidStart:
+    tool: str
+    intent: Intent
+    estimate: Estimate
+    decision: Decision | None = None
+    run_id: str | None = None
+    outcome: str = "new"  # started | reused | unknown | accepted
+    note: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.intent.key
+
+
+def paid_start(call: ToolCall, tool: str, body: dict[str, Any], estimate: Estimate, *,
+               idempotency_key: str | None = None, new_run: bool = False, **details: Any) -> PaidStart:
+    """A start as the ledger sees it: fingerprinted by its normalised request body."""
+    intent = Intent(key=idempotency_key or new_idempotency_key(), key_given=idempotency_key is not None, tool=tool,
+                    fingerprint=request_fingerprint(tool, body), reserve_usd=estimate.reserve_usd,
+                    estimated_usd=estimate.usd, new_run=new_run,
+                    details={k: v for k, v in details.items() if v is not None} | {"calibration": estimate.calibration})
+    return PaidStart(tool, intent, estimate)
+
+
+async def reserve(call: ToolCall, starts: list[PaidStart], what: str) -> None:
+    """Checks before spend, then the write-ahead intent: guards for what is new, one atomic reservation
+    for all (a batch reserves its sum), and earlier runs for what was asked before."""
+    seen = await call.ledger.rows(call.user_id)
+    fresh = [s for s in starts if not _asked_before(s, seen)]
+    if fresh:
+        await guard_cost(call, [s.estimate for s in fresh], what)
+    budget = budget_usd(call.settings)
+    window = call.settings.budget_window_hours * 3600
+    try:
+        decisions = await call.ledger.begin(call.user_id, [s.intent for s in starts], budget_usd=budget,
+                                            window_seconds=window)
+    except OverBudget as exc:
+        raise ToolInputError(over_budget_message(what, exc.spent_usd, exc.reserved_usd, exc.asked_usd,
+                                                 exc.budget_usd, call.settings.budget_window_hours)) from None
+    for start, decision in zip(starts, decisions):
+        if decision.kind == "conflict":
+            raise ToolInputError(
+                f"idempotency_key {start.key!r} was used for a different {decision.row['tool']} request "
+                f"(run {decision.row.get('run_id') or 'unknown'}). {NOTHING_CHARGED}. To repeat that run call again "
+                "with its exact arguments; for a new run use a new idempotency_key")
+        start.decision = decision
+
+
+def _asked_before(start: PaidStart, rows: list[dict[str, Any]]) -> bool:
+    """Would the ledger answer this start with an earlier run? (Then there is nothing new to guard.)"""
+    intent = start.intent
+    for row in rows:
+        if row["key"] == intent.key:
+            return True
+        if not intent.key_given and not intent.new_run and row["tool"] == intent.tool \
+                and row["fingerprint"] == intent.fingerprint and row["status"] != "failed":
+            return True
+    return False
+
+
+async def send(call: ToolCall, start: PaidStart, post: Send) -> None:
+    """Make the POST the ledger decided on (or adopt the earlier run it found) and record the outcome."""
+    decision = start.decision
+    assert decision is not None, "reserve() first"
+    if decision.kind == "wait":  # an identical call is starting it right now: use its start
+        row = await call.ledger.wait_for_start(call.user_id, decision.key) or decision.row
+        _adopt(start, row, reused=True)
+        return
+    if decision.kind in ("follow", "accepted"):
+        _adopt(start, decision.row, reused=decision.reused)
+        return
+    refused: FloraError | None = None
+    with anyio.CancelScope(shield=True):  # a client that gives up mid-POST must not lose an accepted run
+        with anyio.move_on_after(POST_DEADLINE):
+            refused = await _post_and_record(call, start, post, resend=decision.kind == "resend")
+        if start.outcome == "new":  # the deadline passed mid-POST
+            start.outcome, start.note = "unknown", f"FLORA did not answer within {POST_DEADLINE:g} s"
+            await call.ledger.outcome_unknown(call.user_id, start.key, start.note)
+    if decision.reused and start.outcome == "started":
+        start.outcome = "reused"
+    if refused is not None:
+        raise refused
+
+
+async def _post_and_record(call: ToolCall, start: PaidStart, post: Send, *, resend: bool) -> FloraError | None:
+    user = call.user_id
+    try:
+        started = await post(start.key, resend)
+    except AcceptedRunLostError:
+        start.outcome = "accepted"
+        await call.ledger.accepted_without_id(user, start.key)
+        return None
+    except FloraError as exc:
+        if exc.may_have_started:
+            start.outcome, start.note = "unknown", exc.message
+            await call.ledger.outcome_unknown(user, start.key, exc.message)
+            return None
+        start.outcome = "refused"
+        await call.ledger.release(user, start.key)
+        return _nothing_charged(exc)
+    start.run_id, start.outcome = started.run_id, "started"
+    model = started.model.model_id if started.model else None
+    start.details = {"model": model} if model and not start.intent.details.get("model") else {}
+    if started.estimated_seconds is not None:
+        call.user.estimates[started.run_id] = started.estimated_seconds
+    await call.ledger.started(user, start.key, started.run_id, estimated_seconds=started.estimated_seconds,
+                             **start.details)
+    await call.info(f"started {started.run_id}")
+    return None
+
+
+def _adopt(start: PaidStart, row: dict[str, Any], *, reused: bool) -> None:
+    start.run_id = row.get("run_id")
+    if row["status"] == "accepted":
+        start.outcome = "accepted"
+    elif start.run_id:
+        start.outcome = "reused" if reused else "started"
+    else:
+        start.outcome, start.note = "unknown", row.get("note") or "another call was starting it"
+    if row.get("estimated_seconds") and start.run_id:
+        start.details["estimated_seconds"] = row["estimated_seconds"]
+
+
+def _nothing_charged(exc: FloraError) -> FloraError:
+    """The same error, saying what an agent most needs to know after a refused start."""
+    hint = f"{exc.hint}. {NOTHING_CHARGED}" if exc.hint else NOTHING_CHARGED
+    return type(exc)(exc.message, status=exc.status, code=exc.code, fields=exc.fields, hint=hint,
+                     retry_after=exc.retry_after)
+
+
+# --- answers -------------------------------------------------------------------------------------------
+def start_facts(start: PaidStart) -> dict[str, Any]:
+    """What every answer about a paid start carries, whatever happened after it."""
+    facts: dict[str, Any] = {"idempotency_key": start.key}
+    if start.outcome == "reused":
+        age = int(time.time() - (start.decision.row["created"] if start.decision else time.time()))
+        facts["reused"] = True
+        facts["reused_note"] = (f"an identical request started this run {age} s ago, so no new run was paid for; "
+                                "for another one pass new_run=true (or a new idempotency_key)")
+    elif start.estimate.usd is not None:
+        facts |= start.estimate.details()
+    if start.details.get("model"):
+        facts["model"] = start.details["model"]
+    return facts
+
+
+def pending_row(call: ToolCall, start: PaidStart) -> dict[str, Any] | None:
+    """The answer for a start with no run ID to follow; None when there is a run."""
+    if start.outcome == "accepted":
+        return {"status": "accepted", "run_id": None, "next": (
+            "FLORA accepted this start and charged it once, but did not return its run ID; do not start it again. "
+            "Its outputs will appear in the FLORA project; list_runs lists it")}
+    if start.outcome == "unknown":
+        return {"status": "unknown", "run_id": None, "next": (
+            f"the start may have been accepted and charged: FLORA's answer did not arrive ({start.note}). Call "
+            f"{start.tool} again with idempotency_key={start.key!r} and the same arguments: it never starts a second "
+            "run, and returns this one's run_id once FLORA confirms it. list_runs lists it meanwhile")}
+    return None
+
+
+async def answer(call: ToolCall, start: PaidStart, wait_seconds: float | None) -> ToolResult:
+    """Follow one paid start within the wait budget and describe it."""
+    row = pending_row(call, start)
+    if row is not None:
+        return ToolResult(row | start_facts(start))
+    assert start.run_id is not None
+    estimated = call.user.estimates.get(start.run_id) or start.details.get("estimated_seconds")
+    [run] = await follow(call, [start.run_id], wait_budget(call, wait_seconds), estimated)
+    if isinstance(run, FloraError):
+        row, blocks = unknown_status_row(call, start.run_id, run), []
+    else:
+        row, blocks = await describe_run(call, run, start.run_id)
+    return ToolResult(row | start_facts(start), content=blocks)
