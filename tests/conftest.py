@@ -76,3 +76,12 @@ async def first_ids(client: Client) -> tuple[str, str]:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """One real redis-server for the session; tests keep apart by using their own users and keys."""
+    from tests.servers import running_redis
+
+    with running_redis() as url:
+        yield url

