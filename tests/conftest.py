@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from mcp.client import Client
 
+from flora_mcp._retry import RetryPolicy
 from flora_mcp.config import Settings
 from flora_mcp.sandbox import SANDBOX_API_KEY, ManualClock, Sandbox
 from flora_mcp.server import create_server
@@ -51,7 +52,9 @@ def make_session(fast_sandbox: Sandbox):
 
     def factory(sandbox: Sandbox | None = None, api_key: str | None = SANDBOX_API_KEY, **overrides: Any) -> Client:
         sb = sandbox or fast_sandbox
-        server = create_server(settings(**overrides), client=sb.client(api_key))
+        configured = settings(**overrides)
+        client = sb.client(api_key, timeout=configured.timeout, retry=RetryPolicy(max_retries=configured.max_retries))
+        server = create_server(configured, client=client)
         return Client(server)
 
     return factory

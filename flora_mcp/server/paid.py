@@ -47,13 +47,14 @@ class PaidStart:
     estimate: Estimate
     decision: Decision | None = None
     run_id: str | None = None
-    outcome: str = "new"  # started | reused | unknown | accepted
+    outcome: str = "new"  # started | unknown | accepted | refused
     note: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
-        return self.intent.key
+        """The idempotency key in force: an earlier identical start's, when the ledger answered with it."""
+        return self.decision.key if self.decision is not None else self.intent.key
 
 
 def paid_start(call: ToolCall, tool: str, body: dict[str, Any], estimate: Estimate, *,
@@ -107,11 +108,10 @@ async def send(call: ToolCall, start: PaidStart, post: Send) -> None:
     decision = start.decision
     assert decision is not None, "reserve() first"
     if decision.kind == "wait":  # an identical call is starting it right now: use its start
-        row = await call.ledger.wait_for_start(call.user_id, decision.key) or decision.row
-        _adopt(start, row, reused=True)
+        _adopt(start, await call.ledger.wait_for_start(call.user_id, decision.key) or decision.row)
         return
     if decision.kind in ("follow", "accepted"):
-        _adopt(start, decision.row, reused=decision.reused)
+        _adopt(start, decision.row)
         return
     refused: FloraError | None = None
     with anyio.CancelScope(shield=True):  # a client that gives up mid-POST must not lose an accepted run
@@ -120,8 +120,6 @@ async def send(call: ToolCall, start: PaidStart, post: Send) -> None:
         if start.outcome == "new":  # the deadline passed mid-POST
             start.outcome, start.note = "unknown", f"FLORA did not answer within {POST_DEADLINE:g} s"
             await call.ledger.outcome_unknown(call.user_id, start.key, start.note)
-    if decision.reused and start.outcome == "started":
-        start.outcome = "reused"
     if refused is not None:
         raise refused
 
@@ -153,12 +151,13 @@ async def _post_and_record(call: ToolCall, start: PaidStart, post: Send, *, rese
     return None
 
 
-def _adopt(start: PaidStart, row: dict[str, Any], *, reused: bool) -> None:
+def _adopt(start: PaidStart, row: dict[str, Any]) -> None:
+    """Answer with an earlier start of the same request (or key)."""
     start.run_id = row.get("run_id")
     if row["status"] == "accepted":
         start.outcome = "accepted"
     elif start.run_id:
-        start.outcome = "reused" if reused else "started"
+        start.outcome = "started"
     else:
         start.outcome, start.note = "unknown", row.get("note") or "another call was starting it"
     if row.get("estimated_seconds") and start.run_id:
@@ -176,7 +175,7 @@ def _nothing_charged(exc: FloraError) -> FloraError:
 def start_facts(start: PaidStart) -> dict[str, Any]:
     """What every answer about a paid start carries, whatever happened after it."""
     facts: dict[str, Any] = {"idempotency_key": start.key}
-    if start.outcome == "reused":
+    if start.decision is not None and start.decision.reused:
         age = int(time.time() - (start.decision.row["created"] if start.decision else time.time()))
         facts["reused"] = True
         facts["reused_note"] = (f"an identical request started this run {age} s ago, so no new run was paid for; "

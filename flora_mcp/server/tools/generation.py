@@ -268,16 +268,21 @@ async def list_runs(req: ListRuns, call: ToolCall) -> ToolResult:
     spent, reserved = await call.ledger.totals(call.user_id, window_hours * 3600)
     now = time.time()
     shown = rows[: req.limit or 20]
+    projects = {r.get("project_id") for r in shown}
+    columns = LIST_COLUMNS if len(projects) > 1 else [c for c in LIST_COLUMNS if c != "project_id"]
     table = [[r.get("run_id") or f"key:{r['key']}", _TOOL_SHORT.get(r["tool"], r["tool"]), r.get("model"),
-              r["status"], _usd_of(r), r.get("project_id"), _age(now - r["created"])] for r in shown]
+              r["status"], _usd_of(r)] + ([r.get("project_id")] if len(projects) > 1 else []) + [_age(now - r["created"])]
+             for r in shown]
     totals: dict[str, Any] = {"window_hours": window_hours, "charged_usd": round(spent, 4),
                               "held_usd": round(reserved, 4)}
     budget = budget_usd(call.settings)
     if budget is not None:
         totals |= {"budget_usd": budget, "left_usd": round(max(budget - spent - reserved, 0.0), 4)}
-    result: dict[str, Any] = {"columns": LIST_COLUMNS, "runs": table, "totals": totals,
+    result: dict[str, Any] = {"columns": columns, "runs": table, "totals": totals,
                               "note": "usd: final charge once completed/failed, else the amount held for it; "
                                       "held_usd: held for unfinished runs"}
+    if len(projects) == 1 and shown:
+        result["project_id"] = projects.pop()  # every run shown is in this project
     if len(rows) > len(shown):
         result["more"] = len(rows) - len(shown)
     return ToolResult(result)
