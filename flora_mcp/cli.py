@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--host", dest="sandbox_host", default="127.0.0.1")
     sb.add_argument("--port", dest="sandbox_port", type=int, default=8765)
     sb.add_argument("--speed", type=float, default=5.0, help="how much faster than real time runs progress")
+    sb.add_argument("--idempotency", choices=["conflict", "replay"], default="conflict",
+                    help="a reused Idempotency-Key: 409 as FLORA's spec says, or the first answer replayed as its "
+                         "docs say")
     demo = sub.add_parser("demo", help="a scripted agent session against the sandbox")
     demo.add_argument("--prompt", default=None)
     demo.add_argument("--output", type=Path, default=Path("flora-output"), help="where outputs are saved")
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return anyio.run(run_demo, args.prompt or DEFAULT_PROMPT, args.output)
     if args.command == "sandbox":
         _configure_logging(args.log_level or "INFO")
-        return _run_sandbox(args.sandbox_host, args.sandbox_port, args.speed)
+        return _run_sandbox(args.sandbox_host, args.sandbox_port, args.speed, args.idempotency)
 
     from .config import load_settings
 
@@ -74,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     return serve(settings, transport=transport)
 
 
-def _run_sandbox(host: str, port: int, speed: float) -> int:
+def _run_sandbox(host: str, port: int, speed: float, idempotency: str) -> int:
     import uvicorn
 
     from .sandbox import SANDBOX_API_KEY, Sandbox
 
-    sandbox = Sandbox(speed=speed, public_base_url=f"http://{host}:{port}")
+    sandbox = Sandbox(speed=speed, public_base_url=f"http://{host}:{port}", idempotency_mode=idempotency)
     print(f"FLORA sandbox on http://{host}:{port}/api/v1  (key: {SANDBOX_API_KEY})", file=sys.stderr)
     uvicorn.run(sandbox.app, host=host, port=port, log_level="warning")
     return 0
