@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import tomllib
-from importlib.resources import files
 from pathlib import Path
 
 import httpx2
@@ -21,16 +20,12 @@ from tests.servers import free_port, wait_healthy
 ROOT = Path(__file__).parent.parent
 
 def registry_schema(schema_url: str) -> dict:
-    """The MCP registry's published schema for the version server.json declares.
-
-    skillsaw (a test dependency) bundles the released schemas byte for byte from
-    modelcontextprotocol/static; MCP_SERVER_SCHEMA may point at another copy.
-    """
+    """The MCP registry's published schema for the version server.json declares, vendored byte for byte
+    into tests/registry_schema/<date>/ (see SOURCE.md there); MCP_SERVER_SCHEMA may point at another copy."""
     if os.environ.get("MCP_SERVER_SCHEMA"):
         return json.loads(Path(os.environ["MCP_SERVER_SCHEMA"]).read_text())
-    version = schema_url.rstrip("/").split("/")[-2].replace("-", "_")
-    resource = files("skillsaw.schemas.mcp_registry") / f"v{version}" / "server.schema.json"
-    return json.loads(resource.read_text())
+    date = schema_url.rstrip("/").split("/")[-2]
+    return json.loads((ROOT / "tests" / "registry_schema" / date / "server.schema.json").read_text())
 
 
 def test_server_json_is_valid_against_the_registry_schema_and_matches_the_package():
@@ -50,6 +45,17 @@ def test_server_json_is_valid_against_the_registry_schema_and_matches_the_packag
     [remote] = meta["remotes"]
     assert remote["type"] == "streamable-http" and remote["url"].endswith("/mcp")
     assert remote["headers"][0]["name"] == "Authorization" and remote["headers"][0]["isSecret"]
+    # Every {placeholder} in the URL template is a declared variable (the schema cannot check this).
+    assert set(re.findall(r"{(\w+)}", remote["url"])) == set(remote.get("variables", {})) == {"host"}
+
+
+def test_readme_carries_the_registry_ownership_marker_for_the_pypi_package():
+    """The registry accepts a PyPI package only if its description (our README) names the server."""
+    meta = json.loads((ROOT / "server.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    marker = re.search(r"^<!-- mcp-name: (\S+) -->$", readme, re.M)
+    assert marker, "README.md lacks the `<!-- mcp-name: ... -->` line"
+    assert marker.group(1) == meta["name"]
 
 
 def _dockerfile() -> dict[str, object]:
