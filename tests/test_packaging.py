@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import runpy
 import subprocess
 import sys
+import tarfile
 import tomllib
+import zipfile
 from pathlib import Path
 
 import httpx2
@@ -66,7 +69,9 @@ def _dockerfile() -> dict[str, object]:
         word, _, rest = line.strip().partition(" ")
         if word == "ENV":
             env.update(dict(re.findall(r"(\w+)=(\S+)", rest)))
-        elif word in ("CMD", "FROM", "USER", "EXPOSE"):
+        elif word == "LABEL":
+            steps.setdefault("LABEL", {}).update(dict(re.findall(r'([\w.]+)="([^"]*)"', rest)))
+        elif word in ("CMD", "FROM", "USER", "EXPOSE", "RUN"):
             steps[word] = rest.strip()
         elif word == "HEALTHCHECK":
             steps["HEALTHCHECK"] = json.loads(rest[rest.index("CMD") + 3:].strip())
@@ -95,3 +100,50 @@ def test_dockerfile_is_slim_non_root_and_its_command_serves_with_a_passing_healt
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def test_docker_image_carries_the_registry_label_and_installs_pinned_dependencies():
+    steps = _dockerfile()
+    meta = json.loads((ROOT / "server.json").read_text())
+    assert steps["LABEL"]["io.modelcontextprotocol.server.name"] == meta["name"]
+    assert "pip install --constraint docker/constraints.txt ." in str(steps["RUN"])
+    pinned = dict(line.split("==") for line in (ROOT / "docker" / "constraints.txt").read_text().splitlines()
+                  if line and not line.startswith("#"))
+    # Every distribution the image needs at run time is pinned (names only: versions are whatever the
+    # script saw when it was run; a fresh CI environment may resolve newer ones).
+    script = runpy.run_path(str(ROOT / "scripts" / "pin-docker-deps"))  # its __name__ is not __main__
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    needed = script["runtime_closure"](project["dependencies"], script["image_environment"]())
+    assert set(needed) - set(pinned) == set(), "run scripts/pin-docker-deps"
+    assert {"mcp", "pydantic", "cryptography"} <= set(pinned)  # extras followed: pyjwt[crypto]
+
+
+def test_python_m_build_makes_an_sdist_and_wheel_with_licence_and_types_and_nothing_from_ci(tmp_path):
+    """What a publisher uploads to PyPI: `python -m build` run on this tree, each archive opened."""
+    # A stray CI log in the tree must not travel (one once did: 34 KB of tracebacks).
+    stray = ROOT / ".ci" / "interop-server-0.log"
+    created = not stray.exists()
+    if created:
+        stray.write_text("Traceback (most recent call last):\n")
+    try:
+        done = subprocess.run([sys.executable, "-m", "build", "--outdir", str(tmp_path), str(ROOT)],
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        if created:
+            stray.unlink()
+    assert done.returncode == 0, done.stderr[-2000:]
+    [sdist] = tmp_path.glob("flora_mcp-*.tar.gz")
+    [wheel] = tmp_path.glob("flora_mcp-*-py3-none-any.whl")
+
+    top = sdist.name.removesuffix(".tar.gz")
+    with tarfile.open(sdist) as archive:
+        in_sdist = {name.removeprefix(top + "/") for name in archive.getnames()}
+    assert {"LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml", "flora_mcp/py.typed"} <= in_sdist
+    with zipfile.ZipFile(wheel) as archive:
+        in_wheel = set(archive.namelist())
+        metadata = archive.read(f"{wheel.name.split('-py3')[0]}.dist-info/METADATA").decode()
+    assert "flora_mcp/py.typed" in in_wheel
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in in_wheel)
+    assert "License-Expression: MIT" in metadata and "mcp-name: io.github.flora-mcp/flora-mcp" in metadata
+    for name in in_sdist | in_wheel:
+        assert not name.startswith(".ci/") and not name.endswith((".log", ".pyc", ".mcpb")), name
