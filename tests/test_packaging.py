@@ -147,3 +147,61 @@ def test_python_m_build_makes_an_sdist_and_wheel_with_licence_and_types_and_noth
     assert "License-Expression: MIT" in metadata and "mcp-name: io.github.flora-mcp/flora-mcp" in metadata
     for name in in_sdist | in_wheel:
         assert not name.startswith(".ci/") and not name.endswith((".log", ".pyc", ".mcpb")), name
+
+
+# --- MCP Bundle (.mcpb) for Claude Desktop ---------------------------------------------------------------
+def _resolve_like_claude_desktop(manifest: dict, bundle: Path, user_config: dict) -> dict[str, str]:
+    """mcp_config.env with ${user_config.*} filled in from the user's answers, else the defaults
+    (the substitution @anthropic-ai/mcpb's getMcpConfigForManifest does; .ci/mcpb-smoke runs the real one)."""
+    values = {k: v["default"] for k, v in manifest["user_config"].items() if "default" in v} | user_config
+    as_text = {f"${{user_config.{k}}}": (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in values.items()}
+    env = {}
+    for name, template in manifest["server"]["mcp_config"]["env"].items():
+        for placeholder, value in as_text.items():
+            template = template.replace(placeholder, value)
+        env[name] = template.replace("${__dirname}", str(bundle))
+    return env
+
+
+def test_bundle_manifest_maps_user_config_onto_real_settings():
+    manifest = json.loads((ROOT / "mcpb" / "manifest.json").read_text())
+    assert manifest["version"] == flora_mcp.__version__
+    assert manifest["server"]["type"] == "uv"  # pydantic and Pillow are compiled: uv installs them per platform
+    config = manifest["user_config"]
+    assert config["api_key"]["sensitive"] is True and config["output_dir"]["type"] == "directory"
+    assert config["sandbox"]["type"] == "boolean" and config["session_budget"]["type"] == "number"
+    fields = {f"FLORA_{name.upper()}" for name in Settings.model_fields}
+    env = manifest["server"]["mcp_config"]["env"]
+    assert set(env) <= fields, f"not settings: {set(env) - fields}"
+    used = set(re.findall(r"\$\{user_config\.(\w+)\}", json.dumps(manifest["server"])))
+    assert used == set(config), "every question is used, and every answer used is asked"
+    for name, option in config.items():
+        # Claude Desktop leaves an unanswered optional field's placeholder in place (mcpb#250) and does not
+        # expand ${HOME} in a default (mcpb#251): every optional field needs a literal default.
+        assert option.get("required") or "default" in option, name
+        assert "${" not in str(option.get("default", "")), name
+
+
+def test_built_bundle_starts_with_the_default_answers_and_with_the_sandbox_on(tmp_path):
+    """The staged bundle's server.py, started with the environment Claude Desktop would give it."""
+    build = runpy.run_path(str(ROOT / "scripts" / "build-mcpb"))
+    bundle = tmp_path / "bundle"
+    build["stage"](bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    from flora_mcp.server import all_tools
+
+    assert [t["name"] for t in manifest["tools"]] == [spec.name for spec in all_tools()]
+    assert {p.name for p in bundle.iterdir()} == {"manifest.json", "server.py", "pyproject.toml", "README.md",
+                                                  "LICENSE", "flora_mcp"}
+    assert not list(bundle.rglob("__pycache__"))
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_") and k != "PYTHONPATH"}
+    for answers in ({}, {"sandbox": True, "output_dir": str(tmp_path / "out")}):
+        env = clean | _resolve_like_claude_desktop(manifest, bundle, answers)
+        done = subprocess.run([sys.executable, str(bundle / "server.py")], env=env, cwd=tmp_path, check=False,
+                              input=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                                  "protocolVersion": "2025-06-18", "capabilities": {},
+                                  "clientInfo": {"name": "bundle-test", "version": "0"}}}) + "\n",
+                              capture_output=True, text=True, timeout=60)
+        answer = json.loads(done.stdout.splitlines()[0])
+        assert answer["result"]["serverInfo"]["name"] == "flora-mcp", (answers, done.stderr[-1500:])
