@@ -1,6 +1,10 @@
 # The hosted endpoint: Streamable HTTP at /mcp, SSE at /sse, /healthz. Each user sends their own
 # FLORA key as `Authorization: Bearer sk_live_…`. Set FLORA_ALLOWED_HOSTS to your public host name.
+# Over stdio instead (one user, like uvx):  docker run -i --rm -e FLORA_API_KEY flora-mcp flora-mcp
 FROM python:3.12-slim
+
+# The MCP registry matches an OCI image to its server.json entry by this label.
+LABEL io.modelcontextprotocol.server.name="io.github.flora-mcp/flora-mcp"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -8,9 +12,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
+COPY docker/constraints.txt ./docker/
 COPY flora_mcp ./flora_mcp
-RUN pip install . && useradd --create-home --uid 10001 flora
+# Dependencies pinned to the versions the tests passed with (scripts/pin-docker-deps writes the file).
+RUN pip install --constraint docker/constraints.txt . && useradd --create-home --uid 10001 flora
 
 USER flora
 ENV FLORA_HOST=0.0.0.0 \

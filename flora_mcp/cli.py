@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .toolsets import CHOICES as TOOLSET_CHOICES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="stdio (default), http (Streamable HTTP at /mcp) or sse (legacy, /sse)")
     p.add_argument("--host", default=None, help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
-    p.add_argument("--toolsets", default=None, help="comma-separated tool groups (core, batch) or all")
+    p.add_argument("--toolsets", default=None, help=f"tool groups to expose: {TOOLSET_CHOICES}")
     p.add_argument("--read-only", action="store_true", default=None, help="expose no paid or mutating tool")
     p.add_argument("--log-level", default=None, help="stderr log level (default INFO)")
     sub = p.add_subparsers(dest="command")
@@ -60,10 +61,16 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging(args.log_level or "INFO")
         return _run_sandbox(args.sandbox_host, args.sandbox_port, args.speed, args.idempotency)
 
-    from .config import load_settings
+    from .config import SettingsError, load_settings
 
-    settings = load_settings(sandbox=args.sandbox, toolsets=args.toolsets, read_only=args.read_only,
-                             log_level=args.log_level, host=args.host, port=args.port)
+    options = {"sandbox": args.sandbox, "toolsets": args.toolsets, "read_only": args.read_only,
+               "log_level": args.log_level, "host": args.host, "port": args.port}
+    try:
+        settings = load_settings(**options)
+    except SettingsError as exc:  # one line, naming the variable or option, then exit 2 (usage error)
+        print(f"flora-mcp: {exc.describe({name: '--' + name.replace('_', '-') for name in options})}",
+              file=sys.stderr)
+        return 2
     _configure_logging(settings.log_level)
     transport = args.transport or "stdio"
     if transport == "stdio":

@@ -9,13 +9,31 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from ._settings_errors import SettingsError, settings_error
+from .toolsets import CHOICES as TOOLSET_CHOICES
+from .toolsets import parse_toolsets
 
 DEFAULT_BASE_URL = "https://app.flora.ai/api/v1"
 
 
 ENV_PREFIX = "FLORA_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
+
+
+def _known_toolsets(value: str) -> str:
+    parse_toolsets(value)  # raises, naming the groups there are
+    return value
+
+
+def _known_log_level(value: str) -> str:
+    if value.upper() not in LOG_LEVELS:
+        raise ValueError(f"choose from {', '.join(LOG_LEVELS)}")
+    return value.upper()
 
 
 class Settings(BaseModel):
@@ -41,9 +59,10 @@ class Settings(BaseModel):
     wait_seconds: float = Field(25.0, ge=0, le=50, description="Default wait inside one tool call for a run.")
     timeout: float = Field(30.0, gt=0, description="HTTP timeout per FLORA request, seconds.")
     max_retries: int = Field(3, ge=0, le=10, description="Retries on 429/5xx/connection errors.")
-    toolsets: str = Field("all", description="Comma-separated tool groups to expose: core, all.")
+    toolsets: Annotated[str, AfterValidator(_known_toolsets)] = Field(
+        "all", description=f"Tool groups to expose: {TOOLSET_CHOICES}.")
     read_only: bool = Field(False, description="Expose no tool that spends credits or changes anything.")
-    log_level: str = Field("INFO", description="Log level for stderr.")
+    log_level: Annotated[str, AfterValidator(_known_log_level)] = Field("INFO", description="Log level for stderr.")
 
     # Hosted (HTTP) mode
     host: str = Field("127.0.0.1", description="HTTP bind address; loopback unless you mean it.")
@@ -82,5 +101,10 @@ def load_settings(**overrides: object) -> Settings:
         raw = os.environ.get(ENV_PREFIX + name.upper())
         if raw is not None and raw.strip() != "":
             values[name] = raw.strip()
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings.model_validate(values)
+    from_environment = set(values)
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    values.update(explicit)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:  # one line naming the variable, not a traceback naming a field
+        raise settings_error(exc, Settings, values, from_environment - set(explicit), ENV_PREFIX) from None

@@ -20,6 +20,7 @@ from mcp_types import EmptyResult, SetLevelRequestParams
 from .. import __version__
 from .._recent import Recent
 from ..config import Settings, load_settings, state_url
+from ..toolsets import parse_toolsets
 from ._registry import ToolSpec, build_tool
 from .guidance import explain
 from .session import ToolCall, UserState, connection_of
@@ -36,7 +37,6 @@ INSTRUCTIONS = (
     "still running, call get_run with its run_id. IDs: ws_..., prj_..., run_...; models by endpoint ID."
 )
 
-TOOLSETS = ("core", "batch", "actions", "techniques", "assets")
 ApiKeyFor = Callable[[Context], str | None]
 
 
@@ -48,12 +48,7 @@ def all_tools() -> list[ToolSpec]:
 
 def select_tools(settings: Settings) -> list[ToolSpec]:
     """The tools this configuration exposes: chosen toolsets, minus anything paid in read-only mode."""
-    wanted = {t.strip() for t in settings.toolsets.split(",") if t.strip()}
-    if not wanted or "all" in wanted:
-        wanted = set(TOOLSETS)
-    unknown = wanted - set(TOOLSETS)
-    if unknown:
-        raise ValueError(f"Unknown toolset(s) {sorted(unknown)}; choose from {', '.join(TOOLSETS)} or all")
+    wanted = parse_toolsets(settings.toolsets)
     return [t for t in all_tools() if t.toolset in wanted and (t.read_only or not settings.read_only)]
 
 
