@@ -36,14 +36,15 @@ INSTRUCTIONS = (
     "still running, call get_run with its run_id. IDs: ws_..., prj_..., run_...; models by endpoint ID."
 )
 
-TOOLSETS = ("core", "batch", "actions", "techniques", "assets")
+TOOLSETS = ("core", "batch", "actions", "techniques", "assets", "canvas")
 ApiKeyFor = Callable[[Context], str | None]
 
 
 def all_tools() -> list[ToolSpec]:
-    from .tools import actions, assets, discovery, generation
+    from .tools import actions, assets, canvas, discovery, generation
 
-    return [*discovery.TOOLS, *generation.TOOLS, *actions.ACTION_TOOLS, *actions.TECHNIQUE_TOOLS, *assets.TOOLS]
+    return [*discovery.TOOLS, *generation.TOOLS, *actions.ACTION_TOOLS, *actions.TECHNIQUE_TOOLS, *assets.TOOLS,
+            *canvas.TOOLS]
 
 
 def select_tools(settings: Settings) -> list[ToolSpec]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .._ids import new_idempotency_key
 from ..errors import AcceptedRunLostError, FloraError
 from ._registry import ToolResult
+from .canvas_links import note_run_project, where_to_see
 from .outputs import render_outputs
 from .session import ToolCall
 from .waiting import follow, seconds_left
@@ -23,6 +24,7 @@ async def start_once(call: ToolCall, idempotency_key: str, start: Callable[[str]
     """
     started = await start(idempotency_key)
     call.user.started[idempotency_key] = started.run_id
+    note_run_project(started)
     if started.estimated_seconds is not None:
         call.user.estimates[started.run_id] = started.estimated_seconds
     await call.info(f"started {started.run_id}")
@@ -61,7 +63,7 @@ async def describe_run(call: ToolCall, run: Run | FloraError, run_id: str) -> tu
             # Saving is the server operator's choice (stdio users set FLORA_OUTPUT_DIR); hosted mode leaves it unset.
             call.user.finished[run.run_id] = await render_outputs(call.client, run, save_dir=call.settings.output_dir)
         rows, blocks = call.user.finished[run.run_id]
-        row |= {"charged_cost": run.charged_cost or 0.0, "outputs": rows}
+        row |= {"charged_cost": run.charged_cost or 0.0, "outputs": rows} | await where_to_see(call, run.run_id)
     elif run.status == "failed":
         call.user.settle(run.run_id, run.charged_cost)
         row |= {"charged_cost": run.charged_cost or 0.0, "error_code": run.error_code,
