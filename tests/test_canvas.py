@@ -249,3 +249,14 @@ async def test_finished_action_answers_say_where_to_see_them(make_session, fast_
         assert not result.is_error, text_of(result)
         assert out["canvas_url"] == f"{fast_sandbox.state.public_base_url}/canvas/{project_id}"
         assert out["project_id"] == project_id
+
+
+async def test_the_demo_ends_with_its_image_on_the_canvas(tmp_path, capsys):
+    from flora_mcp.demo import run_demo
+
+    assert await run_demo(output_dir=tmp_path, speed=200) == 0
+    printed = capsys.readouterr().out
+    tail = printed[printed.index("The project canvas ("):]
+    chart = parse(tail[tail.index("graph LR"):])
+    [node] = chart.nodes.values()
+    assert node.kind == "image" and node.label.endswith("-output_1.png")
