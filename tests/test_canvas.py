@@ -120,7 +120,7 @@ async def _action_on_canvas(client, workspace_id: str, project_id: str, *, wire:
 async def test_a_canvas_action_runs_on_its_wired_input_and_its_output_lands_on_the_canvas(make_session, fast_sandbox):
     async with make_session() as client:
         workspace_id, project_id = await first_ids(client)
-        image, action = await _action_on_canvas(client, workspace_id, project_id)
+        _, action = await _action_on_canvas(client, workspace_id, project_id)
         result, run = await call(client, "run_canvas_action", {"project_id": project_id, "node_id": action})
         assert not result.is_error, text_of(result)
         assert run["status"] == "completed" and run["charged_cost"] == 0.01 and run["action_id"] == "rotate-image"

@@ -596,7 +596,7 @@ def _image_size(data: bytes) -> tuple[int | None, int | None]:
 
     try:
         return Image.open(io.BytesIO(data)).size
-    except Exception:  # not an image Pillow reads: the node simply has no size
+    except (OSError, ValueError):  # not an image Pillow reads: the node simply has no size
         return None, None
 
 

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from ...errors import FloraError
 from ...mermaid import Flowchart, MermaidError, parse
 from .._registry import ToolInputError, ToolResult, ToolSpec
 from ..canvas_links import remember_canvas_url
@@ -70,8 +69,11 @@ class RunCanvasAction(ToolArgs):
 
 # --- shared steps ------------------------------------------------------------------------------------
 async def _project_id(call: ToolCall, value: str | None) -> str:
-    if value or call.settings.project_id:
-        return value or call.settings.project_id  # type: ignore[return-value]
+    """The given project, the configured default, or an answer listing recent projects."""
+    if value:
+        return value
+    if call.settings.project_id:
+        return call.settings.project_id
     return await resolve_project(call, await resolve_workspace(call, None), None)
 
 
