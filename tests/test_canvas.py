@@ -260,3 +260,26 @@ async def test_the_demo_ends_with_its_image_on_the_canvas(tmp_path, capsys):
     chart = parse(tail[tail.index("graph LR"):])
     [node] = chart.nodes.values()
     assert node.kind == "image" and node.label.endswith("-output_1.png")
+
+
+async def test_another_key_cannot_read_or_patch_someone_elses_canvas(make_session, fast_sandbox):
+    async with make_session() as client:
+        _, project_id = await first_ids(client)
+        await call(client, "patch_canvas", {"project_id": project_id, "diagram": PATCH})
+    async with make_session(api_key="sk_sandbox_someone_else") as other:
+        result, body = await call(other, "read_canvas", {"project_id": project_id})
+        assert result.is_error and body["error"]["code"] == "not_found"
+        result, body = await call(other, "patch_canvas", {"project_id": project_id, "diagram": PATCH})
+        assert result.is_error and body["error"]["code"] == "not_found"
+    assert len(_patches(fast_sandbox)) == 1
+
+
+async def test_the_sandbox_canvas_url_shows_the_canvas(make_session, fast_sandbox):
+    import httpx2
+
+    async with make_session() as client:
+        _, project_id = await first_ids(client)
+        _, patched = await call(client, "patch_canvas", {"project_id": project_id, "diagram": PATCH})
+    async with httpx2.AsyncClient(transport=fast_sandbox.transport()) as http:
+        page = await http.get(patched["canvas_url"])
+    assert page.status_code == 200 and parse(page.text).topology() == parse(PATCH).topology()
