@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import anyio
 import httpx2
@@ -35,6 +35,15 @@ from .models import (
     ActionList,
     ActionRunRequest,
     Asset,
+    AssetFromSource,
+    AttachedAsset,
+    Canvas,
+    CanvasAction,
+    CanvasActionRequest,
+    CanvasNodePage,
+    CanvasPatch,
+    CanvasPatched,
+    CreatedAsset,
     CreateProjectRequest,
     GenerateRequest,
     ListProjectsRequest,
@@ -179,6 +188,47 @@ class FloraClient:
             raise _error_from_response(response)
         return Asset.model_validate(await self._request("POST", f"/assets/{reservation.asset_id}/complete"))
 
+    # --- projects and their canvas ----------------------------------------------------------------------
+    async def get_project(self, project_id: str) -> Project:
+        return Project.model_validate(await self._request("GET", f"/projects/{_seg(project_id)}"))
+
+    async def get_canvas(self, project_id: str) -> Canvas:
+        return Canvas.model_validate(await self._request("GET", f"/projects/{_seg(project_id)}/canvas"))
+
+    async def patch_canvas(self, project_id: str, patch: CanvasPatch) -> CanvasPatched:
+        data = await self._request("PATCH", f"/projects/{_seg(project_id)}/canvas",
+                                   json=patch.model_dump(exclude_none=True))
+        return CanvasPatched.model_validate(data)
+
+    async def list_canvas_nodes(self, project_id: str, *, limit: int | None = None,
+                                cursor: str | None = None) -> CanvasNodePage:
+        params = {k: v for k, v in (("limit", limit), ("cursor", cursor)) if v is not None}
+        data = await self._request("GET", f"/projects/{_seg(project_id)}/nodes", params=params or None)
+        return CanvasNodePage.model_validate(data)
+
+    async def create_asset_from_source(self, request: AssetFromSource, *,
+                                       idempotency_key: str | None = None) -> CreatedAsset:
+        data = await self._request("POST", "/assets", json=request.model_dump(exclude_none=True),
+                                   idempotency_key=idempotency_key)
+        return CreatedAsset.model_validate(data)
+
+    async def attach_asset(self, project_id: str, asset_id: str, *, idempotency_key: str | None = None) -> AttachedAsset:
+        data = await self._request("POST", f"/projects/{_seg(project_id)}/assets/{_seg(asset_id)}/attach",
+                                   idempotency_key=idempotency_key)
+        return AttachedAsset.model_validate(data)
+
+    async def create_canvas_action(self, project_id: str, request: CanvasActionRequest, *,
+                                   idempotency_key: str | None = None) -> CanvasAction:
+        data = await self._request("POST", f"/projects/{_seg(project_id)}/actions",
+                                   json=request.model_dump(exclude_none=True), idempotency_key=idempotency_key)
+        return CanvasAction.model_validate(data)
+
+    async def run_canvas_action(self, project_id: str, node_id: str, *, idempotency_key: str | None = None,
+                                resend: bool = False) -> RunStarted:
+        data = await self._request("POST", f"/projects/{_seg(project_id)}/actions/{_seg(node_id)}/run",
+                                   idempotency_key=idempotency_key, resend=resend)
+        return RunStarted.model_validate(data)
+
     @asynccontextmanager
     async def stream_output(self, url: str, *, follow_redirects: bool = True) -> AsyncIterator[httpx2.Response]:
         """Stream an output file. The key is sent only to FLORA's own origin, never to a media host.
@@ -250,6 +300,11 @@ class FloraClient:
                 raise failure
             logger.info("FLORA %s %s: %s; retry %d in %.2fs", method, path, failure.code, attempt, delay)
             await anyio.sleep(delay)
+
+
+def _seg(value: str) -> str:
+    """One path segment: an ID can never step into another route ("prj_x/../runs")."""
+    return quote(value, safe="")
 
 
 def _same_origin(url: str, base_url: str) -> bool:

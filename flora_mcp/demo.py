@@ -1,7 +1,8 @@
 """`flora-mcp demo`: a scripted agent session against the embedded sandbox.
 
 It drives the real server through the official MCP client, tool by tool, the way an agent would:
-list_workspaces -> list_projects -> list_models -> start_generation (with progress) -> get_run.
+list_workspaces -> list_projects -> list_models -> start_generation (with progress) -> get_run, then
+place_on_canvas -> read_canvas: the image lands on the project canvas, printed as Mermaid.
 """
 
 from __future__ import annotations
@@ -85,4 +86,9 @@ async def run_demo(prompt: str = DEFAULT_PROMPT, output_dir: Path = Path("flora-
             _say(f"  output {output['id']}: {output['mime']}, {output.get('bytes', '?')} bytes, preview {output.get('preview')}")
             if output.get("path"):
                 _say(f"\nSaved: {output['path']}")
+
+        placed = await call(client, "place_on_canvas", {"run_id": run["run_id"], "project_id": project["project_id"]})
+        _say(f"  on the canvas as node {', '.join(p['node_id'] for p in placed['placed'])}")
+        canvas = await call(client, "read_canvas", {"project_id": project["project_id"]})
+        _say(f"\nThe project canvas ({canvas['canvas_url']}):\n{canvas['diagram']}")
     return 0

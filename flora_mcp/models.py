@@ -26,6 +26,10 @@ ASSUMPTIONS = {
     "technique_id (tech_…), name, description and inputs [{name, type, required, description}].",
     "technique_runs": "POST /runs/technique takes the Idempotency-Key header like every POST (its schema has "
     "additionalProperties: false and no idempotency_key field); see idempotency.py.",
+    # Canvas: FLORA documents node IDs as unprefixed and patches as referencing nodes by Mermaid ID; the
+    # sandbox uses one ID for both. GET /projects/{id} carries no canvas URL; the canvas endpoints do.
+    "canvas_node_ids": "A canvas node's node_id (GET /nodes, attach, canvas actions) is the ID the Mermaid "
+    "diagram shows for it.",
     "assets": "POST /assets/uploads {workspace_id, filename, content_type, size} -> {asset_id, upload_url, "
     "upload_method, upload_headers}; the bytes go to upload_url; POST /assets/{asset_id}/complete -> "
     "Asset {asset_id, status, url, type, content_type, size}.",
@@ -294,6 +298,96 @@ class Asset(_Response):
     type: MediaType | None = None
     content_type: str | None = None
     size: int | None = None
+
+
+# --- Canvas (openapi/flora-fauna-projects-api and -canvas-api; see ASSUMPTIONS) ------------------------
+class CanvasSummary(_Response):
+    node_count: int = 0
+    edge_count: int = 0
+    workflow_count: int = 0
+    isolated_node_count: int = 0
+    group_count: int = 0
+
+
+class Canvas(_Response):
+    """GET /projects/{projectId}/canvas: the canvas as a Mermaid flowchart."""
+
+    project_id: ProjectId
+    canvas_url: str
+    diagram: str
+    summary: CanvasSummary = CanvasSummary()
+
+
+class CanvasPatch(_Request):
+    """Body of PATCH /projects/{projectId}/canvas. node_params: per Mermaid node ID (prompt, model,
+    content_url, aspect_ratio, resolution, model_parameters; FLORA leaves the object open)."""
+
+    diagram: Annotated[str, Field(min_length=1)]
+    node_params: dict[str, dict[str, Any]] | None = None
+
+
+class CanvasPatched(_Response):
+    project_id: ProjectId
+    canvas_url: str
+    diagram: str
+    created_node_count: int
+    created_edge_count: int
+    warnings: list[str] = []
+
+
+class CanvasNode(_Response):
+    node_id: Annotated[str, Field(min_length=1)]
+    type: MediaType
+    label: str | None = None
+    asset_id: str | None = None
+    url: str | None = None  # the output URL, or a text node's text
+    width: int | None = None
+    height: int | None = None
+
+
+class CanvasNodePage(_Response):
+    project_id: ProjectId
+    canvas_url: str
+    nodes: list[CanvasNode]
+    meta: PageMeta = PageMeta()
+
+
+class AssetFromSource(_Request):
+    """Body of POST /assets: copy a file FLORA can reach (an allowlisted https URL, e.g. a run output)."""
+
+    source: Annotated[str, Field(min_length=1)]
+    workspace_id: WorkspaceId
+    file_name: str | None = None
+    content_type: str | None = None
+    folder: str | None = None
+
+
+class CreatedAsset(_Response):
+    asset_id: str
+    url: str | None = None
+    status: str
+    workspace_id: str | None = None
+
+
+class AttachedAsset(_Response):
+    project_id: ProjectId
+    asset_id: str
+    node_id: str
+    canvas_url: str
+
+
+class CanvasActionRequest(_Request):
+    """Body of POST /projects/{projectId}/actions."""
+
+    action_id: Annotated[str, Field(min_length=1)]
+    params: dict[str, Any] | None = None
+
+
+class CanvasAction(_Response):
+    project_id: ProjectId
+    node_id: str
+    action_id: str
+    canvas_url: str
 
 
 # --- Errors ------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ Kept free of imports: `flora-mcp --help` and the settings need it without loadin
 
 from __future__ import annotations
 
-TOOLSETS = ("core", "batch", "actions", "techniques", "assets")
+TOOLSETS = ("core", "batch", "actions", "techniques", "assets", "canvas")
 CHOICES = f"{', '.join(TOOLSETS)} or all, comma-separated"
 
 

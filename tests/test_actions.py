@@ -129,7 +129,7 @@ async def test_toolsets_expose_groups_and_read_only_hides_paid_tools(fast_sandbo
     assert {"list_actions", "run_action", "list_techniques", "run_technique", "upload_asset"} <= everything
     read_only = await names(read_only=True)
     assert read_only == {"list_workspaces", "list_projects", "list_models", "get_run", "list_runs", "list_actions",
-                         "list_techniques"}
+                         "list_techniques", "get_project", "read_canvas"}
 
 
 async def test_cost_limit_covers_actions_and_techniques(make_session, fast_sandbox):

@@ -177,3 +177,107 @@ async def test_action_and_technique_runs_match_openapi(http, sandbox, clock):
         assert run["status"] == "completed" and run["outputs"]
     r = await http.post("/runs/action", json=wire | {"inputs": [{"type": "text", "text": "x", "colour": 1}]})
     assert r.status_code == 400 and r.json()["error"]["fields"][0]["field"] == "inputs.0.colour"
+
+
+# --- projects, canvas, canvas actions, asset attach (projects/canvas/assets OpenAPI files) -------------
+async def _placed_image(http, clock, ws: str) -> dict:
+    """A finished generation copied into an asset (POST /assets with the output URL)."""
+    from flora_mcp.models import AssetFromSource
+
+    _, prj = await _ids(http)
+    run_id = (await http.post("/generate", json={"type": "image", "prompt": "mug", "workspace_id": ws,
+                                                 "project_id": prj})).json()["run_id"]
+    clock.advance(600)
+    url = (await http.get(f"/runs/{run_id}")).json()["outputs"][0]["url"]
+    body = AssetFromSource(source=url, workspace_id=ws, file_name="mug.png").model_dump(exclude_none=True)
+    check(body, request_schema("uploadAsset"))
+    r = await http.post("/assets", json=body)
+    assert r.status_code == 201, r.text
+    check(r.json(), response_schema("uploadAsset", 201))
+    return r.json()
+
+
+async def test_project_and_canvas_routes_match_openapi(http, clock):
+    from flora_mcp.models import CanvasActionRequest, CanvasPatch
+
+    ws, prj = await _ids(http)
+    r = await http.get(f"/projects/{prj}")
+    assert r.status_code == 200
+    check(r.json(), response_schema("getProject", 200))
+    check((await http.get("/projects", params={"workspace_id": ws})).json(), response_schema("listProjects", 200))
+
+    empty = (await http.get(f"/projects/{prj}/canvas")).json()
+    check(empty, response_schema("getProjectCanvas", 200))  # an empty canvas still has its header (minLength 1)
+    assert empty["summary"]["node_count"] == 0
+
+    asset = await _placed_image(http, clock, ws)
+    r = await http.post(f"/projects/{prj}/assets/{asset['asset_id']}/attach")
+    assert r.status_code == 201
+    check(r.json(), response_schema("attachCanvasAsset", 201))
+    image_node = r.json()["node_id"]
+
+    patch = CanvasPatch(diagram=f'graph LR\n  p["Caption (text)"]\n  {image_node} --> p',
+                        node_params={"p": {"prompt": "SALE"}}).model_dump(exclude_none=True)
+    check(patch, request_schema("patchProjectCanvas"))
+    r = await http.patch(f"/projects/{prj}/canvas", json=patch)
+    assert r.status_code == 200, r.text
+    check(r.json(), response_schema("patchProjectCanvas", 200))
+    assert (r.json()["created_node_count"], r.json()["created_edge_count"]) == (1, 1)
+
+    action = CanvasActionRequest(action_id="add-text-to-image", params={"text": "SALE", "position": "center"})
+    check(action.model_dump(exclude_none=True), request_schema("createCanvasAction"))
+    r = await http.post(f"/projects/{prj}/actions", json=action.model_dump(exclude_none=True))
+    assert r.status_code == 201, r.text
+    check(r.json(), response_schema("createCanvasAction", 201))
+    node = r.json()["node_id"]
+    await http.patch(f"/projects/{prj}/canvas", json={"diagram": f"graph LR\n  {image_node} --> {node}\n  p --> {node}"})
+    r = await http.post(f"/projects/{prj}/actions/{node}/run")
+    assert r.status_code == 201, r.text
+    check(r.json(), response_schema("runCanvasAction", 201))
+    clock.advance(60)
+    run = (await http.get(f"/runs/{r.json()['run_id']}")).json()
+    check(run, response_schema("getRun", 200))
+    assert run["status"] == "completed" and run["outputs"]
+
+    nodes = (await http.get(f"/projects/{prj}/nodes")).json()
+    check(nodes, response_schema("listCanvasNodes", 200))
+    assert {n["type"] for n in nodes["nodes"]} == {"image", "text"}  # the action node is not a media node
+    canvas = (await http.get(f"/projects/{prj}/canvas")).json()
+    check(canvas, response_schema("getProjectCanvas", 200))
+    assert canvas["summary"] == {"node_count": 4, "edge_count": 4, "workflow_count": 1, "isolated_node_count": 0,
+                                 "group_count": 0}
+    page = (await http.get(f"/projects/{prj}/nodes", params={"limit": 1})).json()
+    assert len(page["nodes"]) == 1 and page["meta"]["next_cursor"]
+
+
+@pytest.mark.parametrize(("method", "route", "body", "status", "field"), [
+    ("PATCH", "/canvas", {"diagram": "graph LR\n  a -.-> b"}, 400, "diagram"),
+    ("PATCH", "/canvas", {"diagram": "graph LR\n  ghost --> ghost2"}, 400, "diagram"),
+    ("PATCH", "/canvas", {"diagram": 'graph LR\n  a["A (text)"]', "node_params": {"b": {}}}, 400, "node_params.b"),
+    ("PATCH", "/canvas", {"diagram": 'graph LR\n  a["A (image)"]', "node_params": {"a": {"model": "nope"}}}, 400,
+     "node_params.a.model"),
+    ("PATCH", "/canvas", {"diagram": 'graph LR\n  a["A"]'}, 400, "diagram"),
+    ("PATCH", "/canvas", {"nodes": []}, 400, "nodes"),
+    ("POST", "/actions", {"action_id": "make-coffee"}, 400, "action_id"),
+    ("POST", "/actions/n404/run", None, 404, None),
+    ("POST", "/assets/asset_missing/attach", None, 404, None),
+    ("GET", "", None, 404, None),
+])
+async def test_canvas_errors_match_openapi(http, method, route, body, status, field):
+    _, prj = await _ids(http)
+    project = "prj_not_mine" if route == "" else prj
+    r = await http.request(method, f"/projects/{project}{route}", json=body)
+    assert r.status_code == status, r.text
+    op = {"/canvas": "patchProjectCanvas", "/actions": "createCanvasAction"}.get(route, "getProject")
+    check(r.json(), operations()[op]["responses"][str(status)]["content"]["application/json"]["schema"])
+    if field:
+        assert r.json()["error"]["fields"][0]["field"] == field
+    if method == "PATCH":  # a refused patch changes nothing
+        assert (await http.get(f"/projects/{prj}/canvas")).json()["summary"]["node_count"] == 0
+
+
+async def test_asset_from_url_refuses_urls_the_sandbox_did_not_serve(http):
+    ws, _ = await _ids(http)
+    r = await http.post("/assets", json={"source": "https://example.com/x.png", "workspace_id": ws})
+    assert r.status_code == 400 and r.json()["error"]["fields"][0]["field"] == "source"
+    check(r.json(), operations()["uploadAsset"]["responses"]["400"]["content"]["application/json"]["schema"])

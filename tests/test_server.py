@@ -24,7 +24,8 @@ async def test_tools_list_has_patterns_enums_and_truthful_hints(make_session):
     async with make_session() as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert CORE | {"start_generations", "list_actions", "run_action", "list_techniques", "run_technique",
-                   "upload_asset"} == set(tools)
+                   "upload_asset", "get_project", "read_canvas", "patch_canvas", "place_on_canvas",
+                   "create_canvas_action", "run_canvas_action"} == set(tools)
     start = tools["start_generation"].input_schema
     assert start["required"] == ["type", "prompt"]
     assert start["properties"]["type"]["enum"] == ["image", "video", "audio", "text"]
@@ -369,7 +370,8 @@ async def test_toolsets_and_read_only_mode_change_tools_list(fast_sandbox):
 
     assert await names(toolsets="core") == CORE
     assert await names(read_only=True) == {"list_workspaces", "list_projects", "list_models", "get_run",
-                                           "list_runs", "list_actions", "list_techniques"}
+                                           "list_runs", "list_actions", "list_techniques", "get_project",
+                                           "read_canvas"}
     with pytest.raises(ValueError, match="Unknown toolset"):
         create_server(settings(toolsets="everything"))
 

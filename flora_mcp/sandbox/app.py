@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import io
 import json
+import mimetypes
 import re
 from typing import Any
 
@@ -20,11 +22,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from .actions import ACTION_SECONDS, ACTIONS, TECHNIQUE_COST, TECHNIQUES, ActionInputError, run_action
+from .canvas import MEDIA_KINDS, CanvasProblem
 from .catalog import MODELS, MODELS_BY_ID
 from .media import render_output
 from .state import Account, SandboxState
 
 _ID_PATTERNS = {"workspace_id": re.compile(r"^ws_\S+$"), "project_id": re.compile(r"^prj_\S+$")}
+_PROJECT_ROUTE = re.compile(r"^/projects/([^/]+)(/canvas|/nodes|/actions|/actions/([^/]+)/run|/assets/([^/]+)/attach)?$")
+_ASSET_FIELDS = ("source", "workspace_id", "folder", "content_type", "file_name")
 _GENERATE_FIELDS = ("type", "prompt", "workspace_id", "project_id", "model", "params")
 _TYPES = ("image", "video", "audio", "text")
 MAX_UPLOAD = 50 * 1024 * 1024
@@ -122,6 +127,10 @@ def build_app(state: SandboxState) -> Any:
             return JSONResponse({"techniques": [entry for entry, _ in TECHNIQUES.values()]})
         if path == "/runs/technique" and method == "POST":
             return await _technique_run(request, account)
+        if match := _PROJECT_ROUTE.match(path):
+            return await _project_route(request, account, match)
+        if path == "/assets" and method == "POST":
+            return await _asset_from_url(request, account)
         if path == "/assets/uploads" and method == "POST":
             return await _reserve_upload(request, account)
         if path.startswith("/assets/") and path.endswith("/complete") and method == "POST":
@@ -367,9 +376,171 @@ def build_app(state: SandboxState) -> Any:
         asset["status"] = "ready"
         kind = asset["content_type"].split("/")[0]
         safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", asset["filename"])
+        asset["url"] = f"{state.public_base_url}/media/assets/{asset_id}/{safe_name}"
         return JSONResponse({"asset_id": asset_id, "status": "ready", "content_type": asset["content_type"],
                              "size": asset["size"], "type": kind if kind in _TYPES else None,
                              "url": f"{state.public_base_url}/media/assets/{asset_id}/{safe_name}"})
+
+    # --- projects and their canvas -----------------------------------------------------------------
+    async def _project_route(request: Request, account: Account, match: re.Match) -> Response:
+        project_id, tail, method = match.group(1), match.group(2) or "", request.method
+        if not _ID_PATTERNS["project_id"].match(project_id):
+            return _validation_error([{"field": "projectId", "message": "Invalid project ID"}])
+        project = next((p for p in account.projects if p["project_id"] == project_id), None)
+        if project is None:  # missing and inaccessible look the same, as on FLORA
+            return error(404, "not_found", "Project not found")
+        canvas = state.canvas(project_id)
+        url = state.canvas_url(project_id)
+        if tail == "" and method == "GET":
+            return JSONResponse(project)
+        if tail == "/canvas" and method == "GET":
+            return JSONResponse({"project_id": project_id, "canvas_url": url, "diagram": canvas.diagram(),
+                                 "summary": canvas.summary()})
+        if tail == "/canvas" and method == "PATCH":
+            body = await _json_body(request)
+            if isinstance(body, Response):
+                return body
+            problems = [{"field": k, "message": "Unrecognized key"} for k in body if k not in ("diagram", "node_params")]
+            if not isinstance(body.get("diagram"), str) or not body.get("diagram"):
+                problems.append({"field": "diagram", "message": "Required"})
+            if problems:
+                return _validation_error(problems)
+            try:
+                applied = canvas.apply(body["diagram"], body.get("node_params") or {}, set(MODELS_BY_ID))
+            except CanvasProblem as exc:
+                return _validation_error(exc.fields)
+            project["last_modified"] = state.clock()
+            return JSONResponse({"project_id": project_id, "canvas_url": url, **applied})
+        if tail == "/nodes" and method == "GET":
+            return _list_nodes(request, project_id, canvas.media(), url)
+        if tail == "/actions" and method == "POST":
+            return await _create_canvas_action(request, account, project, canvas, url)
+        if match.group(3) and method == "POST":
+            return await _run_canvas_action(request, account, project, canvas, match.group(3))
+        if match.group(4) and method == "POST":
+            return _attach(request, account, project, canvas, match.group(4), url)
+        return error(404, "not_found", f"No route for {method} {request.url.path.removeprefix('/api/v1')}")
+
+    def _list_nodes(request: Request, project_id: str, nodes: list[dict[str, Any]], url: str) -> Response:
+        q = request.query_params
+        try:
+            limit = int(q.get("limit", 20))
+            offset = int(base64.urlsafe_b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
+        except ValueError:
+            return _validation_error([{"field": "limit/cursor", "message": "Invalid value"}])
+        if not 1 <= limit <= 100:
+            return _validation_error([{"field": "limit", "message": "Number must be between 1 and 100"}])
+        more = offset + limit < len(nodes)
+        cursor = base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
+        return JSONResponse({"project_id": project_id, "canvas_url": url, "nodes": nodes[offset:offset + limit],
+                             "meta": {"next_cursor": cursor, "total_estimate": len(nodes)}})
+
+    def _attach(request: Request, account: Account, project: dict, canvas: Any, asset_id: str, url: str) -> Response:
+        if not asset_id.startswith("asset_"):
+            return _validation_error([{"field": "assetId", "message": "Invalid asset ID"}])
+        asset = state.assets.get(asset_id)
+        if asset is None or asset["account"] != account.key_fingerprint:
+            return error(404, "not_found", "Asset not found")
+        if asset["status"] != "ready":
+            return _validation_error([{"field": "assetId", "message": "Asset is not ready: complete its upload first"}])
+        kind = asset["content_type"].split("/")[0]
+        if kind not in MEDIA_KINDS:
+            return _validation_error([{"field": "assetId", "message": f"A {asset['content_type']} asset cannot go "
+                                       "on a canvas (image, video, audio or text only)"}])
+        if replay := _spent_key(request, account):
+            return replay
+        width, height = _image_size(asset["data"]) if kind == "image" else (None, None)
+        node = canvas.add(kind, asset["filename"], url=asset["url"], asset_id=asset_id, width=width, height=height)
+        project["last_modified"] = state.clock()
+        return JSONResponse({"project_id": project["project_id"], "asset_id": asset_id, "node_id": node.node_id,
+                             "canvas_url": url}, status_code=201)
+
+    async def _create_canvas_action(request: Request, account: Account, project: dict, canvas: Any,
+                                    url: str) -> Response:
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        problems = [{"field": k, "message": "Unrecognized key"} for k in body if k not in ("action_id", "params")]
+        if "action_id" not in body:
+            problems.append({"field": "action_id", "message": "Required"})
+        elif body["action_id"] not in ACTIONS:
+            problems.append({"field": "action_id", "message": "Action not available"})
+        if "params" in body and not isinstance(body["params"], dict):
+            problems.append({"field": "params", "message": "Expected object"})
+        if problems:
+            return _validation_error(problems)
+        if replay := _spent_key(request, account):
+            return replay
+        entry = ACTIONS[body["action_id"]][0]
+        node = canvas.add("action", entry["name"], action_id=body["action_id"], action_params=body.get("params") or {})
+        project["last_modified"] = state.clock()
+        return JSONResponse({"project_id": project["project_id"], "node_id": node.node_id,
+                             "action_id": body["action_id"], "canvas_url": url}, status_code=201)
+
+    async def _run_canvas_action(request: Request, account: Account, project: dict, canvas: Any,
+                                 node_id: str) -> Response:
+        node = canvas.nodes.get(node_id)
+        if node is None:
+            return error(404, "not_found", "Canvas node not found")
+        if node.kind != "action":
+            return _validation_error([{"field": "nodeId", "message": f"{node_id} is a {node.kind} node, not an action"}])
+        images, texts = [], []
+        for source in canvas.inputs_of(node_id):
+            if source.kind == "text":
+                texts.append(source.url or source.label)
+            elif not source.url:
+                return _validation_error([{"field": "nodeId", "message": f"input {source.node_id} has no media yet"}])
+            else:
+                try:
+                    images.append(state.read_url(source.url, account))
+                except LookupError as exc:
+                    return _validation_error([{"field": "nodeId", "message": f"input {source.node_id}: {exc}"}])
+        try:
+            produced = await anyio.to_thread.run_sync(run_action, node.action_id, images, texts, node.action_params)
+        except ActionInputError as exc:
+            hint = f": connect an input node to {node_id} (PATCH the canvas with an edge into it)"
+            return _validation_error([{"field": "nodeId", "message": str(exc) + (hint if "needs" in str(exc) else "")}])
+        if replay := _spent_key(request, account):
+            return replay
+        entry = ACTIONS[node.action_id][0]
+        run = state.start_processed_run(account, kind="action", workspace_id=project["workspace_id"],
+                                        project_id=project["project_id"], label=node.label, produced=produced,
+                                        seconds=ACTION_SECONDS, cost=entry["charged_cost"], canvas_node=node_id)
+        return _started(run, {"model": None, "technique": None, "action": {"action_id": node.action_id},
+                              "project_id": project["project_id"]})
+
+    async def _asset_from_url(request: Request, account: Account) -> Response:
+        """POST /assets with a source URL (FLORA copies it from an allowlisted host; here: URLs it served)."""
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        problems = _ids_problems(body, _ASSET_FIELDS, ("source", "workspace_id"))
+        problems += [{"field": k, "message": "Expected string"} for k in _ASSET_FIELDS
+                     if k in body and not isinstance(body[k], str)]
+        if problems:
+            return _validation_error(problems)
+        if body["source"] == "signed-url":
+            return _validation_error([{"field": "source", "message": "The sandbox takes signed uploads through "
+                                       "POST /assets/uploads; here, pass a URL it served"}])
+        if denied := _owned(account, body["workspace_id"]):
+            return denied
+        try:
+            data = state.read_url(body["source"], account)
+        except LookupError as exc:
+            return _validation_error([{"field": "source", "message": f"Source URL is not allowlisted: {exc}"}])
+        if replay := _spent_key(request, account):
+            return replay
+        name = body.get("file_name") or body["source"].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "asset"
+        content_type = body.get("content_type") or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        asset_id = state.new_id("asset", account.key_fingerprint)
+        safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        url = f"{state.public_base_url}/media/assets/{asset_id}/{safe_name}"
+        state.assets[asset_id] = {"account": account.key_fingerprint, "filename": name, "content_type": content_type,
+                                  "size": len(data), "data": data, "status": "ready", "url": url,
+                                  "signature": state.new_id("sig", asset_id)}
+        return JSONResponse({"asset_id": asset_id, "uploaded_via": "url", "url": url,
+                             "workspace_id": body["workspace_id"], "visibility": "workspace", "status": "ready"},
+                            status_code=201)
 
     def _spent_key(request: Request, account: Account) -> Response | None:
         key = request.headers.get("idempotency-key")
@@ -409,6 +580,13 @@ def build_app(state: SandboxState) -> Any:
             return error(404, "not_found", "Asset not found")
         return Response(asset["data"], media_type=asset["content_type"])
 
+    async def canvas_page(request: Request) -> Response:
+        """Where canvas_url points in the sandbox: the canvas as Mermaid text (FLORA shows its editor)."""
+        project_id = request.path_params["project_id"]
+        if project_id not in state.canvases:
+            return error(404, "not_found", "Canvas not found")
+        return Response(state.canvases[project_id].diagram() + "\n", media_type="text/plain")
+
     async def control(request: Request) -> Response:
         """Test control panel: read and set faults and credits (not part of FLORA's API)."""
         if request.method == "POST":
@@ -436,14 +614,24 @@ def build_app(state: SandboxState) -> Any:
         return JSONResponse({"ok": True, "sandbox": True})
 
     app = Starlette(routes=[
-        Mount("/api/v1", routes=[Route("/{path:path}", api, methods=["GET", "POST"])]),
+        Mount("/api/v1", routes=[Route("/{path:path}", api, methods=["GET", "POST", "PATCH"])]),
         Route("/files/{run_id}/{name}", files),
         Route("/uploads/{asset_id}", upload, methods=["PUT"]),
         Route("/media/assets/{asset_id}/{name}", asset_file),
+        Route("/canvas/{project_id}", canvas_page),
         Route("/_sandbox", control, methods=["GET", "POST"]),
         Route("/healthz", health),
     ])
     return _DropConnections(app)
+
+
+def _image_size(data: bytes) -> tuple[int | None, int | None]:
+    from PIL import Image
+
+    try:
+        return Image.open(io.BytesIO(data)).size
+    except (OSError, ValueError):  # not an image Pillow reads: the node simply has no size
+        return None, None
 
 
 async def _json_body(request: Request) -> dict[str, Any] | Response:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .canvas import ProjectCanvas
 from .catalog import DEFAULT_MODEL, MODELS_BY_ID, USD_PER_CREDIT
 
 SANDBOX_API_KEY = "sk_sandbox_demo"
@@ -78,6 +79,7 @@ class SandboxRun:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     kind: str = "generation"  # generation | action | technique
     produced: list[tuple[str, str, bytes, str]] | None = None  # action/technique results, shown on completion
+    canvas_node: str | None = None  # a canvas action run: its outputs appear on the canvas, wired from this node
 
 
 def _short_hash(*parts: str, n: int = 10) -> str:
@@ -126,6 +128,7 @@ class SandboxState:
         self._lock = threading.Lock()
         self.files: dict[str, tuple[bytes, str]] = {}  # "run_id/name" -> (bytes, mime)
         self.assets: dict[str, dict[str, Any]] = {}  # asset_id -> {account, filename, content_type, data, status}
+        self.canvases: dict[str, ProjectCanvas] = {}  # project_id -> its canvas
 
     # --- accounts ------------------------------------------------------------------------------------
     def account_for(self, api_key: str) -> Account | None:
@@ -157,6 +160,13 @@ class SandboxState:
                     "created_at": created + 3600 * i,
                 })
         return Account(fp, workspaces, projects, credits=self.default_credits)
+
+    def canvas(self, project_id: str) -> ProjectCanvas:
+        with self._lock:
+            return self.canvases.setdefault(project_id, ProjectCanvas())
+
+    def canvas_url(self, project_id: str) -> str:
+        return f"{self.public_base_url}/canvas/{project_id}"
 
     def new_id(self, prefix: str, *parts: str) -> str:
         return f"{prefix}_{_short_hash(str(next(self._ids)), str(self.clock()), *parts, n=16)}"
@@ -223,7 +233,8 @@ class SandboxState:
         return run
 
     def start_processed_run(self, account: Account, *, kind: str, workspace_id: str, project_id: str, label: str,
-                            produced: list[tuple[str, str, bytes, str]], seconds: int, cost: float) -> SandboxRun:
+                            produced: list[tuple[str, str, bytes, str]], seconds: int, cost: float,
+                            canvas_node: str | None = None) -> SandboxRun:
         """An action or technique run: its outputs are already computed and appear on completion."""
         fails = False
         if self.faults.fail_runs:
@@ -233,7 +244,7 @@ class SandboxState:
             run_id=self.new_id("run", account.key_fingerprint), account=account.key_fingerprint,
             workspace_id=workspace_id, project_id=project_id, type="image", model_id=label, prompt=label,
             params={}, created_at=self.clock(), estimated_seconds=seconds, final_cost=cost, fails=fails,
-            kind=kind, produced=produced,
+            kind=kind, produced=produced, canvas_node=canvas_node,
         )
         with self._lock:
             self.runs[run.run_id] = run
@@ -296,6 +307,8 @@ class SandboxState:
             }
         if not run.outputs:
             run.outputs = self._outputs_for(run)
+            if run.canvas_node is not None:
+                self.canvas(run.project_id).add_outputs(run.canvas_node, run.outputs, f"{run.prompt} output")
         return body | {"status": "completed", "progress": 100, "charged_cost": run.final_cost, "outputs": run.outputs}
 
     def _outputs_for(self, run: SandboxRun) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from ..config import budget_usd
 from ..errors import AcceptedRunLostError, FloraError
 from ..ledger import Decision, Intent, OverBudget, request_fingerprint
 from ._registry import ToolInputError, ToolResult
+from .canvas_links import note_run_project
 from .costs import NOTHING_CHARGED, guard_cost, over_budget_message
 from .runs import describe_run, unknown_status_row, wait_budget
 from .session import ToolCall
@@ -141,6 +142,7 @@ async def _post_and_record(call: ToolCall, start: PaidStart, post: Send, *, rese
         await call.ledger.release(user, start.key)
         return _nothing_charged(exc)
     start.run_id, start.outcome = started.run_id, "started"
+    note_run_project(started)
     model = started.model.model_id if started.model else None
     start.details = {"model": model} if model and not start.intent.details.get("model") else {}
     if started.estimated_seconds is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FloraConnectionError, FloraError, RateLimitError, ServerError
+from .canvas_links import where_to_see
 from .outputs import render_outputs
 from .session import ToolCall
 from .waiting import seconds_left
@@ -26,7 +27,7 @@ async def describe_run(call: ToolCall, run: Run, run_id: str) -> tuple[dict[str,
             # Saving is the server operator's choice (stdio users set FLORA_OUTPUT_DIR); hosted mode leaves it unset.
             call.user.finished[run.run_id] = await render_outputs(call.client, run, save_dir=call.settings.output_dir)
         rows, blocks = call.user.finished[run.run_id]
-        row |= {"charged_usd": run.charged_cost or 0.0, "outputs": rows}
+        row |= {"charged_usd": run.charged_cost or 0.0, "outputs": rows} | await where_to_see(call, run.run_id)
     elif run.status == "failed":
         row |= {"charged_usd": run.charged_cost or 0.0, "error_code": run.error_code,
                 "error_message": run.error_message,

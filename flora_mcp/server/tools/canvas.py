@@ -1,0 +1,351 @@
+"""The project canvas, where the team sees and builds on the agent's work.
+
+FLORA shows a project as a graph of nodes (prompts, models, images, actions), read and patched as a
+Mermaid flowchart. A patch is checked here before it is sent: it must parse, and every node it only
+references must already be on the canvas.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field
+
+from ...mermaid import Flowchart, MermaidError, parse
+from .._registry import ToolInputError, ToolResult, ToolSpec
+from ..canvas_links import remember_canvas_url
+from ..estimates import fixed
+from ..guidance import closest_ids, find_model, resolve_project, resolve_workspace
+from ..paid import answer, paid_start, reserve, send
+from ..params import IdempotencyKeyParam, NewRunParam, ProjectParam, RunIdParam, ToolArgs, WaitParam
+from ..session import ToolCall
+from .actions import check_action
+
+if TYPE_CHECKING:
+    from ...models import Action, Canvas
+
+NODE_PARAM_FIELDS = ("prompt", "model", "content_url", "aspect_ratio", "resolution", "model_parameters")
+NOTHING_SENT = ". Nothing was sent"
+NodeIdParam = Annotated[str, Field(pattern=r"^\S+$", description="From read_canvas or create_canvas_action")]
+
+
+class GetProject(ToolArgs):
+    project_id: ProjectParam = None
+
+
+class ReadCanvas(ToolArgs):
+    project_id: ProjectParam = None
+
+
+class PatchCanvas(ToolArgs):
+    diagram: Annotated[str, Field(min_length=1, description='Mermaid to add: graph LR, id["Label (kind)"], '
+                                  "a --> b; existing nodes by ID")]
+    node_params: Annotated[dict[str, dict[str, Any]] | None, Field(
+        description="By node ID: prompt, model, content_url, aspect_ratio, resolution, model_parameters")] = None
+    project_id: ProjectParam = None
+
+
+class PlaceOnCanvas(ToolArgs):
+    run_id: Annotated[RunIdParam | None, Field(description="A finished run: its outputs")] = None
+    output_ids: Annotated[list[str] | None, Field(description="Only these outputs of run_id")] = None
+    asset_id: Annotated[str | None, Field(pattern=r"^asset_\S+$", description="From upload_asset")] = None
+    url: Annotated[str | None, Field(description="https file FLORA can fetch")] = None
+    project_id: ProjectParam = None
+
+
+class CreateCanvasAction(ToolArgs):
+    action_id: Annotated[str, Field(description="From list_actions, e.g. rotate-image")]
+    params: dict[str, Any] | None = None
+    project_id: ProjectParam = None
+
+
+class RunCanvasAction(ToolArgs):
+    node_id: NodeIdParam
+    project_id: ProjectParam = None
+    idempotency_key: IdempotencyKeyParam = None
+    new_run: NewRunParam = None
+    wait_seconds: WaitParam = None
+
+
+# --- shared steps ------------------------------------------------------------------------------------
+async def _project_id(call: ToolCall, value: str | None) -> str:
+    """The given project, the configured default, or an answer listing recent projects."""
+    if value:
+        return value
+    if call.settings.project_id:
+        return call.settings.project_id
+    return await resolve_project(call, await resolve_workspace(call, None), None)
+
+
+async def _canvas(call: ToolCall, project_id: str) -> Canvas:
+    canvas = await call.client.get_canvas(project_id)
+    remember_canvas_url(call, project_id, canvas.canvas_url)
+    return canvas
+
+
+def _chart(canvas: Canvas) -> Flowchart | None:
+    """The current canvas as a graph; None if FLORA drew something this parser does not read."""
+    try:
+        return parse(canvas.diagram)
+    except MermaidError:
+        return None
+
+
+def _node_listing(chart: Flowchart, limit: int = 12) -> str:
+    shown = [f"{n.id} ({n.label}, {n.kind})" if n.kind else f"{n.id} ({n.label})" for n in chart.nodes.values()]
+    return ", ".join(shown[:limit]) + (f" and {len(shown) - limit} more" if len(shown) > limit else "") or "none yet"
+
+
+# --- reading -----------------------------------------------------------------------------------------
+async def get_project(req: GetProject, call: ToolCall) -> ToolResult:
+    project_id = await _project_id(call, req.project_id)
+    project = await call.client.get_project(project_id)
+    canvas = await _canvas(call, project_id)
+    return ToolResult({"project_id": project.project_id, "name": project.name, "workspace_id": project.workspace_id,
+                       "last_modified": project.last_modified, "canvas_url": canvas.canvas_url,
+                       "canvas": canvas.summary.model_dump()})
+
+
+async def read_canvas(req: ReadCanvas, call: ToolCall) -> ToolResult:
+    project_id = await _project_id(call, req.project_id)
+    canvas = await _canvas(call, project_id)
+    page = await call.client.list_canvas_nodes(project_id, limit=100)
+    media = {n.node_id: n for n in page.nodes}
+    chart = _chart(canvas)
+    rows: list[dict[str, Any]] = []
+    for node in (chart.nodes.values() if chart else []):
+        row: dict[str, Any] = {"id": node.id, "kind": node.kind, "label": node.label}
+        found = media.pop(node.id, None)
+        if found is not None:
+            row |= _media_fields(found)
+        rows.append(row)
+    for found in media.values():  # listed by FLORA but not drawn in the diagram under the same ID
+        rows.append({"id": found.node_id, "kind": found.type, "label": found.label} | _media_fields(found))
+    result: dict[str, Any] = {"project_id": project_id, "canvas_url": canvas.canvas_url,
+                              "summary": canvas.summary.model_dump(), "diagram": canvas.diagram, "nodes": rows}
+    if page.meta.next_cursor:
+        result["note"] = "the canvas has more than 100 media nodes; their details beyond those are not listed"
+    if chart is None:
+        result["note"] = "the diagram uses Mermaid this server does not read; nodes come from FLORA's node list"
+    rest = {k: v for k, v in result.items() if k != "diagram"}
+    return ToolResult(result, text=canvas.diagram + "\n" + json.dumps(rest, separators=(",", ":")))
+
+
+def _media_fields(node: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if node.type == "text" and node.url:
+        fields["text"] = node.url if len(node.url) <= 300 else node.url[:300] + "…"
+    elif node.url:
+        fields["url"] = node.url
+    if node.asset_id:
+        fields["asset_id"] = node.asset_id
+    if node.width and node.height:
+        fields["size"] = f"{node.width}x{node.height}"
+    return fields
+
+
+# --- patching ----------------------------------------------------------------------------------------
+async def check_patch(call: ToolCall, diagram: str, node_params: dict[str, dict[str, Any]],
+                      current: Flowchart | None, project_id: str) -> list[str]:
+    """Everything wrong with a patch that can be known before sending it, each with its fix."""
+    try:
+        patch = parse(diagram)
+    except MermaidError as exc:
+        return [f"diagram: {exc}. Write e.g. graph LR, then p1[\"Mug prompt (text)\"], then p1 --> n2"]
+    problems = []
+    for node in patch.nodes.values():
+        on_canvas = current is not None and node.id in current.nodes
+        if node.label is None and current is not None and not on_canvas:
+            problems.append(f"diagram: line {node.line}: node {node.id} is not on the canvas of {project_id}; "
+                            f'declare it as {node.id}["Label (kind)"] or use an existing ID: {_node_listing(current)}')
+        elif node.label is not None and node.kind is None and not on_canvas:
+            problems.append(f"diagram: line {node.line}: new node {node.id} needs its kind at the end of its label, "
+                            f'e.g. {node.id}["{node.label} (image)"] (text, image, video or audio)')
+    for node_id, values in node_params.items():
+        if node_id not in patch.nodes:
+            problems.append(f"node_params.{node_id}: not a node of the diagram (its nodes: {', '.join(patch.nodes)})")
+            continue
+        for key in values:
+            if key not in NODE_PARAM_FIELDS:
+                problems.append(f"node_params.{node_id}.{key}: not a node param; use {', '.join(NODE_PARAM_FIELDS)}")
+        model = values.get("model")
+        if isinstance(model, str):
+            try:
+                await find_model(call, model)
+            except ToolInputError as exc:
+                problems.append(f"node_params.{node_id}.{exc}")
+        elif model is not None:
+            problems.append(f"node_params.{node_id}.model: an endpoint ID string from list_models")
+        url = values.get("content_url")
+        if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+            problems.append(f"node_params.{node_id}.content_url: an http(s) URL (a run output or upload_asset)")
+    return problems
+
+
+async def patch_canvas(req: PatchCanvas, call: ToolCall) -> ToolResult:
+    from ...models import CanvasPatch
+
+    project_id = await _project_id(call, req.project_id)
+    canvas = await _canvas(call, project_id)
+    problems = await check_patch(call, req.diagram, req.node_params or {}, _chart(canvas), project_id)
+    if problems:
+        raise ToolInputError("; ".join(problems) + NOTHING_SENT)
+    patched = await call.client.patch_canvas(project_id, CanvasPatch(diagram=req.diagram, node_params=req.node_params))
+    result: dict[str, Any] = {"project_id": project_id, "canvas_url": patched.canvas_url, "applied": patched.diagram,
+                              "created_nodes": patched.created_node_count, "created_edges": patched.created_edge_count}
+    if patched.warnings:
+        result["warnings"] = patched.warnings
+    return ToolResult(result)
+
+
+# --- placing files -----------------------------------------------------------------------------------
+async def place_on_canvas(req: PlaceOnCanvas, call: ToolCall) -> ToolResult:
+    if sum(x is not None for x in (req.run_id, req.asset_id, req.url)) != 1:
+        raise ToolInputError("pass exactly one of run_id (a finished run's outputs), asset_id (from upload_asset) "
+                             "or url (an https file FLORA can fetch)" + NOTHING_SENT)
+    if req.output_ids and not req.run_id:
+        raise ToolInputError("output_ids: only with run_id" + NOTHING_SENT)
+    project_id = await _project_id(call, req.project_id)
+    project = await call.client.get_project(project_id)
+    sources = await _sources(call, req) if req.asset_id is None else []
+    from ...models import AssetFromSource
+
+    placed = []
+    for name, url, output_id in sources:
+        asset = await call.client.create_asset_from_source(
+            AssetFromSource(source=url, workspace_id=project.workspace_id, file_name=name))
+        placed.append(({"output_id": output_id} if output_id else {}, asset.asset_id))
+    if req.asset_id:
+        placed.append(({}, req.asset_id))
+    rows, canvas_url = [], None
+    for extra, asset_id in placed:
+        attached = await call.client.attach_asset(project_id, asset_id)
+        canvas_url = attached.canvas_url
+        rows.append({"node_id": attached.node_id, "asset_id": asset_id} | extra)
+    if canvas_url:
+        remember_canvas_url(call, project_id, canvas_url)
+    return ToolResult({"project_id": project_id, "canvas_url": canvas_url, "placed": rows,
+                       "next": "read_canvas shows them; wire them to other nodes with patch_canvas"})
+
+
+async def _sources(call: ToolCall, req: PlaceOnCanvas) -> list[tuple[str, str, str | None]]:
+    """(file name, URL, output ID) of each file to copy into an asset before attaching it."""
+    if req.url is not None:
+        if not req.url.startswith(("https://", "http://")):
+            raise ToolInputError("url: an https URL FLORA can fetch (e.g. a run output)" + NOTHING_SENT)
+        return [(req.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "file", req.url, None)]
+    run = await call.client.get_run(req.run_id)  # type: ignore[arg-type]
+    if run.status != "completed":
+        raise ToolInputError(f"run_id: {run.run_id} is {run.status}, not completed; "
+                             + ("call get_run until it finishes, then place it" if not run.finished
+                                else "a failed run has no outputs") + NOTHING_SENT)
+    outputs = run.outputs
+    if req.output_ids:
+        known = {o.output_id for o in outputs}
+        unknown = [o for o in req.output_ids if o not in known]
+        if unknown:
+            raise ToolInputError(f"output_ids: {', '.join(unknown)} not in {run.run_id}; its outputs: "
+                                 f"{', '.join(known)}" + NOTHING_SENT)
+        outputs = [o for o in outputs if o.output_id in req.output_ids]
+    sources = []
+    for output in outputs:
+        if not output.url.startswith(("http://", "https://")):
+            continue  # an inline text output: put it on the canvas as a text node with patch_canvas
+        extension = output.url.split("?", 1)[0].rsplit(".", 1)[-1] if "." in output.url.rsplit("/", 1)[-1] else "bin"
+        sources.append((f"{run.run_id}-{output.output_id}.{extension}", output.url, output.output_id))
+    if not sources:
+        raise ToolInputError(f"run_id: {run.run_id} has no file outputs to place; add text with patch_canvas "
+                             '(a node like t1["Caption (text)"] with node_params {"t1": {"prompt": "…"}})' + NOTHING_SENT)
+    return sources
+
+
+# --- canvas actions ----------------------------------------------------------------------------------
+async def _actions(call: ToolCall) -> dict[str, Action]:
+    return {a.action_id: a for a in (await call.client.list_actions()).actions}
+
+
+async def create_canvas_action(req: CreateCanvasAction, call: ToolCall) -> ToolResult:
+    from ...models import CanvasActionRequest
+
+    actions = await _actions(call)
+    action = actions.get(req.action_id)
+    if action is None:
+        matches = closest_ids(req.action_id, {a.action_id: a.name for a in actions.values()})
+        hint = f"use {', '.join(matches)}" if matches else "choose one from list_actions"
+        raise ToolInputError(f"action_id {req.action_id!r} is not an action: {hint}" + NOTHING_SENT)
+    # Inputs come from the nodes wired into it on the canvas, so only its params are checked here.
+    problems = [p for p in check_action(action, [], req.params) if p.startswith("params.")]
+    if problems:
+        raise ToolInputError("; ".join(problems) + NOTHING_SENT)
+    project_id = await _project_id(call, req.project_id)
+    created = await call.client.create_canvas_action(project_id, CanvasActionRequest(action_id=action.action_id,
+                                                                                     params=req.params or None))
+    remember_canvas_url(call, project_id, created.canvas_url)
+    needs = " and ".join(f"{_a(s.type)} ({s.name})" for s in action.inputs if s.required) or "no inputs"
+    return ToolResult({"project_id": project_id, "node_id": created.node_id, "action_id": created.action_id,
+                       "canvas_url": created.canvas_url, "needs": needs,
+                       "next": f"wire inputs with patch_canvas (e.g. graph LR then <node> --> {created.node_id}), "
+                               f"then run_canvas_action(node_id={created.node_id!r})"})
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
+
+
+def _action_for(label: str | None, actions: dict[str, Action]) -> Action | None:
+    """The action an action node runs, from its label (the action's name)."""
+    matches = [a for a in actions.values() if label and label.strip().lower() in (a.name.lower(), a.action_id)]
+    return matches[0] if len(matches) == 1 else None
+
+
+async def run_canvas_action(req: RunCanvasAction, call: ToolCall) -> ToolResult:
+    project_id = await _project_id(call, req.project_id)
+    canvas = await _canvas(call, project_id)
+    chart = _chart(canvas)
+    action = None
+    if chart is not None:  # check what can be checked before any money is spent
+        node = chart.nodes.get(req.node_id)
+        action_nodes = [n for n in chart.nodes.values() if (n.kind or "").lower() == "action"]
+        if node is None:
+            there = ", ".join(f"{n.id} ({n.label})" for n in action_nodes) or "none; create one with create_canvas_action"
+            raise ToolInputError(f"node_id {req.node_id!r} is not on the canvas of {project_id}; action nodes: "
+                                 f"{there}. Nothing was started or charged")
+        if (node.kind or "").lower() != "action":
+            raise ToolInputError(f"node_id {req.node_id} is {_a(node.kind or 'plain')} node, not an action; action "
+                                 f"nodes: {', '.join(n.id for n in action_nodes) or 'none'}. Nothing was started or charged")
+        action = _action_for(node.label, await _actions(call))
+        wired = [e.source for e in chart.edges if e.target == node.id]
+        if action is not None and any(s.required for s in action.inputs) and not wired:
+            needs = " and ".join(_a(s.type) for s in action.inputs if s.required)
+            raise ToolInputError(f"node_id {node.id} ({node.label}) has no inputs: it needs {needs}. Wire one with "
+                                 f"patch_canvas(diagram='graph LR\\n  <node ID> --> {node.id}'). Nothing was started "
+                                 "or charged")
+    start = paid_start(call, "run_canvas_action", {"project_id": project_id, "node_id": req.node_id},
+                       fixed(action.charged_cost if action else None, "the action's"),
+                       idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="action",
+                       model=action.action_id if action else None, project_id=project_id, label=req.node_id)
+    await reserve(call, [start], f"Canvas action {req.node_id}")
+    await send(call, start, lambda key, resend: call.client.run_canvas_action(
+        project_id, req.node_id, idempotency_key=key, resend=resend))
+    result = await answer(call, start, req.wait_seconds)
+    result.structured.setdefault("canvas_url", canvas.canvas_url)
+    if action is not None:
+        result.structured.setdefault("action_id", action.action_id)
+    return result
+
+
+TOOLS = [
+    ToolSpec("get_project", "A project with its canvas URL and canvas size.",
+             GetProject, get_project, "canvas", read_only=True, idempotent=True),
+    ToolSpec("read_canvas", "A project's canvas as Mermaid, plus its nodes (IDs, kinds, labels, URLs).",
+             ReadCanvas, read_canvas, "canvas", read_only=True, idempotent=True),
+    ToolSpec("patch_canvas", "Add and connect canvas nodes with a Mermaid diff; checked before sending.",
+             PatchCanvas, patch_canvas, "canvas", read_only=False, idempotent=False),
+    ToolSpec("place_on_canvas", "Put a run's outputs, an uploaded asset or a URL on a project canvas.",
+             PlaceOnCanvas, place_on_canvas, "canvas", read_only=False, idempotent=False),
+    ToolSpec("create_canvas_action", "Add a prebuilt action node (rotate-image, …) to a canvas.",
+             CreateCanvasAction, create_canvas_action, "canvas", read_only=False, idempotent=False),
+    ToolSpec("run_canvas_action", "Paid. Run a canvas action node on its wired inputs; waits, returns outputs.",
+             RunCanvasAction, run_canvas_action, "canvas", read_only=False, idempotent=False),
+]
