@@ -48,9 +48,10 @@ def test_numbers_beyond_the_maximum_are_refused(model, factor):
 
 
 @given(st.integers(1, 50), st.none() | st.floats(0, 1e6))
-def test_backoff_is_bounded(attempt, retry_after):
+def test_backoff_is_bounded_and_retry_after_is_honoured(attempt, retry_after):
     policy = RetryPolicy(max_delay=8.0)
-    assert 0 <= policy.delay(attempt, retry_after) <= 8.0
+    delay = policy.delay(attempt, retry_after)
+    assert delay == retry_after if retry_after is not None else 0 <= delay <= 8.0
 
 
 @given(st.text())
