@@ -458,3 +458,21 @@ async def test_retry_after_is_honoured_within_the_budget_and_named_beyond_it(mon
             await client.list_workspaces()
     assert slept == []  # no point waiting 8 s when FLORA asked for 120
     assert "120 s" in str(caught.value) and "UTC" in str(caught.value)
+
+
+# --- 7. SSE sessions belong to the key that opened them ------------------------------------------------------
+def test_another_key_cannot_post_into_someone_elses_sse_session():
+    from tests.test_http import hosted
+
+    owner, intruder = "sk_sandbox_owner", "sk_sandbox_intruder"
+    message = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    with hosted("--sandbox", FLORA_RATE_LIMIT="0") as (base, _):
+        with httpx2.Client(timeout=10) as http, http.stream(
+                "GET", f"{base}/sse", headers={"Authorization": f"Bearer {owner}"}) as stream:
+            lines = stream.iter_lines()  # kept alive: a closed iterator would close the stream
+            endpoint = next(line for line in lines if line.startswith("data:") and "session_id=" in line)
+            endpoint = endpoint.split(":", 1)[1].strip()
+            theirs = http.post(base + endpoint, json=message, headers={"Authorization": f"Bearer {intruder}"})
+            mine = http.post(base + endpoint, json=message, headers={"Authorization": f"Bearer {owner}"})
+    assert theirs.status_code in (403, 404), theirs.status_code
+    assert mine.status_code == 202
