@@ -34,7 +34,8 @@ class GenerationItem(ToolArgs):
 
 
 class StartGeneration(GenerationItem):
-    idempotency_key: Annotated[str | None, Field(description="Same key: same run")] = None
+    idempotency_key: Annotated[str | None, Field(description="Same key: same run",
+                                                 pattern=r"^[!-~]{1,255}$")] = None  # an HTTP header value
     wait_seconds: WaitParam = None
     dry_run: Annotated[bool | None, Field(description="Check and estimate only")] = None
 
