@@ -348,3 +348,11 @@ def _header_deadline_protocol(seconds: float) -> type:
                 self.transport.close()
 
     return HeaderDeadline
+
+
+def __getattr__(name: str) -> Any:
+    """`HeaderDeadlineH11`: the protocol class for uvicorn's own command line, built on first use
+    (`uvicorn … --http flora_mcp.transports.http:HeaderDeadlineH11`), so importing this module stays cheap."""
+    if name == "HeaderDeadlineH11":
+        return _header_deadline_protocol(HEADER_TIMEOUT)
+    raise AttributeError(name)
