@@ -166,7 +166,7 @@ async def spool(response: httpx2.Response, limit: int) -> tuple[IO[bytes], int]:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise UrlRefused(f"is {int(declared)} bytes; at most {limit}")
-    file = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    file = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 (the caller closes it)
     size = 0
     try:
         async for chunk in response.aiter_bytes():

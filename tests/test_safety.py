@@ -466,13 +466,12 @@ def test_another_key_cannot_post_into_someone_elses_sse_session():
 
     owner, intruder = "sk_sandbox_owner", "sk_sandbox_intruder"
     message = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-    with hosted("--sandbox", FLORA_RATE_LIMIT="0") as (base, _):
-        with httpx2.Client(timeout=10) as http, http.stream(
-                "GET", f"{base}/sse", headers={"Authorization": f"Bearer {owner}"}) as stream:
-            lines = stream.iter_lines()  # kept alive: a closed iterator would close the stream
-            endpoint = next(line for line in lines if line.startswith("data:") and "session_id=" in line)
-            endpoint = endpoint.split(":", 1)[1].strip()
-            theirs = http.post(base + endpoint, json=message, headers={"Authorization": f"Bearer {intruder}"})
-            mine = http.post(base + endpoint, json=message, headers={"Authorization": f"Bearer {owner}"})
+    with hosted("--sandbox", FLORA_RATE_LIMIT="0") as (base, _), httpx2.Client(timeout=10) as http, http.stream(
+            "GET", f"{base}/sse", headers={"Authorization": f"Bearer {owner}"}) as stream:
+        lines = stream.iter_lines()  # kept alive: a closed iterator would close the stream
+        endpoint = next(line for line in lines if line.startswith("data:") and "session_id=" in line)
+        endpoint = endpoint.split(":", 1)[1].strip()
+        theirs = http.post(base + endpoint, json=message, headers={"Authorization": f"Bearer {intruder}"})
+        mine = http.post(base + endpoint, json=message, headers={"Authorization": f"Bearer {owner}"})
     assert theirs.status_code in (403, 404), theirs.status_code
     assert mine.status_code == 202
