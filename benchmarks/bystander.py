@@ -88,7 +88,8 @@ class SlowMediaHost:
                 with anyio.move_on_after(self.hold):
                     while await stream.receive(4096):
                         pass
-                await stream.send(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 8\r\n\r\n\x89PNG\r\n\x1a\n")
+                await stream.send(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 8\r\n\r\n"
+                                  b"\x89PNG\r\n\x1a\n")
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
             pass
         finally:
@@ -185,9 +186,9 @@ async def main(seconds: float, latency: float) -> dict:
         baseline = await bystander(base, min(5.0, seconds))
         # The attacker runs in its own process: its 400-connection waves must not slow the
         # bystander's own event loop, only (if anything) the server's.
-        attacker = subprocess.Popen([  # noqa: ASYNC220 (started once, before anything is timed)sys.executable, __file__, "--role", "attacker", "--base", base,
-                                     "--seconds", str(seconds + 3), "--uploads", str(ATTACK_UPLOADS),
-                                     "--bad-keys", str(BAD_KEY_WAVE)], stdout=subprocess.PIPE, text=True)
+        command = [sys.executable, __file__, "--role", "attacker", "--base", base, "--seconds", str(seconds + 3),
+                   "--uploads", str(ATTACK_UPLOADS), "--bad-keys", str(BAD_KEY_WAVE)]
+        attacker = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 (before timing)
         await anyio.sleep(2)  # let the attack build up
         attacked = await bystander(base, seconds)
         out, _ = attacker.communicate(timeout=120)

@@ -242,7 +242,8 @@ class FloraClient:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
                                  for e in exc.errors(include_input=False, include_url=False)[:3])
-            raise FloraError(f"FLORA answered with something this server cannot use ({redact(problems, self._api_key)})",
+            problems = redact(problems, self._api_key)
+            raise FloraError(f"FLORA answered with something this server cannot use ({problems})",
                              code="unexpected_response",
                              hint="This is FLORA's side, not your input; try again later") from None
 
@@ -296,7 +297,9 @@ class _Shared:
     def __init__(self, timeout: float) -> None:
         from .urlfetch import UserUrls
 
-        self.slots: Recent = Recent(10_000)  # key tag -> semaphore
+        # key tag -> semaphore. Bounded for a server that runs for months; evicting a busy key's entry
+        # only lets that key briefly have a second set of slots.
+        self.slots: Recent = Recent(10_000)
         self.user_urls = UserUrls(timeout)
 
     def slot(self, tag: str) -> anyio.Semaphore:
