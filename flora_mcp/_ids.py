@@ -10,10 +10,15 @@ import hashlib
 import uuid
 from typing import Literal
 
-WORKSPACE_ID_PATTERN = r"^ws_\S+$"
-PROJECT_ID_PATTERN = r"^prj_\S+$"
-RUN_ID_PATTERN = r"^run_\S+$"
-TECHNIQUE_ID_PATTERN = r"^tech_\S+$"
+# IDs end up in URL paths and file names, so they take only letters, digits, '_' and '-': never '/',
+# '..', '?' or whitespace, whether an agent or a (compromised) FLORA answer supplies them.
+_ID_BODY = r"[A-Za-z0-9_-]{1,64}"
+ID_PATTERN = rf"^[a-z]{{1,10}}_{_ID_BODY}$"  # any FLORA ID: a short prefix, '_', the body
+WORKSPACE_ID_PATTERN = rf"^ws_{_ID_BODY}$"
+PROJECT_ID_PATTERN = rf"^prj_{_ID_BODY}$"
+RUN_ID_PATTERN = rf"^run_{_ID_BODY}$"
+TECHNIQUE_ID_PATTERN = rf"^tech_{_ID_BODY}$"
+ASSET_ID_PATTERN = rf"^asset_{_ID_BODY}$"
 
 GenerationType = Literal["image", "video", "audio", "text"]
 GENERATION_TYPES: tuple[str, ...] = ("image", "video", "audio", "text")

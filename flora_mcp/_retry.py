@@ -21,9 +21,14 @@ class RetryPolicy:
     max_total: float = 30.0
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to sleep before retry number `attempt` (1-based). Retry-After wins when given."""
+        """Seconds to sleep before retry number `attempt` (1-based).
+
+        Retry-After wins when given, uncapped: retrying sooner than FLORA asked only earns another 429.
+        When it does not fit in the call's budget (`max_total`) the caller gives up at once instead,
+        with an error that says when to come back.
+        """
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_delay)
+            return max(retry_after, 0.0)
         ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
         return random.uniform(ceiling / 2, ceiling)
 

@@ -43,4 +43,4 @@ async def test_tools_list_stays_small():
     sizes = [len(json.dumps(t.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":")))
              for t in tools]
     # start_generation, the largest, also carries the controls that keep a retry from paying twice.
-    assert max(sizes) < 1100 and sum(sizes) / len(sizes) < 500, sizes
+    assert max(sizes) < 1500 and sum(sizes) / len(sizes) < 700, sizes

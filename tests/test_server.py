@@ -29,11 +29,11 @@ async def test_tools_list_has_patterns_enums_and_truthful_hints(make_session):
     start = tools["start_generation"].input_schema
     assert start["required"] == ["type", "prompt"]
     assert start["properties"]["type"]["enum"] == ["image", "video", "audio", "text"]
-    assert start["properties"]["workspace_id"]["pattern"] == r"^ws_\S+$"
+    assert start["properties"]["workspace_id"]["pattern"] == r"^ws_[A-Za-z0-9_-]{1,64}$"
     assert "list_workspaces" in start["properties"]["workspace_id"]["description"]
-    assert start["properties"]["project_id"]["pattern"] == r"^prj_\S+$"
+    assert start["properties"]["project_id"]["pattern"] == r"^prj_[A-Za-z0-9_-]{1,64}$"
     assert "list_models" in start["properties"]["model"]["description"]
-    assert tools["get_run"].input_schema["properties"]["run_id"]["anyOf"][0]["pattern"] == r"^run_\S+$"
+    assert tools["get_run"].input_schema["properties"]["run_id"]["anyOf"][0]["pattern"] == r"^run_[A-Za-z0-9_-]{1,64}$"
     for name in ("list_workspaces", "list_projects", "list_models", "get_run"):
         assert tools[name].annotations.read_only_hint is True
     for name in ("start_generation", "start_generations", "create_project"):

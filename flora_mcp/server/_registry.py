@@ -144,6 +144,12 @@ def build_tool(spec: ToolSpec, prepare: Callable[[Context], Awaitable[Any]],
             return _error_result("invalid_argument", str(exc))
         except FloraError as exc:
             return _error_result(exc.code, str(exc))
+        except ValidationError as exc:  # a value the handler passed on (e.g. into an API request) was refused
+            return _error_result("invalid_argument", _fields(exc))
+        except Exception as exc:  # a bug: still an answer the agent can read, never the SDK's bare crash text
+            logger.exception("tool %s failed", spec.name)
+            return _error_result("internal_error", f"{spec.name} failed unexpectedly ({type(exc).__name__}); "
+                                 "check the arguments and try again, or report this if it repeats")
         text = result.text if result.text is not None else json.dumps(result.structured, separators=(",", ":"))
         return CallToolResult(
             content=[TextContent(type="text", text=text), *result.content],
@@ -161,6 +167,12 @@ def build_tool(spec: ToolSpec, prepare: Callable[[Context], Awaitable[Any]],
         context_kwarg="ctx",
         annotations=spec.annotations(),
     )
+
+
+def _fields(exc: ValidationError) -> str:
+    """'field: problem' for each error, without the values (they may be long or secret)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                     for e in exc.errors(include_input=False, include_url=False)[:5])
 
 
 def _error_result(code: str, message: str) -> CallToolResult:

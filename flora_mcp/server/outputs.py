@@ -55,31 +55,48 @@ async def fetch(client: FloraClient, url: str, limit: int, *, follow_redirects: 
 
 
 async def save(client: FloraClient, run_id: str, output: RunOutput, directory: Path) -> tuple[Path, int, str]:
-    """Stream one output to `directory/run_id/`; check its size and type. Returns path, bytes, mime."""
-    folder = directory.expanduser() / run_id
-    folder.mkdir(parents=True, exist_ok=True)
-    safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", output.output_id)
+    """Stream one output to `directory/run_id/`; check its size and type. Returns path, bytes, mime.
+
+    Every name on disk is built from sanitised parts, and a path that would resolve outside
+    `directory` is refused: run and output IDs and URLs come from FLORA's answer, which we do not
+    let choose where a file lands. A failed or aborted download leaves no `.part` file behind.
+    """
+    root = directory.expanduser().resolve()
+    folder = root / _safe_name(run_id, "run")
+    target_stem = _safe_name(output.output_id, "output")
     async with client.stream_output(output.url) as response:
         mime = response.headers.get("content-type", "").split(";")[0].strip() or guess_mime(output)
         expected = _EXPECTED_MIME.get(output.type)
         if expected and not mime.startswith(expected):
             raise FloraError(f"Output {output.output_id} claims {output.type} but arrived as {mime}; not saved")
         ext = mimetypes.guess_extension(mime) or Path(output.url.split("?", 1)[0]).suffix or ".bin"
-        target = folder / f"{safe_id}{ext}"
-        partial = target.with_suffix(target.suffix + ".part")
+        ext = "." + (re.sub(r"[^A-Za-z0-9]", "", ext)[:10] or "bin")
+        target = folder / f"{target_stem}{ext}"
+        if not target.resolve().is_relative_to(root):
+            raise FloraError(f"Output {output.output_id} would be saved outside {root}; not saved")
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".part")
         size = 0
-        async with await anyio.open_file(partial, "wb") as fh:
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > FETCH_MAX_BYTES:
-                    raise FloraError(f"Output {output.output_id} exceeds {FETCH_MAX_BYTES} bytes; not saved")
-                await fh.write(chunk)
-        declared = response.headers.get("content-length")
-        if size == 0 or (declared and int(declared) != size):
+        try:
+            async with await anyio.open_file(partial, "wb") as fh:
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > FETCH_MAX_BYTES:
+                        raise FloraError(f"Output {output.output_id} exceeds {FETCH_MAX_BYTES} bytes; not saved")
+                    await fh.write(chunk)
+            declared = response.headers.get("content-length")
+            if size == 0 or (declared and declared.isdigit() and int(declared) != size):
+                raise FloraError(f"Output {output.output_id} arrived incomplete; not saved")
+            partial.replace(target)
+        finally:  # any failure, cancellation included: no half-written file stays behind
             partial.unlink(missing_ok=True)
-            raise FloraError(f"Output {output.output_id} arrived incomplete; not saved")
-        partial.replace(target)
     return target, size, mime
+
+
+def _safe_name(value: str, fallback: str) -> str:
+    """A file or folder name from an untrusted ID: [A-Za-z0-9_-] only, never empty, '.' or '..'."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", value)[:80].strip("_")
+    return name or fallback
 
 
 def make_preview(data: bytes) -> tuple[bytes, str, tuple[int, int]]:

@@ -42,6 +42,6 @@ ModelParam = Annotated[
 WaitParam = Annotated[float | None, Field(ge=0, le=50)]
 IdempotencyKeyParam = Annotated[
     str | None,
-    Field(max_length=255, description="Same key: same run, one charge"),
+    Field(pattern=r"^[!-~]{1,255}$", description="Same key: same run"),  # an HTTP header value
 ]
-NewRunParam = Annotated[bool | None, Field(description="Don't reuse an identical run from the last 10 min")]
+NewRunParam = Annotated[bool | None, Field(description="Don't reuse a recent identical run")]

@@ -17,6 +17,9 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -37,7 +40,16 @@ access_log = logging.getLogger("flora_mcp.access")
 MCP_PATHS = ("/mcp", "/sse", "/messages")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _KEY_CHECK_TTL = 300.0  # a key FLORA accepted is trusted this long before it is checked again
+_REJECTED_TTL = 30.0  # a key FLORA refused is refused from memory this long (short: a key may be fixed)
+_CHECKS_PER_ADDRESS = 30  # per minute: FLORA key checks one client address may cause with unknown keys
+_CHECKS_AT_ONCE = 16  # key checks in flight at once, so a flood of new keys cannot fill the FLORA pool
 _KEY_CACHE_SIZE = 10_000
+
+# uvicorn limits (serve()); a proxy in front should add its own (see README, "Hosting").
+HEADER_TIMEOUT = 10.0  # seconds a client has to send a request's headers (uvicorn has no such limit)
+KEEP_ALIVE_TIMEOUT = 5  # seconds an idle keep-alive connection stays open
+MAX_HEADER_BYTES = 16 * 1024  # h11's limit on a request's head
+MAX_CONNECTIONS = 1000  # connections and requests at once before uvicorn answers 503
 
 
 def fingerprint(key: str) -> str:
@@ -69,13 +81,24 @@ def _security(settings: Settings, host: str) -> TransportSecuritySettings:
 
 
 class _KeyGate:
-    """Admits a request only with a FLORA key that FLORA accepts; limits each key's request rate."""
+    """Admits a request only with a FLORA key that FLORA accepts; limits each key's request rate.
+
+    Unknown keys cost a FLORA call, so they are what an unauthenticated flood aims at: a refused
+    key is remembered for a short while, concurrent checks of one key share a single call, each
+    client address may cause only so many checks a minute, and few checks run at once.
+
+    Storage is four small methods (`_verdict`, `_remember`, `_count_check`, `_rate`) over bounded
+    in-process maps, so a shared store can replace them without touching the logic.
+    """
 
     def __init__(self, settings: Settings, client_for_key: Any) -> None:
         self.settings = settings
         self.client_for_key = client_for_key
-        self.verified: Recent = Recent(_KEY_CACHE_SIZE)  # key fingerprint -> when FLORA last accepted it
+        self.verdicts: Recent = Recent(_KEY_CACHE_SIZE)  # key fingerprint -> (accepted?, when FLORA said so)
         self.windows: Recent = Recent(_KEY_CACHE_SIZE)  # key fingerprint -> request times in the last minute
+        self.checks: Recent = Recent(_KEY_CACHE_SIZE)  # client address -> key-check times in the last minute
+        self.pending: dict[str, anyio.Event] = {}  # key fingerprint -> a check in flight
+        self._in_flight: anyio.Semaphore | None = None
 
     def key_for(self, headers: Any) -> str | None:
         key = bearer(headers)
@@ -83,35 +106,96 @@ class _KeyGate:
             return self.settings.api_key.get_secret_value()
         return key
 
-    async def check(self, key: str | None) -> JSONResponse | None:
+    async def check(self, key: str | None, address: str | None = None) -> JSONResponse | None:
         if key is None:
             return _unauthorized("Send your FLORA API key as 'Authorization: Bearer sk_live_…'")
         fp = fingerprint(key)
-        seen = self.verified.get(fp)
-        if seen is None or time.monotonic() - seen > _KEY_CHECK_TTL:
-            try:
-                await self.client_for_key(key).list_workspaces()
-            except AuthenticationError:
-                return _unauthorized("FLORA rejected this API key; check it in FLORA's settings", "invalid_token")
-            except FloraError as exc:
-                return JSONResponse({"error": "flora_unavailable", "message": exc.message}, status_code=503)
-            self.verified[fp] = time.monotonic()
+        accepted = self._verdict(fp)
+        if accepted is None:
+            outcome = await self._verify(key, fp, address or "unknown")
+            if isinstance(outcome, JSONResponse):
+                return outcome
+            accepted = outcome
+        if not accepted:
+            return _unauthorized("FLORA rejected this API key; check it in FLORA's settings", "invalid_token")
         return self._rate(fp)
 
+    async def _verify(self, key: str, fp: str, address: str) -> bool | JSONResponse:
+        """Ask FLORA once, however many requests with this key arrive while it answers."""
+        if (running := self.pending.get(fp)) is not None:
+            await running.wait()
+            accepted = self._verdict(fp)
+            return _unavailable("FLORA could not check this key") if accepted is None else accepted
+        if (wait := self._count_check(address)) is not None:
+            return _too_many(f"Too many new API keys from this address; retry in {wait} s", wait)
+        self.pending[fp] = done = anyio.Event()
+        try:
+            if self._in_flight is None:
+                self._in_flight = anyio.Semaphore(_CHECKS_AT_ONCE)
+            async with self._in_flight:
+                await self.client_for_key(key).list_workspaces()
+        except AuthenticationError:
+            self._remember(fp, False)
+            return False
+        except FloraError as exc:
+            return _unavailable(exc.message)
+        else:
+            self._remember(fp, True)
+            return True
+        finally:
+            del self.pending[fp]
+            done.set()
+
+    # --- storage: what a shared store would replace --------------------------------------------------
+    def _verdict(self, fp: str) -> bool | None:
+        """True or False while FLORA's last word on this key is fresh; None when it must be asked."""
+        entry = self.verdicts.get(fp)
+        if entry is None:
+            return None
+        accepted, when = entry
+        fresh = time.monotonic() - when < (_KEY_CHECK_TTL if accepted else _REJECTED_TTL)
+        return accepted if fresh else None
+
+    def _remember(self, fp: str, accepted: bool) -> None:
+        self.verdicts[fp] = (accepted, time.monotonic())
+
+    def _count_check(self, address: str) -> int | None:
+        """Count a key check caused by `address`; seconds to wait if it has had its share this minute."""
+        return self._window(self.checks, address, _CHECKS_PER_ADDRESS)
+
     def _rate(self, fp: str) -> JSONResponse | None:
-        limit = self.settings.rate_limit
+        wait = self._window(self.windows, fp, self.settings.rate_limit)
+        return None if wait is None else _too_many(f"Too many requests; retry in {wait} s", wait)
+
+    @staticmethod
+    def _window(store: Recent, name: str, limit: int) -> int | None:
         if not limit:
             return None
         now = time.monotonic()
-        window = [t for t in self.windows.get(fp, ()) if now - t < 60.0]
+        window = [t for t in store.get(name, ()) if now - t < 60.0]
         if len(window) >= limit:
-            self.windows[fp] = window
-            wait = max(1, int(60.0 - (now - window[0]) + 0.999))
-            return JSONResponse({"error": "rate_limited", "message": f"Too many requests; retry in {wait} s"},
-                                status_code=429, headers={"Retry-After": str(wait)})
+            store[name] = window
+            return max(1, int(60.0 - (now - window[0]) + 0.999))
         window.append(now)
-        self.windows[fp] = window
+        store[name] = window
         return None
+
+
+def _too_many(message: str, wait: int) -> JSONResponse:
+    return JSONResponse({"error": "rate_limited", "message": message}, status_code=429,
+                        headers={"Retry-After": str(wait)})
+
+
+def _unavailable(message: str) -> JSONResponse:
+    return JSONResponse({"error": "flora_unavailable", "message": message}, status_code=503)
+
+
+def user_for(key: str) -> AuthenticatedUser:
+    """The ASGI `scope["user"]` for a checked key. The SDK binds an SSE session to the user that opened
+    it and refuses messages from any other, so a leaked session_id is useless with another key.
+    Only the key's fingerprint is kept."""
+    fp = fingerprint(key)
+    return AuthenticatedUser(AccessToken(token=fp, client_id=fp, scopes=[]))
 
 
 def _unauthorized(message: str, error: str = "invalid_request") -> JSONResponse:
@@ -146,7 +230,12 @@ class _Gatekeeper:
             await send(message)
 
         try:
-            denial = await self.gate.check(key) if path.startswith(MCP_PATHS) else None
+            denial = None
+            if path.startswith(MCP_PATHS):
+                address = scope["client"][0] if scope.get("client") else None
+                denial = await self.gate.check(key, address)
+                if denial is None and key is not None:
+                    scope["user"] = user_for(key)
             if denial is not None:
                 await denial(scope, receive, logged_send)
             else:
@@ -201,5 +290,69 @@ def serve(settings: Settings, *, transport: str = "http") -> int:
     app = create_app(settings, host=host)
     print(f"flora-mcp on http://{host}:{port}: Streamable HTTP at /mcp, SSE at /sse, health at /healthz"
           + (" (sandbox)" if settings.sandbox else ""), file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.Server(uvicorn_config(app, host, port)).run()
     return 0
+
+
+def uvicorn_config(app: Any, host: str, port: int, *, header_timeout: float = HEADER_TIMEOUT) -> Any:
+    """uvicorn with limits for the open internet: header and keep-alive timeouts, a cap on header size
+    and on connections at once. Forwarded headers are trusted only from FORWARDED_ALLOW_IPS (uvicorn's
+    default: 127.0.0.1), so the per-address limit sees real clients behind a local proxy."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                          http=_header_deadline_protocol(header_timeout), timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, limit_concurrency=MAX_CONNECTIONS)
+
+
+def _header_deadline_protocol(seconds: float) -> type:
+    """uvicorn's h11 protocol plus a deadline for each request's headers.
+
+    uvicorn times out idle keep-alive connections but not a request whose headers never finish, so
+    a client sending half a header held its connection (and a file descriptor) for good.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadline(H11Protocol):
+        _deadline: Any = None
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.cycle is not None and not self.cycle.response_complete:  # headers are in
+                self._disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(seconds, self._expire)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expire(self) -> None:
+            self._deadline = None
+            if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderDeadline
+
+
+def __getattr__(name: str) -> Any:
+    """`HeaderDeadlineH11`: the protocol class for uvicorn's own command line, built on first use
+    (`uvicorn … --http flora_mcp.transports.http:HeaderDeadlineH11`), so importing this module stays cheap."""
+    if name == "HeaderDeadlineH11":
+        return _header_deadline_protocol(HEADER_TIMEOUT)
+    raise AttributeError(name)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
+from ..._ids import ASSET_ID_PATTERN
+from ...errors import BadRequestError
 from ...mermaid import Flowchart, MermaidError, parse
 from .._registry import ToolInputError, ToolResult, ToolSpec
 from ..canvas_links import remember_canvas_url
@@ -49,7 +51,7 @@ class PatchCanvas(ToolArgs):
 class PlaceOnCanvas(ToolArgs):
     run_id: Annotated[RunIdParam | None, Field(description="A finished run: its outputs")] = None
     output_ids: Annotated[list[str] | None, Field(description="Only these outputs of run_id")] = None
-    asset_id: Annotated[str | None, Field(pattern=r"^asset_\S+$", description="From upload_asset")] = None
+    asset_id: Annotated[str | None, Field(pattern=ASSET_ID_PATTERN, description="From upload_asset")] = None
     url: Annotated[str | None, Field(description="https file FLORA can fetch")] = None
     project_id: ProjectParam = None
 
@@ -213,8 +215,13 @@ async def place_on_canvas(req: PlaceOnCanvas, call: ToolCall) -> ToolResult:
 
     placed = []
     for name, url, output_id in sources:
-        asset = await call.client.create_asset_from_source(
-            AssetFromSource(source=url, workspace_id=project.workspace_id, file_name=name))
+        try:
+            asset = await call.client.create_asset_from_source(
+                AssetFromSource(source=url, workspace_id=project.workspace_id, file_name=name))
+        except BadRequestError as exc:  # FLORA names its own field (source); the agent sent url or run_id
+            field = "url" if req.url else "run_id"
+            raise ToolInputError(f"{field}: FLORA could not copy {url[:200]!r} into an asset ({exc.message})"
+                                 + NOTHING_SENT) from None
         placed.append(({"output_id": output_id} if output_id else {}, asset.asset_id))
     if req.asset_id:
         placed.append(({}, req.asset_id))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import Field
 
 from ..._ids import GenerationType
-from .._registry import ToolResult, ToolSpec
+from .._registry import ToolInputError, ToolResult, ToolSpec
 from ..guidance import find_model, resolve_workspace
 from ..paramcheck import describe_param
 from ..params import ToolArgs, WorkspaceParam
@@ -29,7 +29,7 @@ class ListProjects(ToolArgs):
 
 
 class CreateProject(ToolArgs):
-    name: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
     workspace_id: WorkspaceParam = None
 
 
@@ -87,7 +87,10 @@ def compact_model(m: Model) -> dict:
 async def list_models(req: ListModels, call: ToolCall) -> ToolResult:
     catalog = await call.catalog()
     if req.model_id:
-        model = await find_model(call, req.model_id)
+        try:
+            model = await find_model(call, req.model_id)
+        except ToolInputError as exc:
+            raise ToolInputError(f"model_id: {exc}") from None
         return ToolResult({"model": model.model_dump(exclude_none=True)})
     models = [m for m in catalog if not req.type or m.type == req.type]
     if req.query:

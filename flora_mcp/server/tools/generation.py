@@ -321,8 +321,8 @@ def _age(seconds: float) -> str:
 
 TOOLS = [
     ToolSpec("start_generation",
-             "Paid. Starts a generation, waits (wait_seconds, default 25), returns outputs with previews or a "
-             "run_id for get_run. An identical call within 10 min returns that run.",
+             "Paid. Starts a generation and waits (default 25 s): outputs with previews, or a run_id for get_run. "
+             "Identical calls within 10 min return the same run.",
              StartGeneration, start_generation, "core", read_only=False, idempotent=False),
     ToolSpec("get_run", "Status, cost and outputs of runs; waits for them.",
              GetRun, get_run, "core", read_only=True, idempotent=True),
