@@ -55,7 +55,7 @@ async def test_upload_then_rotate_then_technique(make_session, photo, fast_sandb
             "inputs": {"product": asset["url"], "mood": "Autumn launch"}})
         assert not result.is_error, text_of(result)
         assert poster["status"] == "completed"
-        assert _image_of(result).size == (1000, 1000)  # the 1024x1024 poster's preview, kept under 1 MP
+        assert _image_of(result).size == (512, 512)  # the 1024x1024 poster's small preview (the default)
     assert len(fast_sandbox.state.charges) == 3
 
 

@@ -22,6 +22,7 @@ from mcp_types import CallToolResult, ContentBlock, InputRequiredResult, TextCon
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import FloraError
+from .outputs import finish_previews
 
 logger = logging.getLogger("flora_mcp.server")
 
@@ -137,11 +138,13 @@ def build_tool(spec: ToolSpec, prepare: Callable[[Context], Awaitable[Any]],
                 request = spec.request.model_validate(arguments)
             except ValidationError as exc:
                 raise ToolInputError(await explain(exc, arguments, call, spec.request)) from None
+            call.previews = getattr(request, "previews", None)
             result = await spec.handler(request, call)
+            finish_previews(result)
         except NeedsInput as needs:
             return needs.result
         except ToolInputError as exc:
-            return _error_result("invalid_argument", str(exc))
+            return _error_result("invalid_argument", _refusal(spec, str(exc)))
         except FloraError as exc:
             return _error_result(exc.code, str(exc))
         text = result.text if result.text is not None else json.dumps(result.structured, separators=(",", ":"))
@@ -161,6 +164,16 @@ def build_tool(spec: ToolSpec, prepare: Callable[[Context], Awaitable[Any]],
         context_kwarg="ctx",
         annotations=spec.annotations(),
     )
+
+
+NOTHING_STARTED = "Nothing was started or charged"
+
+
+def _refusal(spec: ToolSpec, message: str) -> str:
+    """A refused paid call says so: an argument problem is found before anything starts."""
+    if spec.read_only or NOTHING_STARTED in message:
+        return message
+    return f"{message.rstrip('. ')}. {NOTHING_STARTED}."
 
 
 def _error_result(code: str, message: str) -> CallToolResult:

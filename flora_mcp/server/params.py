@@ -5,7 +5,7 @@ Descriptions say where a value comes from; patterns and enums come from the FLOR
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,3 +40,10 @@ ModelParam = Annotated[
 # Seconds to wait inside one call (default FLORA_WAIT_SECONDS, 25): capped well under the ~60 s
 # after which common clients give up on a call.
 WaitParam = Annotated[float | None, Field(ge=0, le=50)]
+# small: one preview to look at (several outputs share one contact sheet; audio is a link with its
+# length); full: 1 MP images and inline audio; none: links only. Previews of a run come once per
+# user; giving `previews` asks again.
+PreviewsParam = Annotated[
+    Literal["small", "full", "none"] | None,
+    Field(description="small (default; one sheet for many) | full (1 MP, inline audio) | none. Once per run unless set"),
+]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .._ids import new_idempotency_key
 from ..errors import AcceptedRunLostError, FloraError
 from ._registry import ToolResult
-from .outputs import render_outputs
+from .outputs import present_outputs
 from .session import ToolCall
 from .waiting import follow, seconds_left
 
@@ -25,6 +25,8 @@ async def start_once(call: ToolCall, idempotency_key: str, start: Callable[[str]
     call.user.started[idempotency_key] = started.run_id
     if started.estimated_seconds is not None:
         call.user.estimates[started.run_id] = started.estimated_seconds
+    if started.model is not None:
+        call.user.models_used[started.run_id] = started.model.model_id
     await call.info(f"started {started.run_id}")
     return started.run_id
 
@@ -54,14 +56,15 @@ async def describe_run(call: ToolCall, run: Run | FloraError, run_id: str) -> tu
     if isinstance(run, FloraError):
         return {"run_id": run_id, "error": {"code": run.code, "message": str(run)}}, []
     row: dict[str, Any] = {"run_id": run.run_id, "status": run.status, "progress": run.progress}
+    if run.run_id in call.user.models_used:  # the model FLORA chose when none was named
+        row["model"] = call.user.models_used[run.run_id]
     blocks: list = []
     if run.status == "completed":
         call.user.settle(run.run_id, run.charged_cost)
-        if run.run_id not in call.user.finished:  # asking again must not download and shrink it again
-            # Saving is the server operator's choice (stdio users set FLORA_OUTPUT_DIR); hosted mode leaves it unset.
-            call.user.finished[run.run_id] = await render_outputs(call.client, run, save_dir=call.settings.output_dir)
-        rows, blocks = call.user.finished[run.run_id]
+        rows, blocks, previews_note = await present_outputs(call, run)
         row |= {"charged_cost": run.charged_cost or 0.0, "outputs": rows}
+        if previews_note:
+            row["previews"] = previews_note
     elif run.status == "failed":
         call.user.settle(run.run_id, run.charged_cost)
         row |= {"charged_cost": run.charged_cost or 0.0, "error_code": run.error_code,

@@ -11,7 +11,7 @@ from ..._ids import TECHNIQUE_ID_PATTERN
 from .._registry import ToolInputError, ToolResult, ToolSpec
 from ..costs import guard_cost
 from ..guidance import closest_ids, resolve_project, resolve_workspace
-from ..params import ProjectParam, ToolArgs, WaitParam, WorkspaceParam
+from ..params import PreviewsParam, ProjectParam, ToolArgs, WaitParam, WorkspaceParam
 from ..runs import run_once
 from ..session import ToolCall
 
@@ -41,6 +41,7 @@ class RunAction(ToolArgs):
     workspace_id: WorkspaceParam = None
     project_id: ProjectParam = None
     wait_seconds: WaitParam = None
+    previews: PreviewsParam = None
 
 
 class ListTechniques(ToolArgs):
@@ -52,6 +53,7 @@ class RunTechnique(ToolArgs):
     inputs: Annotated[dict[str, Any], Field(description="By input name; images as URLs")]
     workspace_id: WorkspaceParam = None
     wait_seconds: WaitParam = None
+    previews: PreviewsParam = None
 
 
 # --- actions -------------------------------------------------------------------------------------

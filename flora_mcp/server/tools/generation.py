@@ -13,7 +13,8 @@ from .._registry import ToolInputError, ToolResult, ToolSpec
 from ..costs import guard_cost
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
 from ..paramcheck import check_params
-from ..params import ModelParam, ProjectParam, RunIdParam, ToolArgs, TypeParam, WaitParam, WorkspaceParam
+from ..params import (ModelParam, PreviewsParam, ProjectParam, RunIdParam, ToolArgs, TypeParam, WaitParam,
+                      WorkspaceParam)
 from ..runs import describe_run, run_once, start_once, wait_budget
 from ..session import ToolCall
 from ..waiting import follow
@@ -37,6 +38,7 @@ class StartGeneration(GenerationItem):
     idempotency_key: Annotated[str | None, Field(description="Same key: same run")] = None
     wait_seconds: WaitParam = None
     dry_run: Annotated[bool | None, Field(description="Check and estimate only")] = None
+    previews: PreviewsParam = None
 
 
 class StartGenerations(ToolArgs):
@@ -52,6 +54,7 @@ class StartGenerations(ToolArgs):
     workspace_id: WorkspaceParam = None
     project_id: ProjectParam = None
     wait_seconds: WaitParam = None
+    previews: PreviewsParam = None
 
 
 class GetRun(ToolArgs):
@@ -62,6 +65,7 @@ class GetRun(ToolArgs):
             {"type": "array", "items": {"type": "string", "pattern": RUN_ID_PATTERN}, "maxItems": MAX_BATCH}]}),
     ]
     wait_seconds: WaitParam = None
+    previews: PreviewsParam = None
 
 
 # --- preparing a start: everything that can be checked before money is spent ------------------------
