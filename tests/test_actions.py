@@ -141,5 +141,5 @@ async def test_cost_limit_covers_actions_and_techniques(make_session, fast_sandb
         assert result.is_error and "FLORA_MAX_COST_PER_RUN" in text_of(result) and "$0.01" in text_of(result)
         result, _ = await call(client, "run_technique", {"technique_id": "tech_headline_poster",
                                                          "workspace_id": workspace_id, "inputs": {"headline": "Hi"}})
-        assert result.is_error and "no estimate" in text_of(result)
+        assert result.is_error and "its estimate $0.05" in text_of(result)  # the technique's run_cost
     assert fast_sandbox.state.charges == []

@@ -102,16 +102,23 @@ def input_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _compact(node: Any) -> Any:
-    """Drop what tells an agent nothing: titles, null branches of optional fields, null defaults."""
+    """Drop what tells an agent nothing: titles and null defaults; write `X or null` briefly.
+
+    An optional field stays nullable in the schema: strict function-calling (OpenAI) makes every
+    property required, so null is how a model there says "not given".
+    """
     if isinstance(node, list):
         return [_compact(item) for item in node]
     if not isinstance(node, dict):
         return node
     branches = node.get("anyOf")
-    if branches and any(b == {"type": "null"} for b in branches):
-        rest = [b for b in branches if b != {"type": "null"}]
+    if branches and {"type": "null"} in branches and len(branches) == 2:
+        [rest] = [b for b in branches if b != {"type": "null"}]
         merged = {k: v for k, v in node.items() if k != "anyOf"}
-        node = ({**rest[0], **merged} if len(rest) == 1 else {**merged, "anyOf": rest})
+        if isinstance(rest.get("type"), str) and "enum" not in rest:
+            node = {**rest, **merged, "type": [rest["type"], "null"]}
+        else:  # an enum keeps its null branch apart: null is not one of its values
+            node = {**merged, "anyOf": [_compact(rest), {"type": "null"}]}
     out = {}
     for key, value in node.items():
         if key == "title" and isinstance(value, str):

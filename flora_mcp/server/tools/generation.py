@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import anyio
 from pydantic import Field, ValidationError, WithJsonSchema
 
-from ..._ids import RUN_ID_PATTERN, new_idempotency_key
+from ..._ids import GENERATION_TYPES, RUN_ID_PATTERN, new_idempotency_key
 from ...errors import AcceptedRunLostError, FloraError
 from .._registry import ToolInputError, ToolResult, ToolSpec
 from ..costs import guard_cost
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
 from ..paramcheck import check_params
-from ..params import (ModelParam, PreviewsParam, ProjectParam, RunIdParam, ToolArgs, TypeParam, WaitParam,
-                      WorkspaceParam)
+from ..params import (PARAMS_SCHEMA, ModelParam, PromptParam, ParamsParam, PreviewsParam, ProjectParam, RunIdParam, ToolArgs, TypeParam,
+                      WaitParam, WorkspaceParam)
 from ..runs import describe_run, run_once, start_once, wait_budget
 from ..session import ToolCall
 from ..waiting import follow
@@ -27,9 +27,9 @@ MAX_BATCH = 20
 
 class GenerationItem(ToolArgs):
     type: TypeParam
-    prompt: Annotated[str, Field(min_length=1)]
+    prompt: PromptParam
     model: ModelParam = None
-    params: Annotated[dict[str, Any] | None, Field(description="As list_models shows")] = None
+    params: ParamsParam = None
     workspace_id: WorkspaceParam = None
     project_id: ProjectParam = None
 
@@ -48,8 +48,9 @@ class StartGenerations(ToolArgs):
         list[dict[str, Any]],
         Field(min_length=1, max_length=MAX_BATCH),
         WithJsonSchema({"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {
-            "type": "object", "required": ["type", "prompt"],
-            "description": "start_generation args"}}),
+            "type": "object", "required": ["type", "prompt"], "description": "start_generation args",
+            "properties": {"type": {"enum": list(GENERATION_TYPES), "type": "string"}, "prompt": {"type": "string"},
+                           "model": {"type": ["string", "null"]}, "params": PARAMS_SCHEMA}}}),
     ]
     workspace_id: WorkspaceParam = None
     project_id: ProjectParam = None
@@ -77,7 +78,7 @@ class _Prepared:
 
 
 async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | None, project_id: str | None) -> _Prepared:
-    workspace_id = await resolve_workspace(call, item.workspace_id or workspace_id)
+    workspace_id = await resolve_workspace(call, item.workspace_id or workspace_id, item.project_id or project_id)
     project_id = await resolve_project(call, workspace_id, item.project_id or project_id)
     model = await find_model(call, item.model, item.type) if item.model else None
     if item.params and model is None:
@@ -198,8 +199,8 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
 
 TOOLS = [
     ToolSpec("start_generation",
-             "Paid. Starts a generation, waits (wait_seconds, default 25), returns outputs with previews or a "
-             "run_id for get_run.",
+             "Paid. Starts a generation in a project (project_id, or FLORA_PROJECT_ID); without model FLORA picks "
+             "one (the answer names it). Waits (wait_seconds, default 25), returns outputs or a run_id for get_run.",
              StartGeneration, start_generation, "core", read_only=False, idempotent=False),
     ToolSpec("get_run", "Status, cost and outputs of runs; waits for them.",
              GetRun, get_run, "core", read_only=True, idempotent=True),
