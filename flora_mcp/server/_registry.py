@@ -178,9 +178,10 @@ NOTHING_STARTED = "Nothing was started or charged"
 
 def _refusal(spec: ToolSpec, message: str) -> str:
     """A refused paid call says so: an argument problem is found before anything starts."""
-    if spec.read_only or NOTHING_STARTED in message:
+    if spec.read_only:
         return message
-    return f"{message.rstrip('. ')}. {NOTHING_STARTED}."
+    message = message.rstrip(". ")
+    return f"{message}." if message.endswith(NOTHING_STARTED) else f"{message}. {NOTHING_STARTED}."
 
 
 def _error_result(code: str, message: str) -> CallToolResult:

@@ -98,7 +98,7 @@ def video_sheet(source: BinaryIO, *, frames: int, tile_edge: int, max_bytes: int
     import av  # PyAV (FFmpeg in its wheel): only when a video is shown
 
     try:
-        container = av.open(source)
+        container = av.open(source, mode="r")
     except Exception:
         raise NotPreviewable("not a readable video") from None
     with container:
@@ -185,7 +185,7 @@ def audio_seconds(source: BinaryIO) -> float | None:
     import av
 
     try:
-        with av.open(source) as container:
+        with av.open(source, mode="r") as container:
             if not container.streams.audio:
                 return None
             return _seconds(container, container.streams.audio[0])
