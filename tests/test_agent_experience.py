@@ -111,6 +111,10 @@ async def test_an_output_object_is_accepted_as_an_input(make_session):
                                                             "workspace_id": ws, "project_id": prj})
         assert not result.is_error, text_of(result)
         assert rotated["status"] == "completed"
+        link = f"flora://runs/{rotated['run_id']}/outputs/{rotated['outputs'][0]['id']}"  # a resource link's URI
+        result, blurred = await call(client, "run_action", {"action_id": "blur-image", "inputs": [
+            {"type": "image", "url": link}], "workspace_id": ws, "project_id": prj})
+        assert not result.is_error and blurred["status"] == "completed", text_of(result)
         result, _ = await call(client, "run_action", {"action_id": "rotate-image", "params": {"angle": "90"},
                                                       "inputs": [{**output, "colour": "red", "shade": 2}],
                                                       "workspace_id": ws, "project_id": prj})
@@ -218,3 +222,17 @@ def test_sandbox_video_is_a_real_mp4():
         assert sum(1 for _ in container.decode(stream)) == 24
 
 
+
+
+async def test_hosted_resource_reads_use_the_callers_own_key():
+    from tests.test_http import DEMO_KEY, generate, hosted, mcp_http
+
+    with hosted("--sandbox") as (base, _):
+        async with mcp_http(base, DEMO_KEY) as client:
+            run = await generate(client)
+            uri = f"flora://runs/{run['run_id']}/outputs/{run['outputs'][0]['id']}"
+            [content] = (await client.read_resource(uri)).contents
+            assert content.mime_type == "image/png" and len(base64.b64decode(content.blob)) == run["outputs"][0]["bytes"]
+        async with mcp_http(base, "sk_sandbox_another_user") as other:
+            with pytest.raises(Exception, match="(?i)not found"):
+                await other.read_resource(uri)

@@ -37,7 +37,8 @@ logger = logging.getLogger("flora_mcp.server")
 INSTRUCTIONS = (
     "Make images, video, audio and text with FLORA. Flow: list_workspaces -> list_projects (or create_project) "
     "-> list_models -> start_generation, which waits and returns outputs with previews; if it returns a run "
-    "still running, call get_run with its run_id. IDs: ws_..., prj_..., run_...; models by endpoint ID."
+    "still running, call get_run with its run_id. IDs: ws_..., prj_..., run_...; models by endpoint ID. "
+    "An output object can be passed back as an input; its flora:// link is readable as a resource."
 )
 
 TOOLSETS = ("core", "batch", "actions", "techniques", "assets")

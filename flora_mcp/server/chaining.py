@@ -7,8 +7,13 @@ An output row looks like {"type": "imageUrl", "id": "output_1", "url": "https://
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from ..client import FloraClient
+
+OUTPUT_URI_PATTERN = re.compile(r"^flora://runs/(run_[^/]+)/outputs/([^/]+)$")
 OUTPUT_TYPES = {"imageUrl": "image", "videoUrl": "video", "audioUrl": "audio", "documentUrl": "document"}
 # Facts a tool result adds to an output row: they describe the file, so an input can ignore them.
 OUTPUT_FACTS = frozenset({"id", "mime", "bytes", "size", "seconds", "preview", "path", "note"})
@@ -38,3 +43,25 @@ def as_value(value: Any) -> Any:
     if isinstance(value, list) and any(is_output(v) for v in value):
         return [as_value(v) for v in value]
     return value
+
+
+async def resolve_output_uris(client: FloraClient, values: list[Any]) -> list[Any]:
+    """Each flora://runs/{run_id}/outputs/{output_id} (a resource link's URI) becomes the output's URL."""
+    from ..errors import FloraError
+    from ._registry import ToolInputError
+
+    resolved = []
+    for value in values:
+        match = OUTPUT_URI_PATTERN.match(value) if isinstance(value, str) else None
+        if match:
+            run_id, output_id = match.groups()
+            try:
+                run = await client.get_run(run_id)
+            except FloraError as exc:
+                raise ToolInputError(f"{value}: {exc}") from None
+            url = next((o.url for o in run.outputs if o.output_id == output_id), None)
+            if url is None:
+                raise ToolInputError(f"{value}: run {run_id} has no output {output_id!r}")
+            value = url
+        resolved.append(value)
+    return resolved

@@ -11,7 +11,7 @@ from ..._ids import TECHNIQUE_ID_PATTERN
 from .._registry import ToolInputError, ToolResult, ToolSpec
 from ..costs import guard_cost
 from ..guidance import closest_ids, recent_project, resolve_workspace
-from ..chaining import as_input_item
+from ..chaining import as_input_item, resolve_output_uris
 from ..params import (ParamsParam, PreviewsParam, ProjectParam, ToolArgs, WaitParam, WorkspaceParam, named_values,
                       parse_named_values, typed)
 from ..runs import run_once
@@ -144,6 +144,8 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
         matches = closest_ids(req.action_id, {a.action_id: a.name for a in actions.values()})
         hint = f"use {', '.join(matches)}" if matches else f"choose from list_actions ({', '.join(list(actions)[:8])}…)"
         raise ToolInputError(f"action_id {req.action_id!r} is not an action: {hint}")
+    for item, url in zip(req.inputs, await resolve_output_uris(call.client, [i.url for i in req.inputs])):
+        item.url = url
     problems = check_action(action, req.inputs, req.params)
     if problems:
         raise ToolInputError("; ".join(problems) + ". Nothing was started or charged")
@@ -184,6 +186,7 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
     if technique is None:
         raise ToolInputError(f"technique_id {req.technique_id} is not in {workspace_id}; available: "
                              + ", ".join(f"{t.technique_id} ({t.name})" for t in techniques.values()))
+    req.inputs = dict(zip(req.inputs, await resolve_output_uris(call.client, list(req.inputs.values()))))
     slots = {s.name: s for s in technique.inputs}
     problems = []
     for name, value in req.inputs.items():
