@@ -236,3 +236,16 @@ async def test_hosted_resource_reads_use_the_callers_own_key():
         async with mcp_http(base, "sk_sandbox_another_user") as other:
             with pytest.raises(Exception, match="(?i)not found"):
                 await other.read_resource(uri)
+
+
+async def test_runs_previewed_alone_still_join_a_sheet_when_asked_together(make_session):
+    async with make_session() as client:
+        ws, prj = await first_ids(client)
+        runs = []
+        for prompt in ("a cup", "a saucer"):
+            result, data = await call(client, "start_generation", {"type": "image", "prompt": prompt,
+                                                                   "workspace_id": ws, "project_id": prj})
+            assert _kinds(result) == ["text", "image", "resource_link"]
+            runs.append(data["run_id"])
+        result, data = await call(client, "get_run", {"run_id": runs, "previews": "small"})
+    assert _kinds(result) == ["text", "image", "resource_link", "resource_link"] and "numbered 1-2" in data["previews"]

@@ -252,6 +252,7 @@ def finish_previews(result: ToolResult) -> None:
     tiles = [i for i, b in enumerate(result.content) if isinstance(b, ImageContent) and (b.meta or {}).get(_TILE)]
     if not tiles:
         return
+    result.content = list(result.content)  # the blocks may be a cached run's own list: leave that intact
     if len(tiles) == 1:
         block = result.content[tiles[0]]
         result.content[tiles[0]] = ImageContent(type="image", data=block.data, mime_type=block.mime_type)
