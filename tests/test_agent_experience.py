@@ -82,7 +82,7 @@ async def test_a_video_answer_includes_frames_to_look_at(make_session, fast_sand
 async def test_resource_links_are_readable_through_the_server_and_only_by_their_owner(make_session, fast_sandbox):
     async with make_session() as client:
         ws, prj = await first_ids(client)
-        result, data = await call(client, "start_generation", {"type": "image", "prompt": "a lamp",
+        result, _ = await call(client, "start_generation", {"type": "image", "prompt": "a lamp",
                                                                "workspace_id": ws, "project_id": prj})
         uri = result.content[-1].uri
         read = await client.read_resource(uri)
@@ -115,6 +115,11 @@ async def test_an_output_object_is_accepted_as_an_input(make_session):
         result, blurred = await call(client, "run_action", {"action_id": "blur-image", "inputs": [
             {"type": "image", "url": link}], "workspace_id": ws, "project_id": prj})
         assert not result.is_error and blurred["status"] == "completed", text_of(result)
+        asset = {"asset_id": "asset_1", "status": "ready", "url": output["url"], "type": "image",
+                 "content_type": "image/png", "bytes": output["bytes"], "next": "use url as an input"}
+        result, _ = await call(client, "run_action", {"action_id": "flip-image", "inputs": [asset],
+                                                      "workspace_id": ws, "project_id": prj})
+        assert not result.is_error, text_of(result)  # upload_asset's answer works as is too
         result, _ = await call(client, "run_action", {"action_id": "rotate-image", "params": {"angle": "90"},
                                                       "inputs": [{**output, "colour": "red", "shade": 2}],
                                                       "workspace_id": ws, "project_id": prj})
@@ -175,10 +180,11 @@ class _Streaming:
 
     @asynccontextmanager
     async def stream_output(self, url, follow_redirects=True):
-        total = self.total
+        total, declared = self.total, ({"content-length": str(self.total)} if self.declare else {})
 
         class Response:
-            headers = {"content-type": "video/mp4", **({"content-length": str(total)} if self.declare else {})}
+            def __init__(self) -> None:
+                self.headers = {"content-type": "video/mp4", **declared}
 
             async def aiter_bytes(self):
                 for _ in range(total // 1_000_000):

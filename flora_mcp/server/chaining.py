@@ -1,5 +1,5 @@
-"""Outputs as inputs: a run's output object is accepted wherever a tool takes an image, video,
-audio or text input, so an agent can pass one run's answer straight to the next call.
+"""Outputs as inputs: a run's output object (or upload_asset's answer) is accepted wherever a tool
+takes an image, video, audio or text input, so an agent can pass one answer straight to the next call.
 
 An output row looks like {"type": "imageUrl", "id": "output_1", "url": "https://…", "mime": "image/png"}
 (plus facts such as bytes, size, seconds, preview); an input wants {"type": "image", "url": "https://…"}.
@@ -15,8 +15,10 @@ if TYPE_CHECKING:
 
 OUTPUT_URI_PATTERN = re.compile(r"^flora://runs/(run_[^/]+)/outputs/([^/]+)$")
 OUTPUT_TYPES = {"imageUrl": "image", "videoUrl": "video", "audioUrl": "audio", "documentUrl": "document"}
-# Facts a tool result adds to an output row: they describe the file, so an input can ignore them.
-OUTPUT_FACTS = frozenset({"id", "mime", "bytes", "size", "seconds", "preview", "path", "note"})
+# Facts a tool result adds to an output row (or upload_asset to an asset): they describe the file,
+# so an input can ignore them.
+OUTPUT_FACTS = frozenset({"id", "mime", "bytes", "size", "seconds", "preview", "path", "note",
+                          "asset_id", "status", "content_type", "next"})
 
 
 def is_output(value: Any) -> bool:

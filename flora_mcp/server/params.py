@@ -6,7 +6,6 @@ Descriptions say where a value comes from; patterns and enums come from the FLOR
 from __future__ import annotations
 
 import json
-
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema

@@ -72,7 +72,7 @@ def image_preview(source: BinaryIO, *, max_edge: int | None = None, max_pixels: 
             src = Image.open(source)  # reads the header only
         except (Image.DecompressionBombWarning, Image.DecompressionBombError):
             raise NotPreviewable("image too large to decode") from None
-        except Exception:
+        except Exception:  # Pillow raises many types for bytes it cannot read
             raise NotPreviewable("not a readable image") from None
     with src:
         original = src.size
@@ -99,7 +99,7 @@ def video_sheet(source: BinaryIO, *, frames: int, tile_edge: int, max_bytes: int
 
     try:
         container = av.open(source, mode="r")
-    except Exception:
+    except Exception:  # FFmpeg's errors for unreadable input come in many types
         raise NotPreviewable("not a readable video") from None
     with container:
         if not container.streams.video:
@@ -189,5 +189,5 @@ def audio_seconds(source: BinaryIO) -> float | None:
             if not container.streams.audio:
                 return None
             return _seconds(container, container.streams.audio[0])
-    except Exception:
+    except Exception:  # no readable header: the link goes out without a length
         return None

@@ -9,9 +9,9 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from ..._ids import TECHNIQUE_ID_PATTERN
 from .._registry import ToolInputError, ToolResult, ToolSpec
+from ..chaining import as_input_item, resolve_output_uris
 from ..costs import guard_cost
 from ..guidance import closest_ids, recent_project, resolve_workspace
-from ..chaining import as_input_item, resolve_output_uris
 from ..params import (ParamsParam, PreviewsParam, ProjectParam, ToolArgs, WaitParam, WorkspaceParam, named_values,
                       parse_named_values, typed)
 from ..runs import run_once

@@ -13,8 +13,8 @@ from .._registry import ToolInputError, ToolResult, ToolSpec
 from ..costs import guard_cost
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
 from ..paramcheck import check_params
-from ..params import (PARAMS_SCHEMA, ModelParam, PromptParam, ParamsParam, PreviewsParam, ProjectParam, RunIdParam, ToolArgs, TypeParam,
-                      WaitParam, WorkspaceParam)
+from ..params import (PARAMS_SCHEMA, ModelParam, ParamsParam, PreviewsParam, ProjectParam, PromptParam, RunIdParam,
+                      ToolArgs, TypeParam, WaitParam, WorkspaceParam)
 from ..runs import describe_run, run_once, start_once, wait_budget
 from ..session import ToolCall
 from ..waiting import follow
