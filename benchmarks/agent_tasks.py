@@ -53,7 +53,7 @@ class Agent:
         self.task["images"] += sum(1 for c in result.content if c.type == "image")
         if result.is_error:
             self.task["errors"] += 1
-            self.task["notes"].append(f"{tool}: {result.content[0].text[:120]}")
+            self.task["notes"].append(f"refused: {result.content[0].text[:300]}")
         return result.structured_content or {}
 
     async def until_done(self, answer: dict[str, Any]) -> dict[str, Any]:
@@ -128,11 +128,24 @@ async def replay(agent: Agent, tools: set[str], upload_path: Path) -> None:
     agent.start("upload + rotate")
     asset = await agent.call("upload_asset", {"path": str(upload_path), "workspace_id": workspace_id})
     await agent.until_done(await agent.call("run_action", {
-        "action_id": "rotate-image", "inputs": [{"type": "image", "url": asset["url"]}],
+        "action_id": "rotate-image", "inputs": [asset],  # upload_asset's answer, as is
         "params": [{"name": "angle", "value": "90"}], **where}))
 
     agent.start("a new project")
     await agent.call("create_project", {"name": "Mug launch", "workspace_id": workspace_id})
+
+    # Not one of the nine: the sloppy inputs the agent tried next. Refusals are expected here
+    # (each should name the fix and say nothing was charged); the other calls should just work.
+    agent.start("sloppy inputs")
+    image = {"type": "image", "prompt": "a mug", "model": "t2i-flux-2-pro", "dry_run": True}
+    await agent.call("start_generation", {**image, **where, "aspect_ratio": "16:9"})
+    await agent.call("start_generation", {**image, **where, "params": {"aspect_ratio": "square"}})
+    await agent.call("start_generation", {**image, **where, "prompt": "a mug " * 4000})
+    await agent.call("start_generation", {"type": "audio", "prompt": "hi", "model": "tts-elevenlabs-v3",
+                                          "params": {"voice": "Roger"}, "dry_run": True, **where})
+    await agent.call("start_generation", {**image, "project_id": project_id})  # no workspace_id
+    await agent.call("run_action", {"action_id": "split-text", "inputs": [{"type": "text", "text": "a,b"}],
+                                    "workspace_id": workspace_id})  # no project_id
 
 
 async def main() -> None:

@@ -232,16 +232,15 @@ async def _explain_extra(call: ToolCall, loc: tuple, extra: list[dict[str, Any]]
         where = ".".join(str(p) for p in parent)
         takes = {"inputs": "type, url, text (or a run's output object as is)"}.get(str(parent[0]), "")
         return f"{where}: unexpected key(s) {named}" + (f"; an item takes {takes}" if takes else "")
-    line = f"{', '.join(keys)}: unknown argument{'s' if len(keys) > 1 else ''}; this tool takes " \
-           f"{', '.join(request.model_fields)}"
-    if "params" in request.model_fields:
-        settings = await _model_param_names(call)
-        belong = [k for k in keys if k in settings]
-        if belong:
-            pairs = ", ".join(f"{{name: {k!r}, value: {arguments.get(k)!r}}}" for k in belong)
-            line += f". {', '.join(belong)} {'is a model param' if len(belong) == 1 else 'are model params'}: " \
-                    f"put {'it' if len(belong) == 1 else 'them'} inside params: params=[{pairs}]"
-    return line
+    takes = f"this tool takes {', '.join(request.model_fields)}"
+    belong = [k for k in keys if k in await _model_param_names(call)] if "params" in request.model_fields else []
+    if belong:  # a model setting at the top level: the fix first
+        one = len(belong) == 1
+        pairs = ", ".join(f"{{name: {k!r}, value: {arguments.get(k)!r}}}" for k in belong)
+        rest = [k for k in keys if k not in belong]
+        return (f"{', '.join(belong)} {'is a model param' if one else 'are model params'}: put {'it' if one else 'them'} "
+                f"inside params: params=[{pairs}]" + (f"; {', '.join(rest)}: unknown; {takes}" if rest else ""))
+    return f"{', '.join(keys)}: unknown argument{'s' if len(keys) > 1 else ''}; {takes}"
 
 
 async def _model_param_names(call: ToolCall) -> set[str]:
@@ -265,8 +264,8 @@ async def _explain_one(call: ToolCall, name: str, kind: str, value: Any, argumen
                 + (f": did you mean run_{value}?" if value and " " not in str(value) else ""))
     if name == "prompt" and kind == "prompt_too_long":
         limit = PROMPT_MAX_CHARS.get(str(arguments.get("type")), max(PROMPT_MAX_CHARS.values()))
-        return (f"prompt: {len(str(value)):,} characters is more than the {limit:,} a {arguments.get('type')} prompt "
-                "may have here (models read far less and FLORA would charge anyway). Shorten it")
+        return (f"prompt: {len(str(value)):,} characters is more than the {limit:,} allowed for {arguments.get('type')} "
+                "prompts here (models read far less, and FLORA would charge anyway). Shorten it")
     if name == "model" and kind == "string_pattern_mismatch":
         type_ = arguments.get("type") if arguments.get("type") in GENERATION_TYPES else None
         await find_model(call, str(value), type_)
