@@ -255,3 +255,13 @@ async def test_runs_previewed_alone_still_join_a_sheet_when_asked_together(make_
             runs.append(data["run_id"])
         result, data = await call(client, "get_run", {"run_id": runs, "previews": "small"})
     assert _kinds(result) == ["text", "image", "resource_link", "resource_link"] and "numbered 1-2" in data["previews"]
+
+
+async def test_previews_none_first_still_leaves_the_default_preview_for_later(make_session):
+    async with make_session() as client:
+        ws, prj = await first_ids(client)
+        result, data = await call(client, "start_generation", {"type": "image", "prompt": "a vase", "previews": "none",
+                                                               "workspace_id": ws, "project_id": prj})
+        assert _kinds(result) == ["text", "resource_link"] and "previews" not in data
+        result, data = await call(client, "get_run", {"run_id": data["run_id"]})
+    assert _kinds(result) == ["text", "image", "resource_link"] and data["outputs"][0]["size"] == "1024x1024"

@@ -233,16 +233,23 @@ async def present_outputs(call: ToolCall, run: Run) -> tuple[list[dict[str, Any]
     if views is None:
         views = call.user.finished[run.run_id] = {}
     asked = call.previews
-    mode: PreviewMode = asked or ("small" if not views else "none")
+    shown = any(m != "none" for m in views)
+    mode: PreviewMode = asked or ("none" if shown else "small")
     if mode not in views:
         # Saving is the server operator's choice (stdio users set FLORA_OUTPUT_DIR); hosted mode leaves it
-        # unset. Only the first rendering saves; later ones reuse its rows (with their paths).
+        # unset. Only the first rendering saves; later ones carry its paths over.
         first = next(iter(views.values()), None)
-        rows, blocks = await render_outputs(call.client, run, mode=mode,
-                                            save_dir=None if first else call.settings.output_dir)
-        views[mode] = (first[0] if first else rows, blocks)
+        if first and mode == "none":  # links only: the rows and links already made will do
+            views[mode] = (first[0], [b for b in first[1] if isinstance(b, ResourceLink)])
+        else:
+            rows, blocks = await render_outputs(call.client, run, mode=mode,
+                                                save_dir=None if first else call.settings.output_dir)
+            if first:
+                saved = {r["id"]: r["path"] for r in first[0] if "path" in r}
+                rows = [r | {"path": saved[r["id"]]} if r["id"] in saved else r for r in rows]
+            views[mode] = (rows, blocks)
     rows, blocks = views[mode]
-    if asked is None and mode == "none" and any(m != "none" for m in views):
+    if asked is None and shown:
         return rows, blocks, "sent earlier; pass previews='small' or 'full' to see them again"
     return rows, blocks, None
 
