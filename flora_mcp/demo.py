@@ -62,7 +62,7 @@ async def run_demo(prompt: str = DEFAULT_PROMPT, output_dir: Path = Path("flora-
         models = (await call(client, "list_models", {"type": "image"}))["models"]
         model = next((m for m in models if m["id"] == "t2i-flux-2-pro"), models[0])
         for m in models:
-            _say(f"  {m['id']:<22} {m['name']:<20} {m['credits']:>3} credits ~{m['seconds']}s  {m['params']}")
+            _say(f"  {m['id']:<22} {m['name']:<20} {m['credits']:>3} credits ~{m['run_seconds']}s  {m['params']}")
 
         args = {
             "type": "image",
@@ -83,7 +83,7 @@ async def run_demo(prompt: str = DEFAULT_PROMPT, output_dir: Path = Path("flora-
             _say(f"  error: {run.get('error_message')}")
             return 1
         for output in run["outputs"]:
-            _say(f"  output {output['id']}: {output['mime']}, {output.get('bytes', '?')} bytes, preview {output.get('preview')}")
+            _say(f"  output {output['id']}: {output['mime']} {output.get('size', '')}, {output.get('bytes', '?')} bytes")
             if output.get("path"):
                 _say(f"\nSaved: {output['path']}")
 

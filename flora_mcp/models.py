@@ -266,6 +266,7 @@ class Technique(_Response):
     description: str | None = None
     inputs: list[Slot] = []
     estimated_seconds: int | None = None
+    run_cost: Annotated[float, Field(ge=0)] | None = None  # USD per run (required in the contract)
 
 
 class TechniqueList(_Response):

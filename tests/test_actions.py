@@ -55,7 +55,7 @@ async def test_upload_then_rotate_then_technique(make_session, photo, fast_sandb
             "inputs": {"product": asset["url"], "mood": "Autumn launch"}})
         assert not result.is_error, text_of(result)
         assert poster["status"] == "completed"
-        assert _image_of(result).size == (1000, 1000)  # the 1024x1024 poster's preview, kept under 1 MP
+        assert _image_of(result).size == (512, 512)  # the 1024x1024 poster's small preview (the default)
     assert len(fast_sandbox.state.charges) == 3
 
 
@@ -141,5 +141,5 @@ async def test_cost_limit_covers_actions_and_techniques(make_session, fast_sandb
         assert result.is_error and "FLORA_MAX_COST_PER_RUN" in text_of(result) and "$0.01" in text_of(result)
         result, _ = await call(client, "run_technique", {"technique_id": "tech_headline_poster",
                                                          "workspace_id": workspace_id, "inputs": {"headline": "Hi"}})
-        assert result.is_error and "no cost estimate" in text_of(result)
+        assert result.is_error and "FLORA_MAX_COST_PER_RUN" in text_of(result) and "$0.05" in text_of(result)
     assert fast_sandbox.state.charges == []

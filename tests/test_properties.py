@@ -132,7 +132,11 @@ BAD_URLS = {"long": "https://example.invalid/" + "a" * 5000, "nul": "https://exa
 
 def _string_arguments(schema: dict) -> list[str]:
     def takes_text(prop: dict) -> bool:
-        return prop.get("type") == "string" or any(b.get("type") == "string" for b in prop.get("anyOf", []))
+        def text(node: dict) -> bool:
+            kind = node.get("type")
+            return kind == "string" or (isinstance(kind, list) and "string" in kind)
+
+        return text(prop) or any(text(b) for b in prop.get("anyOf", []))
 
     return sorted(name for name, prop in schema.get("properties", {}).items() if takes_text(prop))
 

@@ -37,10 +37,13 @@ async def test_tools_list_matches_snapshot():
 
 
 async def test_tools_list_stays_small():
-    """Agents pay for tools/list on every turn; peers spend 1-2.6 KB per tool."""
+    """Agents pay for tools/list on every turn; peers spend 1-2.6 KB per tool. Portable schemas (every
+    optional field nullable, every object's properties declared: test_portable_schemas.py) cost
+    about 2.5 KB over the whole list; the paid tools carry the most."""
     async with Client(create_server(settings(sandbox=True))) as client:
         tools = (await client.list_tools()).tools
     sizes = [len(json.dumps(t.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":")))
              for t in tools]
-    # start_generation, the largest, also carries the controls that keep a retry from paying twice.
-    assert max(sizes) < 1500 and sum(sizes) / len(sizes) < 700, sizes
+    # Portable schemas (nullable types spelled out, params as [{name, value}]) and the controls that keep
+    # a retry from paying twice cost bytes; run_action and start_generation are the largest.
+    assert max(sizes) < 1700 and sum(sizes) / len(sizes) < 700, sizes

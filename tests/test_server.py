@@ -155,7 +155,8 @@ async def test_one_call_gives_a_finished_image_with_preview_and_link(make_sessio
     kinds = [c.type for c in result.content]
     assert kinds == ["text", "image", "resource_link"]
     link = result.content[2]
-    assert str(link.uri) == output["url"] and link.mime_type == "image/png"
+    assert str(link.uri) == f"flora://runs/{data['run_id']}/outputs/{output['id']}" and link.mime_type == "image/png"
+    assert output["url"] in link.description and link.size == output["bytes"]
     values = [p for p, _, _ in progress]
     assert values == sorted(values) and values[-1] == 100 and progress[-1][2] == "completed, 100%"
     assert fast_sandbox.state.charges[0][2] == data["charged_usd"]  # reported cost is what was charged
@@ -166,7 +167,8 @@ async def test_preview_of_a_4k_image_stays_within_bounds(make_session):
         workspace_id, project_id = await first_ids(client)
         result, data = await call(client, "start_generation", {
             "type": "image", "prompt": "a very large poster", "workspace_id": workspace_id,
-            "project_id": project_id, "model": "t2i-flux-2-pro", "params": {"resolution": "4K"}, "wait_seconds": 30})
+            "project_id": project_id, "model": "t2i-flux-2-pro", "params": {"resolution": "4K"}, "wait_seconds": 30,
+            "previews": "full"})
     image_block = next(c for c in result.content if c.type == "image")
     raw = base64.b64decode(image_block.data)
     preview = Image.open(io.BytesIO(raw))
@@ -429,7 +431,10 @@ async def test_asking_again_for_a_finished_run_does_not_download_it_again(make_s
                                                           "workspace_id": workspace_id, "project_id": project_id})
         assert len(fast_sandbox.state.downloads) == 1
         result, again = await call(client, "get_run", {"run_id": data["run_id"]})
-    assert again["outputs"] == data["outputs"] and [c.type for c in result.content] == ["text", "image", "resource_link"]
+        assert again["outputs"] == data["outputs"] and [c.type for c in result.content] == ["text", "resource_link"]
+        assert "previews='small'" in again["previews"]  # sent once; says how to see them again
+        result, asked = await call(client, "get_run", {"run_id": data["run_id"], "previews": "small"})
+    assert [c.type for c in result.content] == ["text", "image", "resource_link"] and "previews" not in asked
     assert len(fast_sandbox.state.downloads) == 1  # the preview was not fetched and shrunk again
 
 

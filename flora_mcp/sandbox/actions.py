@@ -231,15 +231,15 @@ TECHNIQUES: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any], dict[str, 
         "description": "Places a product image on a soft studio backdrop with a caption.",
         "inputs": [{"name": "product", "type": "image", "required": True, "description": "URL of the product image"},
                    {"name": "mood", "type": "text", "required": False, "description": "Caption"}],
-        "estimated_seconds": 6,
+        "estimated_seconds": 6, "run_cost": 0.05,
     }, product_on_backdrop),
     "tech_headline_poster": ({
         "technique_id": "tech_headline_poster", "name": "Headline poster",
         "description": "A typographic poster from a headline.",
         "inputs": [{"name": "headline", "type": "text", "required": True},
                    {"name": "accent", "type": "text", "required": False, "description": "Accent colour"}],
-        "estimated_seconds": 4,
+        "estimated_seconds": 4, "run_cost": 0.05,
     }, headline_poster),
 }
-TECHNIQUE_COST = 0.05
+TECHNIQUE_COST = 0.05  # each technique's run_cost above
 ACTION_SECONDS = 2

@@ -1,5 +1,5 @@
-"""Real bytes for sandbox outputs, made from the prompt: a PNG that decodes, a WAV that plays,
-an animated GIF standing in for video (no video encoder ships with Python), and plain text."""
+"""Real bytes for sandbox outputs, made from the prompt: a PNG that decodes, an H.264 MP4 that plays
+(encoded with PyAV, whose wheels ship FFmpeg), a WAV that plays, and plain text."""
 
 from __future__ import annotations
 
@@ -59,21 +59,31 @@ def render_png(prompt: str, size: tuple[int, int], seed: int = 0) -> bytes:
     return out.getvalue()
 
 
-def render_gif(prompt: str, size: tuple[int, int], frames: int = 12, seed: int = 0) -> bytes:
+def render_mp4(prompt: str, size: tuple[int, int], seconds: float = 2.0, fps: int = 12, seed: int = 0) -> bytes:
+    """A short H.264 clip: a bar crossing a background that fades between two prompt colours."""
+    import av  # PyAV: only when a video is made
     from PIL import Image
 
-    width, height = size
+    width, height = (size[0] // 2 * 2, size[1] // 2 * 2)  # yuv420p needs even sides
     c0, c1, _, _ = _palette(prompt, seed)
-    images = []
-    for f in range(frames):
-        t = f / frames
-        colour = tuple(int(a * (1 - t) + b * t) for a, b in zip(c0, c1))
-        img = Image.new("RGB", (width, height), colour)
-        x = int(t * (width - width // 8))
-        img.paste(tuple(255 - c for c in colour), (x, height // 3, x + width // 8, height // 3 + height // 4))
-        images.append(img)
+    frames = max(1, int(seconds * fps))
     out = io.BytesIO()
-    images[0].save(out, format="GIF", save_all=True, append_images=images[1:], duration=80, loop=0)
+    with av.open(out, "w", format="mp4") as container:
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", "crf": "30"}
+        for f in range(frames):
+            t = f / frames
+            colour = tuple(int(a * (1 - t) + b * t) for a, b in zip(c0, c1))
+            image = Image.new("RGB", (width, height), colour)
+            x = int(t * (width - width // 8))
+            image.paste(tuple(255 - c for c in colour), (x, height // 3, x + width // 8, height // 3 + height // 4))
+            for packet in stream.encode(av.VideoFrame.from_image(image)):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
     return out.getvalue()
 
 
@@ -115,7 +125,9 @@ def render_output(run: Any, name: str) -> tuple[bytes, str]:
         return render_png(run.prompt, image_size(run.params), seed=seed), "image/png"
     if run.type == "video":
         size = (640, 360) if run.params.get("aspect_ratio", "16:9") != "9:16" else (360, 640)
-        return render_gif(run.prompt, size, seed=seed), "image/gif"
+        seconds = run.params.get("duration", 5)  # the video models' default length
+        seconds = min(float(seconds), 10.0) if isinstance(seconds, int | float) and seconds > 0 else 5.0
+        return render_mp4(run.prompt, size, seconds=seconds, seed=seed), "video/mp4"
     if run.type == "audio":
         return render_wav(run.prompt), "audio/wav"
     return render_text(run.prompt, MODELS_BY_ID[run.model_id]["name"]), "text/plain; charset=utf-8"

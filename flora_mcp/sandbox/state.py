@@ -322,7 +322,7 @@ class SandboxState:
             return outputs
         kind, ext = {
             "image": ("imageUrl", "png"),
-            "video": ("videoUrl", "gif"),
+            "video": ("videoUrl", "mp4"),
             "audio": ("audioUrl", "wav"),
             "text": ("text", "txt"),
         }[run.type]

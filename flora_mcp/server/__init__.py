@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.resources import BinaryResource, Resource, ResourceTemplate, TextResource
+from mcp.server.mcpserver.resources.templates import DEFAULT_RESOURCE_SECURITY
+from mcp.shared.uri_template import UriTemplate
 from mcp_types import EmptyResult, SetLevelRequestParams
 
 from .. import __version__
@@ -34,7 +38,8 @@ logger = logging.getLogger("flora_mcp.server")
 INSTRUCTIONS = (
     "Make images, video, audio and text with FLORA. Flow: list_workspaces -> list_projects (or create_project) "
     "-> list_models -> start_generation, which waits and returns outputs with previews; if it returns a run "
-    "still running, call get_run with its run_id. IDs: ws_..., prj_..., run_...; models by endpoint ID."
+    "still running, call get_run with its run_id. IDs: ws_..., prj_..., run_...; models by endpoint ID. "
+    "An output object can be passed back as an input; its flora:// link is readable as a resource."
 )
 
 ApiKeyFor = Callable[[Context], str | None]
@@ -136,8 +141,11 @@ def create_server(
         website_url="https://app.flora.ai",
         tools=tools,
         log_level=settings.log_level.upper(),  # type: ignore[arg-type]
+        subscriptions=False,  # nothing here changes while connected: no listChanged or subscribe to promise
     )
     _serve_log_levels(server, backend.log_levels)
+    _serve_outputs(server, prepare)
+    _drop_prompts(server)
     server.flora_backend = backend  # type: ignore[attr-defined]  # for the demo and tests
     return server
 
@@ -154,3 +162,43 @@ def _serve_log_levels(server: MCPServer, levels: weakref.WeakKeyDictionary) -> N
         return EmptyResult()
 
     server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+
+
+class _OutputTemplate(ResourceTemplate):
+    """flora://runs/{run_id}/outputs/{output_id}: a run's output, read with the caller's own key.
+
+    A subclass because the SDK's templates give every resource the template's one MIME type;
+    an output's comes from the file.
+    """
+
+    async def create_resource(self, uri: str, params: dict[str, Any], context: Any) -> Resource:
+        from ..errors import FloraError
+        from .outputs import read_output
+
+        call = await self.fn(context)
+        try:
+            content, mime = await read_output(call.client, str(params["run_id"]), str(params["output_id"]))
+        except FloraError as exc:
+            raise ResourceError(str(exc)) from None
+        return TextResource(uri=uri, name=self.name, text=content, mime_type=mime) if isinstance(content, str) \
+            else BinaryResource(uri=uri, name=self.name, data=content, mime_type=mime)
+
+
+def _serve_outputs(server: MCPServer, prepare: Callable[[Context], Any]) -> None:
+    """The resource links in tool results point here; resources/read streams the file through us."""
+    from .outputs import OUTPUT_URI
+
+    template = _OutputTemplate(
+        uri_template=OUTPUT_URI, name="run_output", fn=prepare, parsed_template=UriTemplate.parse(OUTPUT_URI),
+        description="A finished run's output file (links in start_generation/get_run results); read with your key",
+        mime_type="application/octet-stream", security=DEFAULT_RESOURCE_SECURITY,
+        parameters={"type": "object", "properties": {"run_id": {"type": "string"}, "output_id": {"type": "string"}}})
+    # MCPServer registers templates from functions only; ours needs the file's MIME type (see above).
+    server._resource_manager._templates[template.uri_template] = template
+
+
+def _drop_prompts(server: MCPServer) -> None:
+    """MCPServer always serves prompts/list, which declares a prompts capability; we have none."""
+    handlers = server._lowlevel_server._request_handlers
+    handlers.pop("prompts/list", None)
+    handlers.pop("prompts/get", None)

@@ -22,6 +22,7 @@ from mcp_types import CallToolResult, ContentBlock, InputRequiredResult, TextCon
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import FloraError
+from .outputs import finish_previews
 
 logger = logging.getLogger("flora_mcp.server")
 
@@ -101,16 +102,23 @@ def input_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _compact(node: Any) -> Any:
-    """Drop what tells an agent nothing: titles, null branches of optional fields, null defaults."""
+    """Drop what tells an agent nothing: titles and null defaults; write `X or null` briefly.
+
+    An optional field stays nullable in the schema: strict function-calling (OpenAI) makes every
+    property required, so null is how a model there says "not given".
+    """
     if isinstance(node, list):
         return [_compact(item) for item in node]
     if not isinstance(node, dict):
         return node
     branches = node.get("anyOf")
-    if branches and any(b == {"type": "null"} for b in branches):
-        rest = [b for b in branches if b != {"type": "null"}]
+    if branches and {"type": "null"} in branches and len(branches) == 2:
+        [rest] = [b for b in branches if b != {"type": "null"}]
         merged = {k: v for k, v in node.items() if k != "anyOf"}
-        node = ({**rest[0], **merged} if len(rest) == 1 else {**merged, "anyOf": rest})
+        if isinstance(rest.get("type"), str) and "enum" not in rest:
+            node = {**rest, **merged, "type": [rest["type"], "null"]}
+        else:  # an enum keeps its null branch apart: null is not one of its values
+            node = {**merged, "anyOf": [_compact(rest), {"type": "null"}]}
     out = {}
     for key, value in node.items():
         if key == "title" and isinstance(value, str):
@@ -137,11 +145,13 @@ def build_tool(spec: ToolSpec, prepare: Callable[[Context], Awaitable[Any]],
                 request = spec.request.model_validate(arguments)
             except ValidationError as exc:
                 raise ToolInputError(await explain(exc, arguments, call, spec.request)) from None
+            call.previews = getattr(request, "previews", None)
             result = await spec.handler(request, call)
+            finish_previews(result)
         except NeedsInput as needs:
             return needs.result
         except ToolInputError as exc:
-            return _error_result("invalid_argument", str(exc))
+            return _error_result("invalid_argument", _refusal(spec, str(exc)))
         except FloraError as exc:
             return _error_result(exc.code, str(exc))
         except ValidationError as exc:  # a value the handler passed on (e.g. into an API request) was refused
@@ -173,6 +183,21 @@ def _fields(exc: ValidationError) -> str:
     """'field: problem' for each error, without the values (they may be long or secret)."""
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                      for e in exc.errors(include_input=False, include_url=False)[:5])
+
+
+NOTHING_STARTED = "Nothing was started or charged"
+
+
+def _refusal(spec: ToolSpec, message: str) -> str:
+    """A refused paid call says so: an argument problem is found before anything starts."""
+    if spec.read_only:
+        return message
+    stripped = message.rstrip(". ")
+    if stripped.endswith(NOTHING_STARTED):
+        return f"{stripped}."
+    if "Nothing was " in message:  # it already says what was not done ("Nothing was sent")
+        return message
+    return f"{stripped}. {NOTHING_STARTED}."
 
 
 def _error_result(code: str, message: str) -> CallToolResult:

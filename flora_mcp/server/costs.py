@@ -12,7 +12,7 @@ from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, Inpu
 from pydantic import BaseModel, Field
 
 from ..config import budget_usd
-from ._registry import NeedsInput, ToolInputError
+from ._registry import NOTHING_STARTED, NeedsInput, ToolInputError
 from .session import ToolCall
 
 if TYPE_CHECKING:
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 MODERN_PROTOCOL = "2026-07-28"  # first protocol revision where servers ask for input via input_required
 CONFIRM_KEY = "flora_confirm_spend"
-NOTHING_CHARGED = "Nothing was started or charged"
 
 
 class _ConfirmSpend(BaseModel):
@@ -51,7 +50,7 @@ async def guard_cost(call: ToolCall, estimates: list[Estimate], what: str) -> No
     message = f"{what} not started: " + "; ".join(reasons)
     if await _user_confirms(call, message):
         return
-    raise ToolInputError(f"{message}. {NOTHING_CHARGED}. Name a model (list_models shows credits), choose a cheaper "
+    raise ToolInputError(f"{message}. {NOTHING_STARTED}. Name a model (list_models shows credits), choose a cheaper "
                          "one, or ask the user to confirm or raise the limit")
 
 
@@ -86,4 +85,4 @@ async def _user_confirms(call: ToolCall, message: str) -> bool:
 def over_budget_message(what: str, spent: float, reserved: float, asked: float, budget: float, hours: float) -> str:
     return (f"{what} not started: it would pass the ${budget:g} budget for the last {hours:g} h "
             f"(${spent:.2f} charged, ${reserved:.2f} held for unfinished runs, this needs ${asked:.2f}). "
-            f"{NOTHING_CHARGED}. list_runs shows what was spent; ask the user to raise FLORA_BUDGET_USD or wait")
+            f"{NOTHING_STARTED}. list_runs shows what was spent; ask the user to raise FLORA_BUDGET_USD or wait")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from .._ids import GENERATION_TYPES
 from ..errors import FloraError
 from ._registry import ToolInputError
+from .params import PROMPT_MAX_CHARS
 from .session import ToolCall
 
 if TYPE_CHECKING:
@@ -68,8 +69,9 @@ async def _workspaces(call: ToolCall) -> list[Workspace]:
     return (await call.client.list_workspaces()).workspaces
 
 
-async def resolve_workspace(call: ToolCall, value: str | None) -> str:
-    """The ws_ ID to use: the given one, the configured default, or the only workspace there is."""
+async def resolve_workspace(call: ToolCall, value: str | None, project_id: str | None = None) -> str:
+    """The ws_ ID to use: the given one, the configured default, the only workspace there is, or
+    the workspace of the given project."""
     if value:
         return value
     if call.settings.workspace_id:
@@ -79,11 +81,43 @@ async def resolve_workspace(call: ToolCall, value: str | None) -> str:
         return workspaces[0].workspace_id
     if not workspaces:
         raise ToolInputError("This API key has no workspaces; create one in FLORA first")
+    if project_id:
+        found = await _workspace_of(call, [w.workspace_id for w in workspaces], project_id)
+        if found:
+            return found
     names = {w.workspace_id: w.name for w in workspaces}
     raise ToolInputError(
-        f"workspace_id is required: this key has {len(workspaces)} workspaces: {_listing(names)}. "
-        "Pass one (or set FLORA_WORKSPACE_ID)"
+        f"workspace_id is required: this key has {len(workspaces)} workspaces: {_listing(names)}"
+        + (f", and none holds project {project_id}" if project_id else "")
+        + ". Pass one, or a project_id (its workspace is used), or set FLORA_WORKSPACE_ID"
     )
+
+
+async def _workspace_of(call: ToolCall, workspace_ids: list[str], project_id: str, max_pages: int = 10) -> str | None:
+    """The workspace holding `project_id` (FLORA lists projects per workspace only)."""
+    from ..models import ListProjectsRequest
+
+    for workspace_id in workspace_ids:
+        cursor = None
+        for _ in range(max_pages):
+            page = await call.client.list_projects(ListProjectsRequest(workspace_id=workspace_id, limit=100,
+                                                                       cursor=cursor))
+            if any(p.project_id == project_id for p in page.projects):
+                return workspace_id
+            cursor = page.meta.next_cursor
+            if not cursor:
+                break
+    return None
+
+
+async def recent_project(call: ToolCall, workspace_id: str) -> str:
+    """The most recently changed project in the workspace (for tools where any project will do)."""
+    from ..models import ListProjectsRequest
+
+    page = await call.client.list_projects(ListProjectsRequest(workspace_id=workspace_id, limit=1))
+    if not page.projects:
+        raise ToolInputError(f"workspace {workspace_id} has no projects: call create_project first")
+    return page.projects[0].project_id
 
 
 async def resolve_project(call: ToolCall, workspace_id: str, value: str | None) -> str:
@@ -162,7 +196,9 @@ async def explain(exc: ValidationError, arguments: dict[str, Any], call: ToolCal
                   request: type[BaseModel]) -> str:
     """One line per wrong argument, each naming the field and what to send instead."""
     lines: list[str] = []
-    for err in exc.errors():
+    errors = exc.errors()
+    extra = [e for e in errors if e.get("type") == "extra_forbidden"]
+    for err in errors:
         loc = err.get("loc") or ()
         name = str(loc[0]) if loc else "arguments"
         value = err.get("input")
@@ -175,15 +211,43 @@ async def explain(exc: ValidationError, arguments: dict[str, Any], call: ToolCal
             line = None
         if line is None:
             if kind == "extra_forbidden":
-                line = f"{name}: unknown argument; this tool takes {', '.join(request.model_fields)}"
+                line = await _explain_extra(call, loc, extra, arguments, request)
             elif kind == "missing":
-                line = f"{name}: required"
+                line = f"{'.'.join(str(p) for p in loc)}: required"
             else:
                 where = ".".join(str(p) for p in loc)
                 line = f"{where}: {err.get('msg')}"
         if line not in lines:
             lines.append(line)
     return "; ".join(lines)
+
+
+async def _explain_extra(call: ToolCall, loc: tuple, extra: list[dict[str, Any]], arguments: dict[str, Any],
+                         request: type[BaseModel]) -> str:
+    """Every unexpected key at this level, by name, and what belongs there instead."""
+    parent = tuple(loc[:-1])
+    keys = [str(e["loc"][-1]) for e in extra if tuple(e["loc"][:-1]) == parent]
+    named = ", ".join(repr(k) for k in keys)
+    if parent:  # inside a list item or object: say what that item takes
+        where = ".".join(str(p) for p in parent)
+        takes = {"inputs": "type, url, text (or a run's output object as is)"}.get(str(parent[0]), "")
+        return f"{where}: unexpected key(s) {named}" + (f"; an item takes {takes}" if takes else "")
+    takes = f"this tool takes {', '.join(request.model_fields)}"
+    belong = [k for k in keys if k in await _model_param_names(call)] if "params" in request.model_fields else []
+    if belong:  # a model setting at the top level: the fix first
+        one = len(belong) == 1
+        pairs = ", ".join(f"{{name: {k!r}, value: {arguments.get(k)!r}}}" for k in belong)
+        rest = [k for k in keys if k not in belong]
+        return (f"{', '.join(belong)} {'is a model param' if one else 'are model params'}: put {'it' if one else 'them'} "
+                f"inside params: params=[{pairs}]" + (f"; {', '.join(rest)}: unknown; {takes}" if rest else ""))
+    return f"{', '.join(keys)}: unknown argument{'s' if len(keys) > 1 else ''}; {takes}"
+
+
+async def _model_param_names(call: ToolCall) -> set[str]:
+    try:
+        return {p.name for m in await call.catalog() for p in m.params}
+    except FloraError:
+        return set()
 
 
 async def _explain_one(call: ToolCall, name: str, kind: str, value: Any, arguments: dict[str, Any]) -> str | None:
@@ -198,6 +262,10 @@ async def _explain_one(call: ToolCall, name: str, kind: str, value: Any, argumen
             return await suggest_project(call, ws, value)
         return (f"run_id takes the run_… ID that start_generation returned, not {value!r}"
                 + (f": did you mean run_{value}?" if value and " " not in str(value) else ""))
+    if name == "prompt" and kind == "prompt_too_long":
+        limit = PROMPT_MAX_CHARS.get(str(arguments.get("type")), max(PROMPT_MAX_CHARS.values()))
+        return (f"prompt: {len(str(value)):,} characters is more than the {limit:,} allowed for {arguments.get('type')} "
+                "prompts here (models read far less, and FLORA would charge anyway). Shorten it")
     if name == "model" and kind == "string_pattern_mismatch":
         type_ = arguments.get("type") if arguments.get("type") in GENERATION_TYPES else None
         await find_model(call, str(value), type_)

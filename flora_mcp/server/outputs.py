@@ -1,19 +1,31 @@
-"""What an agent gets back for a run's outputs.
+"""What an agent gets back for a run's outputs, and the outputs as MCP resources.
 
-Images: a small preview the agent can look at (≤ 1 MP and ≤ PREVIEW_MAX_BYTES) plus a link to the
-full-size file. Audio: a link, and the sound inline when small. Video and documents: links. Text:
-inline. Full-size media is never inlined. Optional saving streams files to disk.
+Every output is a row (id, type, url, mime: the same object is accepted back as an input) and a
+resource link to flora://runs/{run_id}/outputs/{output_id}, which this server reads with the
+user's key. What the agent can look at depends on `previews`:
+
+- small (default): one small picture per image or video (a video shows a sheet of frames); when a
+  result holds several, they arrive as one numbered contact sheet. Audio: a link with its length
+  and size, never inlined.
+- full: each image up to 1 MP, a larger frame sheet per video, audio inline when small.
+- none: links only.
+
+A finished run's previews are sent once per user; asking again returns links unless `previews`
+is given. Downloads are spooled to a temporary file with a size cap, so a large output is never
+held in memory whole; images are checked for decompression bombs before they are decoded.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import logging
 import mimetypes
 import re
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import anyio
 from mcp_types import AudioContent, ContentBlock, ImageContent, ResourceLink
@@ -23,17 +35,35 @@ from ..errors import FloraError
 if TYPE_CHECKING:
     from ..client import FloraClient
     from ..models import Run, RunOutput
+    from ._registry import ToolResult
+    from .session import ToolCall
 
 logger = logging.getLogger("flora_mcp.server")
 
-PREVIEW_MAX_PIXELS = 1_000_000
+PreviewMode = Literal["none", "small", "full"]
+PREVIEW_MAX_PIXELS = 1_000_000  # full previews
 PREVIEW_MAX_BYTES = 200_000
-INLINE_AUDIO_MAX_BYTES = 200_000
+SMALL_EDGE = 512  # longest side of a small preview
+SMALL_MAX_BYTES = 48_000
+SHEET_TILE_EDGE = 256  # one output's tile in a contact sheet
+SHEET_MAX_BYTES = 60_000
+VIDEO_FRAMES = {"small": 4, "full": 6}
+VIDEO_TILE_EDGE = {"small": 256, "full": 400}
+INLINE_AUDIO_MAX_BYTES = 200_000  # previews="full" only
 INLINE_TEXT_MAX_BYTES = 100_000
+PREVIEW_SOURCE_MAX_BYTES = 100_000_000  # a larger image is linked, not previewed
 FETCH_MAX_BYTES = 200_000_000  # a run output larger than this is not downloaded
+RESOURCE_MAX_BYTES = 20_000_000  # resources/read answers inline (base64): bigger files are refused with their URL
+SPOOL_IN_MEMORY = 4_000_000  # a download spills from memory to a temporary file beyond this
+OUTPUT_URI = "flora://runs/{run_id}/outputs/{output_id}"
+_TILE = "flora/tile"  # marks a small preview that may join a contact sheet (removed before sending)
 _EXPECTED_MIME = {"imageUrl": "image/", "videoUrl": ("video/", "image/gif"), "audioUrl": "audio/", "text": "text/"}
 _DEFAULT_MIME = {"imageUrl": "image/png", "videoUrl": "video/mp4", "audioUrl": "audio/mpeg", "text": "text/plain",
                  "documentUrl": "application/pdf"}
+
+
+def output_uri(run_id: str, output_id: str) -> str:
+    return OUTPUT_URI.format(run_id=run_id, output_id=output_id)
 
 
 def guess_mime(output: RunOutput) -> str:
@@ -99,39 +129,43 @@ def _safe_name(value: str, fallback: str) -> str:
     return name or fallback
 
 
-def make_preview(data: bytes) -> tuple[bytes, str, tuple[int, int]]:
-    """A preview ≤ PREVIEW_MAX_PIXELS and ≤ PREVIEW_MAX_BYTES: JPEG, or PNG when there is transparency."""
-    from PIL import Image  # heavy: only when a preview is made
+@asynccontextmanager
+async def spooled(client: FloraClient, url: str, limit: int) -> AsyncIterator[tuple[IO[bytes], str, int]]:
+    """Download into a temporary file (in memory while small), refusing more than `limit` bytes.
 
-    with Image.open(io.BytesIO(data)) as src:
-        src.load()
-        has_alpha = src.mode in ("RGBA", "LA") or (src.mode == "P" and "transparency" in src.info)
-        image = src.convert("RGBA" if has_alpha else "RGB")
-    original = image.size
-    scale = min(1.0, (PREVIEW_MAX_PIXELS / (original[0] * original[1])) ** 0.5)
-    while True:
-        size = (max(1, int(original[0] * scale)), max(1, int(original[1] * scale)))
-        frame = image.resize(size, Image.Resampling.LANCZOS) if size != original else image
-        out = io.BytesIO()
-        if frame.mode == "RGBA":
-            frame.save(out, format="PNG", optimize=True)
-            mime = "image/png"
-        else:
-            frame.save(out, format="JPEG", quality=82, optimize=True)
-            mime = "image/jpeg"
-        if out.tell() <= PREVIEW_MAX_BYTES or scale < 0.05:
-            return out.getvalue(), mime, size
-        scale *= 0.75
+    Yields the file (rewound), its MIME type and size; the file is gone when the block ends.
+    """
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        async with client.stream_output(url) as response:
+            mime = response.headers.get("content-type", "").split(";")[0].strip()
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > limit:
+                raise FloraError(f"{_mb(int(declared))} is more than the {_mb(limit)} this server downloads")
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise FloraError(f"more than the {_mb(limit)} this server downloads")
+                spool.write(chunk)
+        spool.seek(0)
+        yield spool, mime, size
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB" if size >= 100_000 else f"{size / 1000:.1f} KB"
 
 
 async def render_outputs(
-    client: FloraClient, run: Run, *, preview: bool = True, save_dir: Path | None = None
+    client: FloraClient, run: Run, *, mode: PreviewMode = "small", save_dir: Path | None = None
 ) -> tuple[list[dict[str, Any]], list[ContentBlock]]:
     """Rows for structured content (every output) and the content blocks a client can show."""
+    from . import pictures
+
     rows: list[dict[str, Any]] = []
     blocks: list[ContentBlock] = []
     for output in run.outputs:
         row: dict[str, Any] = {"id": output.output_id, "type": output.type, "url": output.url, "mime": guess_mime(output)}
+        shown: list[ContentBlock] = []
         try:
             if save_dir is not None:
                 try:
@@ -142,24 +176,132 @@ async def render_outputs(
             if output.type == "text":
                 data, _ = await fetch(client, output.url, INLINE_TEXT_MAX_BYTES)
                 row["text"] = data.decode("utf-8", errors="replace")
-            elif output.type == "imageUrl" and preview:
-                data, mime = await fetch(client, output.url, FETCH_MAX_BYTES)
-                row["mime"] = mime or row["mime"]
-                row.setdefault("bytes", len(data))
-                small, small_mime, size = await anyio.to_thread.run_sync(make_preview, data)
-                blocks.append(ImageContent(type="image", data=base64.b64encode(small).decode(), mime_type=small_mime))
-                row["preview"] = f"{size[0]}x{size[1]} {small_mime}"
-            elif output.type == "audioUrl" and preview:
-                data, mime = await fetch(client, output.url, INLINE_AUDIO_MAX_BYTES)
-                row["mime"] = mime or row["mime"]
-                blocks.append(AudioContent(type="audio", data=base64.b64encode(data).decode(), mime_type=row["mime"]))
+            elif output.type == "imageUrl" and mode != "none":
+                async with spooled(client, output.url, PREVIEW_SOURCE_MAX_BYTES) as (source, mime, size):
+                    row |= {"mime": mime or row["mime"], "bytes": size}
+                    if mode == "full":
+                        picture, original = await anyio.to_thread.run_sync(lambda: pictures.image_preview(
+                            source, max_pixels=PREVIEW_MAX_PIXELS, max_bytes=PREVIEW_MAX_BYTES))
+                        row["preview"] = f"{picture.size[0]}x{picture.size[1]} {picture.mime}"
+                    else:
+                        picture, original = await anyio.to_thread.run_sync(lambda: pictures.image_preview(
+                            source, max_edge=SMALL_EDGE, max_bytes=SMALL_MAX_BYTES))
+                row["size"] = f"{original[0]}x{original[1]}"
+                shown.append(_image_block(picture, tile=mode == "small"))
+            elif output.type == "videoUrl" and mode != "none":
+                async with spooled(client, output.url, FETCH_MAX_BYTES) as (source, mime, size):
+                    row |= {"mime": mime or row["mime"], "bytes": size}
+                    picture, info = await anyio.to_thread.run_sync(lambda: pictures.video_sheet(
+                        source, frames=VIDEO_FRAMES[mode], tile_edge=VIDEO_TILE_EDGE[mode],
+                        max_bytes=SMALL_MAX_BYTES if mode == "small" else PREVIEW_MAX_BYTES))
+                row |= {"size": f"{info.size[0]}x{info.size[1]}", "seconds": info.seconds,
+                        "preview": f"{VIDEO_FRAMES[mode]} frames, left to right"}
+                shown.append(_image_block(picture, tile=mode == "small"))
+            elif output.type == "audioUrl":
+                limit = INLINE_AUDIO_MAX_BYTES if mode == "full" else FETCH_MAX_BYTES
+                try:
+                    async with spooled(client, output.url, limit) as (source, mime, size):
+                        row |= {"mime": mime or row["mime"], "bytes": size}
+                        row["seconds"] = await anyio.to_thread.run_sync(pictures.audio_seconds, source)
+                        if mode == "full":  # opt-in: some clients cannot take audio content at all
+                            source.seek(0)
+                            shown.append(AudioContent(type="audio", data=base64.b64encode(source.read()).decode(),
+                                                      mime_type=row["mime"]))
+                except FloraError as exc:
+                    if mode != "full":
+                        raise
+                    row["note"] = f"not inlined: {exc}"
+        except pictures.NotPreviewable as exc:
+            row["note"] = f"no preview: {exc}"
         except FloraError as exc:
-            row["note"] = str(exc)
+            row["note"] = f"no preview: {exc}"
         except Exception as exc:  # a preview that cannot be made must not lose the run's answer
             logger.warning("preview of %s failed: %s", output.output_id, type(exc).__name__)
             row["note"] = "preview unavailable"
+        row = {k: v for k, v in row.items() if v is not None}
+        blocks.extend(shown)
         if not (output.type == "text" and "text" in row):  # inline text is already in the result's JSON
-            blocks.append(ResourceLink(type="resource_link", uri=output.url, name=f"{run.run_id}/{output.output_id}",
-                                       mime_type=row["mime"], size=row.get("bytes")))
+            blocks.append(_link(run.run_id, row))
         rows.append(row)
     return rows, blocks
+
+
+def _image_block(picture: Any, *, tile: bool) -> ImageContent:
+    return ImageContent(type="image", data=base64.b64encode(picture.data).decode(), mime_type=picture.mime,
+                        _meta={_TILE: True} if tile else None)
+
+
+def _link(run_id: str, row: dict[str, Any]) -> ResourceLink:
+    facts = [f"{row['seconds']:g} s" if row.get("seconds") else None, row.get("size"),
+             _mb(row["bytes"]) if row.get("bytes") else None, row["mime"]]
+    return ResourceLink(type="resource_link", uri=output_uri(run_id, row["id"]), name=f"{run_id}/{row['id']}",
+                        description=", ".join(f for f in facts if f) + f"; also at {row['url']}",
+                        mime_type=row["mime"], size=row.get("bytes"))
+
+
+async def present_outputs(call: ToolCall, run: Run) -> tuple[list[dict[str, Any]], list[ContentBlock], str | None]:
+    """A completed run's rows and blocks for this call, plus a note when previews were left out.
+
+    Rendered once per run and preview mode (asking again downloads nothing); previews are sent
+    once per user unless the call asks for them with `previews`.
+    """
+    views = call.user.finished.get(run.run_id)
+    if views is None:
+        views = call.user.finished[run.run_id] = {}
+    asked = call.previews
+    shown = any(m != "none" for m in views)
+    mode: PreviewMode = asked or ("none" if shown else "small")
+    if mode not in views:
+        # Saving is the server operator's choice (stdio users set FLORA_OUTPUT_DIR); hosted mode leaves it
+        # unset. Only the first rendering saves; later ones carry its paths over.
+        first = next(iter(views.values()), None)
+        if first and mode == "none":  # links only: the rows and links already made will do
+            views[mode] = (first[0], [b for b in first[1] if isinstance(b, ResourceLink)])
+        else:
+            rows, blocks = await render_outputs(call.client, run, mode=mode,
+                                                save_dir=None if first else call.settings.output_dir)
+            if first:
+                saved = {r["id"]: r["path"] for r in first[0] if "path" in r}
+                rows = [r | {"path": saved[r["id"]]} if r["id"] in saved else r for r in rows]
+            views[mode] = (rows, blocks)
+    rows, blocks = views[mode]
+    if asked is None and shown:
+        return rows, blocks, "sent earlier; pass previews='small' or 'full' to see them again"
+    return rows, blocks, None
+
+
+def finish_previews(result: ToolResult) -> None:
+    """Several small previews in one result become one numbered contact sheet (output order)."""
+    tiles = [i for i, b in enumerate(result.content) if isinstance(b, ImageContent) and (b.meta or {}).get(_TILE)]
+    if not tiles:
+        return
+    result.content = list(result.content)  # the blocks may be a cached run's own list: leave that intact
+    if len(tiles) == 1:
+        block = result.content[tiles[0]]
+        result.content[tiles[0]] = ImageContent(type="image", data=block.data, mime_type=block.mime_type)
+        return
+    from . import pictures
+
+    sheet = pictures.contact_sheet([base64.b64decode(result.content[i].data) for i in tiles],
+                                   tile_edge=SHEET_TILE_EDGE, max_bytes=SHEET_MAX_BYTES)
+    first = tiles[0]
+    result.content[first] = ImageContent(type="image", data=base64.b64encode(sheet.data).decode(), mime_type=sheet.mime)
+    result.content = [b for i, b in enumerate(result.content) if i == first or i not in tiles]
+    result.structured["previews"] = f"one contact sheet: {len(tiles)} outputs numbered 1-{len(tiles)} in the order listed"
+
+
+async def read_output(client: FloraClient, run_id: str, output_id: str) -> tuple[bytes | str, str]:
+    """One output's content for resources/read: text as text, files as bytes (up to RESOURCE_MAX_BYTES)."""
+    run = await client.get_run(run_id)
+    output = next((o for o in run.outputs if o.output_id == output_id), None)
+    if output is None:
+        have = ", ".join(o.output_id for o in run.outputs) or f"none yet (status {run.status})"
+        raise FloraError(f"run {run_id} has no output {output_id!r}; its outputs: {have}")
+    if output.type == "text":
+        data, mime = await fetch(client, output.url, INLINE_TEXT_MAX_BYTES)
+        return data.decode("utf-8", errors="replace"), mime or "text/plain"
+    try:
+        async with spooled(client, output.url, RESOURCE_MAX_BYTES) as (source, mime, _):
+            return source.read(), mime or guess_mime(output)
+    except FloraError as exc:
+        raise FloraError(f"{output_id} is not served through MCP: {exc}. Download it from {output.url}") from None

@@ -28,7 +28,8 @@ from ..errors import AcceptedRunLostError, FloraError
 from ..ledger import Decision, Intent, OverBudget, request_fingerprint
 from ._registry import ToolInputError, ToolResult
 from .canvas_links import note_run_project
-from .costs import NOTHING_CHARGED, guard_cost, over_budget_message
+from ._registry import NOTHING_STARTED
+from .costs import guard_cost, over_budget_message
 from .runs import describe_run, unknown_status_row, wait_budget
 from .session import ToolCall
 from .waiting import follow
@@ -87,7 +88,7 @@ async def reserve(call: ToolCall, starts: list[PaidStart], what: str) -> None:
         if decision.kind == "conflict":
             raise ToolInputError(
                 f"idempotency_key {start.key!r} was used for a different {decision.row['tool']} request "
-                f"(run {decision.row.get('run_id') or 'unknown'}). {NOTHING_CHARGED}. To repeat that run call again "
+                f"(run {decision.row.get('run_id') or 'unknown'}). {NOTHING_STARTED}. To repeat that run call again "
                 "with its exact arguments; for a new run use a new idempotency_key")
         start.decision = decision
 
@@ -145,6 +146,8 @@ async def _post_and_record(call: ToolCall, start: PaidStart, post: Send, *, rese
     note_run_project(started)
     model = started.model.model_id if started.model else None
     start.details = {"model": model} if model and not start.intent.details.get("model") else {}
+    if start.details:  # the model FLORA chose when none was named: get_run reports it too
+        call.user.models_used[started.run_id] = model
     if started.estimated_seconds is not None:
         call.user.estimates[started.run_id] = started.estimated_seconds
     await call.ledger.started(user, start.key, started.run_id, estimated_seconds=started.estimated_seconds,
@@ -168,7 +171,7 @@ def _adopt(start: PaidStart, row: dict[str, Any]) -> None:
 
 def _nothing_charged(exc: FloraError) -> FloraError:
     """The same error, saying what an agent most needs to know after a refused start."""
-    hint = f"{exc.hint}. {NOTHING_CHARGED}" if exc.hint else NOTHING_CHARGED
+    hint = f"{exc.hint}. {NOTHING_STARTED}" if exc.hint else NOTHING_STARTED
     return type(exc)(exc.message, status=exc.status, code=exc.code, fields=exc.fields, hint=hint,
                      retry_after=exc.retry_after)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING, Any
 
+from .params import typed
+
 if TYPE_CHECKING:
     from ..models import Model, ModelParam
 
@@ -50,12 +52,23 @@ def describe_param(spec: ModelParam) -> str:
     return text
 
 
+def _same_option(spec: ModelParam, value: Any) -> Any:
+    """`value` with each item that matches exactly one option case-insensitively ('Roger') spelled as
+    the option is ('roger'); anything else unchanged."""
+    def fix(item: Any) -> Any:
+        same = [o.value for o in spec.options or [] if isinstance(item, str) and o.value.lower() == item.lower()]
+        return same[0] if len(same) == 1 else item
+    return [fix(v) for v in value] if isinstance(value, list) else fix(value)
+
+
 def check_params(model: Model, params: dict[str, Any] | None) -> list[str]:
-    """Problems with `params` for `model`, each naming the param and what is allowed. Empty if fine."""
+    """Problems with `params` for `model`, each naming the param and what is allowed. Empty if fine.
+
+    Unambiguous spellings are corrected in place (case of an option, an object sent as JSON text)."""
     params = params or {}
     declared = {p.name: p for p in model.params}
     problems: list[str] = []
-    for name, value in params.items():
+    for name, value in list(params.items()):
         spec = declared.get(name)
         if spec is None:
             close = difflib.get_close_matches(name, declared, n=1, cutoff=0.6)
@@ -63,6 +76,9 @@ def check_params(model: Model, params: dict[str, Any] | None) -> list[str]:
             allowed = ", ".join(describe_param(p) for p in model.params) or "none"
             problems.append(f"params.{name}: {model.model_id} has no such param.{hint} Allowed: {allowed}")
             continue
+        value = params[name] = typed(spec.type, value)  # strict clients send every value as text
+        if spec.options:
+            value = params[name] = _same_option(spec, value)
         if not _type_ok(spec, value):
             problems.append(f"params.{name}: must be {_TYPE_WORDS.get(spec.type, spec.type)}, got {value!r}")
             continue
@@ -70,7 +86,8 @@ def check_params(model: Model, params: dict[str, Any] | None) -> list[str]:
             allowed_values = [o.value for o in spec.options]
             for item in value if isinstance(value, list) else [value]:
                 if item not in allowed_values:
-                    close = difflib.get_close_matches(str(item), allowed_values, n=1, cutoff=0.5)
+                    by_label = [o.value for o in spec.options if o.label and o.label.lower() == str(item).lower()]
+                    close = by_label or difflib.get_close_matches(str(item), allowed_values, n=1, cutoff=0.5)
                     hint = f" Did you mean {close[0]!r}?" if close else ""
                     problems.append(f"params.{name}: {item!r} is not allowed.{hint} Allowed: {', '.join(allowed_values)}")
         if isinstance(value, int | float) and not isinstance(value, bool):

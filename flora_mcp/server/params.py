@@ -5,11 +5,14 @@ Descriptions say where a value comes from; patterns and enums come from the FLOR
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from .._ids import PROJECT_ID_PATTERN, RUN_ID_PATTERN, WORKSPACE_ID_PATTERN, GenerationType
+from .chaining import as_value
 
 
 class ToolArgs(BaseModel):
@@ -28,11 +31,32 @@ WorkspaceParam = Annotated[
 ]
 ProjectParam = Annotated[
     str | None,
-    Field(pattern=PROJECT_ID_PATTERN, description="From list_projects"),
+    Field(pattern=PROJECT_ID_PATTERN, description="From list_projects; sets the workspace"),
 ]
 RequiredWorkspaceParam = Annotated[str, Field(pattern=WORKSPACE_ID_PATTERN, description="From list_workspaces")]
 RunIdParam = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="From start_generation")]
-TypeParam = GenerationType
+
+
+def _lower(value: Any) -> Any:
+    """An enum value in the wrong case ('Image') is still unambiguous."""
+    return value.lower() if isinstance(value, str) else value
+
+
+TypeParam = Annotated[GenerationType, BeforeValidator(_lower)]
+# Longer prompts are refused before anything is paid for: media models read a few hundred words and
+# FLORA would bill a 20,000-character prompt without a word about the rest.
+PROMPT_MAX_CHARS = {"image": 4000, "video": 4000, "audio": 5000, "text": 100_000}
+
+
+def _prompt_fits(prompt: str, info: ValidationInfo) -> str:
+    limit = PROMPT_MAX_CHARS.get(str(info.data.get("type")), max(PROMPT_MAX_CHARS.values()))
+    if len(prompt) > limit:
+        raise PydanticCustomError("prompt_too_long", "{chars} characters; {type} prompts take at most {limit}",
+                                  {"chars": len(prompt), "limit": limit, "type": info.data.get("type") or "these"})
+    return prompt
+
+
+PromptParam = Annotated[str, Field(min_length=1), AfterValidator(_prompt_fits)]
 ModelParam = Annotated[
     str | None,
     Field(pattern=r"^\S+$", description="Endpoint ID from list_models"),
@@ -45,3 +69,62 @@ IdempotencyKeyParam = Annotated[
     Field(pattern=r"^[!-~]{1,255}$", description="Same key: same run"),  # an HTTP header value
 ]
 NewRunParam = Annotated[bool | None, Field(description="Don't reuse a recent identical run")]
+# small: one preview to look at (several outputs share one contact sheet; audio is a link with its
+# length); full: 1 MP images and inline audio; none: links only. Previews of a run come once per
+# user; giving `previews` asks again.
+PreviewsParam = Annotated[
+    Literal["small", "full", "none"] | None,
+    BeforeValidator(_lower),
+    Field(description="Default small (one sheet for several); sent once per run unless set"),
+]
+
+
+# --- named values: model params and technique inputs ----------------------------------------------
+# Published as a list of {name, value} pairs, not as an object with free-form keys: strict
+# function-calling (OpenAI) and Gemini accept no object whose keys are not declared. Values are
+# published as text and read by the param's declared type ("4" for an int; JSON text for a list or
+# object); plain JSON values and a plain object ({"aspect_ratio": "16:9"}) are accepted too, and an
+# output object given as a value becomes its URL.
+def parse_named_values(value: Any) -> Any:
+    if isinstance(value, list):
+        named: dict[str, Any] = {}
+        for index, item in enumerate(value):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or set(item) - {"name", "value"}:
+                raise ValueError(f"item {index} must be {{name, value}}, got {item!r}")
+            if item["name"] in named:
+                raise ValueError(f"{item['name']!r} is given twice")
+            named[item["name"]] = item.get("value")
+        value = named
+    if isinstance(value, dict):
+        return {name: as_value(v) for name, v in value.items()}
+    return value
+
+
+def named_values(description: str) -> dict[str, Any]:
+    """The published schema of a {name: value} mapping: [{name, value}]."""
+    return {"type": "array", "description": description, "items": {
+        "type": "object", "properties": {"name": {"type": "string"}, "value": {"type": "string"}},
+        "required": ["name", "value"]}}
+
+
+PARAMS_SCHEMA = named_values("As list_models shows, e.g. [{name: aspect_ratio, value: '16:9'}]")
+ParamsParam = Annotated[dict[str, Any], BeforeValidator(parse_named_values), WithJsonSchema(PARAMS_SCHEMA)]
+
+
+def typed(kind: str, value: Any) -> Any:
+    """A value sent as text, read as the declared kind: int, float, bool, list or object; else unchanged."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        if kind in ("int", "seed", "int?", "integer"):
+            return int(text)
+        if kind in ("float", "number"):
+            return int(text) if text.lstrip("-").isdigit() else float(text)
+        if kind in ("bool", "boolean") and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        if kind in ("string[]", "dict") and text[:1] in "[{":
+            return json.loads(text)
+    except ValueError:
+        pass
+    return value

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FloraConnectionError, FloraError, RateLimitError, ServerError
 from .canvas_links import where_to_see
-from .outputs import render_outputs
+from .outputs import present_outputs
 from .session import ToolCall
 from .waiting import seconds_left
 
@@ -21,13 +21,14 @@ if TYPE_CHECKING:
 async def describe_run(call: ToolCall, run: Run, run_id: str) -> tuple[dict[str, Any], list]:
     await remember_status(call, run)
     row: dict[str, Any] = {"run_id": run.run_id, "status": run.status, "progress": run.progress}
+    if run.run_id in call.user.models_used:  # the model FLORA chose when none was named
+        row["model"] = call.user.models_used[run.run_id]
     blocks: list = []
     if run.status == "completed":
-        if run.run_id not in call.user.finished:  # asking again must not download and shrink it again
-            # Saving is the server operator's choice (stdio users set FLORA_OUTPUT_DIR); hosted mode leaves it unset.
-            call.user.finished[run.run_id] = await render_outputs(call.client, run, save_dir=call.settings.output_dir)
-        rows, blocks = call.user.finished[run.run_id]
+        rows, blocks, previews_note = await present_outputs(call, run)
         row |= {"charged_usd": run.charged_cost or 0.0, "outputs": rows} | await where_to_see(call, run.run_id)
+        if previews_note:
+            row["previews"] = previews_note
     elif run.status == "failed":
         row |= {"charged_usd": run.charged_cost or 0.0, "error_code": run.error_code,
                 "error_message": run.error_message,

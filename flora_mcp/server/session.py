@@ -48,7 +48,8 @@ class UserState:
     models_fetched_at: float = 0.0
     seen: Recent = field(default_factory=lambda: Recent(10_000))  # run ID -> (status, charge) last told the ledger
     estimates: Recent = field(default_factory=lambda: Recent(10_000))  # run ID -> estimated seconds, for hints
-    finished: Recent = field(default_factory=lambda: Recent(32))  # run ID -> described outputs: no re-download
+    finished: Recent = field(default_factory=lambda: Recent(32))  # run ID -> {preview mode: rows, blocks}
+    models_used: Recent = field(default_factory=lambda: Recent(10_000))  # run ID -> model endpoint ID
     lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     async def catalog(self, client: FloraClient) -> list[Model]:
@@ -79,6 +80,7 @@ class ToolCall:
     ctx: Context | None = None
     log_levels: Any = None  # connection -> level chosen with logging/setLevel
     hosted: bool = False  # serving many users over HTTP: never touch the server's own disk
+    previews: str | None = None  # the call's `previews` argument, if it has one (outputs.py)
 
     def _client_wants(self, level: str) -> bool:
         if self.ctx is None or self.log_levels is None:

@@ -5,15 +5,28 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, WithJsonSchema
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from ..._ids import TECHNIQUE_ID_PATTERN
 from .._registry import ToolInputError, ToolResult, ToolSpec
-from ..costs import NOTHING_CHARGED
-from ..estimates import UNKNOWN, fixed
-from ..guidance import closest_ids, resolve_project, resolve_workspace
+from .._registry import NOTHING_STARTED
+from ..chaining import as_input_item, resolve_output_uris
+from ..estimates import fixed
+from ..guidance import closest_ids, recent_project, resolve_workspace
 from ..paid import answer, paid_start, reserve, send
-from ..params import IdempotencyKeyParam, NewRunParam, ProjectParam, ToolArgs, WaitParam, WorkspaceParam
+from ..params import (
+    IdempotencyKeyParam,
+    NewRunParam,
+    ParamsParam,
+    PreviewsParam,
+    ProjectParam,
+    ToolArgs,
+    WaitParam,
+    WorkspaceParam,
+    named_values,
+    parse_named_values,
+    typed,
+)
 from ..session import ToolCall
 
 if TYPE_CHECKING:
@@ -29,21 +42,27 @@ class InputItem(ToolArgs):
     url: str | None = None
     text: str | None = None
 
+    _from_output = model_validator(mode="before")(as_input_item)  # a run's output object, as is
+
 
 class RunAction(ToolArgs):
     action_id: Annotated[str, Field(description="From list_actions, e.g. rotate-image")]
     inputs: Annotated[
         list[InputItem],
         Field(min_length=1),
-        WithJsonSchema({"type": "array", "minItems": 1, "description": "{type, url} or {type: text, text}; "
-                        "urls from run outputs or upload_asset", "items": {"type": "object", "required": ["type"]}}),
+        WithJsonSchema({"type": "array", "minItems": 1, "description": "{type, url} or {type: text, text}; urls "
+                        "from upload_asset, or pass a run's output object as is", "items": {
+                            "type": "object", "required": ["type"], "properties": {
+                                "type": {"enum": ["image", "video", "audio", "text"], "type": "string"},
+                                "url": {"type": ["string", "null"]}, "text": {"type": ["string", "null"]}}}}),
     ]
-    params: dict[str, Any] | None = None
+    params: ParamsParam = None
     workspace_id: WorkspaceParam = None
     project_id: ProjectParam = None
     idempotency_key: IdempotencyKeyParam = None
     new_run: NewRunParam = None
     wait_seconds: WaitParam = None
+    previews: PreviewsParam = None
 
 
 class ListTechniques(ToolArgs):
@@ -52,11 +71,13 @@ class ListTechniques(ToolArgs):
 
 class RunTechnique(ToolArgs):
     technique_id: Annotated[str, Field(pattern=TECHNIQUE_ID_PATTERN, description="From list_techniques")]
-    inputs: Annotated[dict[str, Any], Field(description="By input name; images as URLs")]
+    inputs: Annotated[dict[str, Any], BeforeValidator(parse_named_values), WithJsonSchema(named_values(
+        "As list_techniques shows, e.g. [{name: product, value: <image URL>}]; an output object works as a value"))]
     workspace_id: WorkspaceParam = None
     idempotency_key: IdempotencyKeyParam = None
     new_run: NewRunParam = None
     wait_seconds: WaitParam = None
+    previews: PreviewsParam = None
 
 
 # --- actions -------------------------------------------------------------------------------------
@@ -70,7 +91,7 @@ def _describe_param(p: ActionParam) -> str:
 
 
 def compact_action(a: Action) -> dict[str, Any]:
-    return {"id": a.action_id, "name": a.name, "in": " ".join(s.type for s in a.inputs),
+    return {"id": a.action_id, "name": a.name, "does": a.description, "in": " ".join(s.type for s in a.inputs),
             "out": " ".join(s.type for s in a.outputs), "params": " ".join(_describe_param(p) for p in a.params),
             "usd": a.charged_cost}
 
@@ -84,8 +105,10 @@ def check_action(action: Action, inputs: list[InputItem], params: dict[str, Any]
     problems = []
     params = params or {}
     declared = {p.key: p for p in action.params}
-    for key, value in params.items():
+    for key, value in list(params.items()):
         spec = declared.get(key)
+        if spec is not None:
+            value = params[key] = typed(spec.type, value)  # strict clients send every value as text
         if spec is None:
             close = difflib.get_close_matches(key, declared, n=1, cutoff=0.6)
             problems.append(f"params.{key}: {action.action_id} has no such param."
@@ -93,6 +116,10 @@ def check_action(action: Action, inputs: list[InputItem], params: dict[str, Any]
                             + f" Allowed: {', '.join(_describe_param(p) for p in action.params) or 'none'}")
             continue
         if spec.available_values and value not in spec.available_values and str(value) not in map(str, spec.available_values):
+            same = [v for v in spec.available_values if str(v).lower() == str(value).lower()]
+            if len(same) == 1:  # 'Horizontal' for 'horizontal': unambiguous
+                params[key] = same[0]
+                continue
             problems.append(f"params.{key}: {value!r} is not allowed. Allowed: "
                             + ", ".join(str(v) for v in spec.available_values))
         elif spec.type == "number":
@@ -123,7 +150,7 @@ async def list_actions(req: ListActions, call: ToolCall) -> ToolResult:
         q = req.query.lower()
         actions = [a for a in actions if q in f"{a.action_id} {a.name} {a.description or ''}".lower()]
     return ToolResult({"actions": [compact_action(a) for a in actions],
-                       "note": "pass id as action_id; params: key(values|min-max), * = required"})
+                       "note": "pass id as action_id; params: key(values|min-max), * = required; usd: price per run"})
 
 
 async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
@@ -133,11 +160,13 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
         matches = closest_ids(req.action_id, {a.action_id: a.name for a in actions.values()})
         hint = f"use {', '.join(matches)}" if matches else f"choose from list_actions ({', '.join(list(actions)[:8])}…)"
         raise ToolInputError(f"action_id {req.action_id!r} is not an action: {hint}")
+    for item, url in zip(req.inputs, await resolve_output_uris(call.client, [i.url for i in req.inputs])):
+        item.url = url
     problems = check_action(action, req.inputs, req.params)
     if problems:
-        raise ToolInputError("; ".join(problems) + f". {NOTHING_CHARGED}")
-    workspace_id = await resolve_workspace(call, req.workspace_id)
-    project_id = await resolve_project(call, workspace_id, req.project_id)
+        raise ToolInputError("; ".join(problems) + f". {NOTHING_STARTED}")
+    workspace_id = await resolve_workspace(call, req.workspace_id, req.project_id)
+    project_id = req.project_id or call.settings.project_id or await recent_project(call, workspace_id)
     from ...models import ActionInput, ActionRunRequest
 
     body = ActionRunRequest(action_id=action.action_id, workspace_id=workspace_id, project_id=project_id,
@@ -148,20 +177,25 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
                        model=action.action_id, project_id=project_id, label=action.action_id)
     await reserve(call, [start], f"Action {action.action_id}")
     await send(call, start, lambda key, resend: call.client.start_action_run(body, idempotency_key=key, resend=resend))
-    return await answer(call, start, req.wait_seconds)
+    result = await answer(call, start, req.wait_seconds)
+    if not req.project_id:
+        result.structured["project_id"] = project_id  # chosen for the agent: say which
+    return result
 
 
 # --- techniques ----------------------------------------------------------------------------------
 def compact_technique(t: Technique) -> dict[str, Any]:
     return {"id": t.technique_id, "name": t.name, "description": t.description,
-            "inputs": " ".join(f"{s.name}{'*' if s.required else ''}({s.type})" for s in t.inputs)}
+            "inputs": " ".join(f"{s.name}{'*' if s.required else ''}({s.type})" for s in t.inputs),
+            "usd": t.run_cost, "run_seconds": t.estimated_seconds}
 
 
 async def list_techniques(req: ListTechniques, call: ToolCall) -> ToolResult:
     workspace_id = await resolve_workspace(call, req.workspace_id)
     techniques = (await call.client.list_techniques(workspace_id)).techniques
     return ToolResult({"workspace_id": workspace_id, "techniques": [compact_technique(t) for t in techniques],
-                       "note": "inputs: name(type), * = required; pass image inputs as URLs"})
+                       "note": "inputs: name(type), * = required; pass image inputs as URLs or output objects. "
+                               "usd: price per run (null: FLORA gives none); run_seconds: typical time to finish"})
 
 
 async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
@@ -171,6 +205,7 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
     if technique is None:
         raise ToolInputError(f"technique_id {req.technique_id} is not in {workspace_id}; available: "
                              + ", ".join(f"{t.technique_id} ({t.name})" for t in techniques.values()))
+    req.inputs = dict(zip(req.inputs, await resolve_output_uris(call.client, list(req.inputs.values()))))
     slots = {s.name: s for s in technique.inputs}
     problems = []
     for name, value in req.inputs.items():
@@ -182,11 +217,12 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
             problems.append(f"inputs.{name}: a {slots[name].type} input takes an http(s) URL (a run output or upload_asset)")
     problems += [f"inputs.{s.name}: required ({s.type})" for s in technique.inputs if s.required and s.name not in req.inputs]
     if problems:
-        raise ToolInputError("; ".join(problems) + f". {NOTHING_CHARGED}")
+        raise ToolInputError("; ".join(problems) + f". {NOTHING_STARTED}")
     from ...models import TechniqueRunRequest
 
     body = TechniqueRunRequest(technique_id=technique.technique_id, workspace_id=workspace_id, inputs=req.inputs)
-    start = paid_start(call, "run_technique", body.model_dump(exclude_none=True), UNKNOWN,  # FLORA gives no estimate
+    start = paid_start(call, "run_technique", body.model_dump(exclude_none=True),
+                       fixed(technique.run_cost, "the technique's"),
                        idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="technique",
                        model=technique.technique_id, label=technique.name[:40])
     await reserve(call, [start], f"Technique {technique.technique_id}")
@@ -198,7 +234,8 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
 ACTION_TOOLS = [
     ToolSpec("list_actions", "Prebuilt edits (rotate, text, blur…): IDs, inputs, params.",
              ListActions, list_actions, "actions", read_only=True, idempotent=True),
-    ToolSpec("run_action", "Paid. Run an action on images/text; waits, returns outputs.",
+    ToolSpec("run_action", "Paid. Run an action on images/text (inputs: upload_asset URLs or run outputs); waits, "
+             "returns outputs. Without project_id: the most recent project.",
              RunAction, run_action, "actions", read_only=False, idempotent=False),
 ]
 TECHNIQUE_TOOLS = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from ..._ids import ASSET_ID_PATTERN
 from ...errors import BadRequestError
@@ -20,7 +20,7 @@ from ..canvas_links import remember_canvas_url
 from ..estimates import fixed
 from ..guidance import closest_ids, find_model, resolve_project, resolve_workspace
 from ..paid import answer, paid_start, reserve, send
-from ..params import IdempotencyKeyParam, NewRunParam, ProjectParam, RunIdParam, ToolArgs, WaitParam
+from ..params import IdempotencyKeyParam, NewRunParam, ParamsParam, ProjectParam, RunIdParam, ToolArgs, WaitParam
 from ..session import ToolCall
 from .actions import check_action
 
@@ -29,6 +29,32 @@ if TYPE_CHECKING:
 
 NODE_PARAM_FIELDS = ("prompt", "model", "content_url", "aspect_ratio", "resolution", "model_parameters")
 NOTHING_SENT = ". Nothing was sent"
+
+
+def _params_by_node(value: Any) -> Any:
+    """[{node_id, prompt, …}] (published: strict function-calling takes no free-form keys) or
+    {node_id: {prompt, …}} -> {node_id: {prompt, …}}; unset fields are left out."""
+    if not isinstance(value, list):
+        return value
+    by_node: dict[str, Any] = {}
+    for index, item in enumerate(value):
+        if not isinstance(item, dict) or not isinstance(item.get("node_id"), str):
+            raise ValueError(f"item {index} must be an object with node_id, got {item!r}")
+        fields = {k: v for k, v in item.items() if k != "node_id" and v is not None}
+        if isinstance(fields.get("model_parameters"), str):  # published as JSON text
+            try:
+                fields["model_parameters"] = json.loads(fields["model_parameters"])
+            except ValueError:
+                raise ValueError(f"item {index}: model_parameters must be a JSON object") from None
+        by_node[item["node_id"]] = fields
+    return by_node
+
+
+NODE_PARAMS_SCHEMA = {"type": ["array", "null"], "description": "Per node of the diagram", "items": {
+    "type": "object", "required": ["node_id"], "properties": {
+        "node_id": {"type": "string"},
+        **{name: {"type": ["string", "null"]} for name in NODE_PARAM_FIELDS if name != "model_parameters"},
+        "model_parameters": {"type": ["string", "null"], "description": "JSON object"}}}}
 NodeIdParam = Annotated[str, Field(pattern=r"^\S+$", description="From read_canvas or create_canvas_action")]
 
 
@@ -43,8 +69,8 @@ class ReadCanvas(ToolArgs):
 class PatchCanvas(ToolArgs):
     diagram: Annotated[str, Field(min_length=1, description='Mermaid to add: graph LR, id["Label (kind)"], '
                                   "a --> b; existing nodes by ID")]
-    node_params: Annotated[dict[str, dict[str, Any]] | None, Field(
-        description="By node ID: prompt, model, content_url, aspect_ratio, resolution, model_parameters")] = None
+    node_params: Annotated[dict[str, dict[str, Any]] | None, BeforeValidator(_params_by_node),
+                           WithJsonSchema(NODE_PARAMS_SCHEMA)] = None
     project_id: ProjectParam = None
 
 
@@ -58,7 +84,7 @@ class PlaceOnCanvas(ToolArgs):
 
 class CreateCanvasAction(ToolArgs):
     action_id: Annotated[str, Field(description="From list_actions, e.g. rotate-image")]
-    params: dict[str, Any] | None = None
+    params: ParamsParam = None
     project_id: ProjectParam = None
 
 

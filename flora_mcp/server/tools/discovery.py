@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class ListWorkspaces(ToolArgs):
-    pass
+    query: Annotated[str | None, Field(description="Part of a name")] = None
 
 
 class ListProjects(ToolArgs):
@@ -41,9 +41,15 @@ class ListModels(ToolArgs):
 
 async def list_workspaces(req: ListWorkspaces, call: ToolCall) -> ToolResult:
     workspaces = (await call.client.list_workspaces()).workspaces
+    default = call.settings.workspace_id or (workspaces[0].workspace_id if len(workspaces) == 1 else None)
+    if req.query:
+        workspaces = [w for w in workspaces if req.query.lower() in w.name.lower()]
     rows = [{"workspace_id": w.workspace_id, "name": w.name, "role": w.role} for w in workspaces]
-    return ToolResult({"workspaces": rows, "default": call.settings.workspace_id or (
-        rows[0]["workspace_id"] if len(rows) == 1 else None)})
+    if default:
+        return ToolResult({"workspaces": rows, "default": default,
+                           "note": "default: used by every tool when workspace_id is left out"})
+    return ToolResult({"workspaces": rows, "note": "no default workspace: pass workspace_id, or a project_id "
+                                                   "(its workspace is used)"})
 
 
 async def list_projects(req: ListProjects, call: ToolCall) -> ToolResult:
@@ -76,7 +82,7 @@ def compact_model(m: Model) -> dict:
         "type": m.type,
         "provider": m.provider,
         "credits": m.estimated_credits,
-        "seconds": m.estimated_seconds,
+        "run_seconds": m.estimated_seconds,
         "params": " ".join(describe_param(p) for p in m.params),
     }
     if m.beta:
@@ -97,14 +103,16 @@ async def list_models(req: ListModels, call: ToolCall) -> ToolResult:
         q = req.query.lower()
         models = [m for m in models if q in " ".join([m.model_id, m.name, m.provider, *m.capabilities]).lower()]
     rows = [compact_model(m) for m in models]
-    result = {"models": rows, "note": "pass id as model; params: name(options|min-max), * = required"}
+    result = {"models": rows, "note": "pass id as model; params: name(options|min-max), * = required; credits: "
+                                      f"estimated cost (1 credit = ${call.settings.usd_per_credit:g}); run_seconds: "
+                                      "typical time to finish (not clip length)"}
     if not rows and req.query:
         result["note"] = f"no model matches {req.query!r}" + (f" for type {req.type}" if req.type else "")
     return ToolResult(result)
 
 
 TOOLS = [
-    ToolSpec("list_workspaces", "Workspaces this key can use.",
+    ToolSpec("list_workspaces", "Workspaces this key can use, and the default one.",
              ListWorkspaces, list_workspaces, "core", read_only=True, idempotent=True),
     ToolSpec("list_projects", "Projects in a workspace, recent first.",
              ListProjects, list_projects, "core", read_only=True, idempotent=True),

@@ -9,20 +9,24 @@ import time
 import anyio
 from pydantic import Field, ValidationError, WithJsonSchema
 
-from ..._ids import RUN_ID_PATTERN
+from ..._ids import GENERATION_TYPES, RUN_ID_PATTERN
 from ...config import budget_usd
 from ...errors import FloraError
 from .._registry import ToolInputError, ToolResult, ToolSpec
-from ..costs import NOTHING_CHARGED
+from .._registry import NOTHING_STARTED
 from ..estimates import Estimate, estimate
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
 from ..paid import PaidStart, answer, paid_start, pending_row, reserve, send, start_facts
 from ..paramcheck import check_params
 from ..params import (
+    PARAMS_SCHEMA,
     IdempotencyKeyParam,
     ModelParam,
     NewRunParam,
+    ParamsParam,
+    PreviewsParam,
     ProjectParam,
+    PromptParam,
     RunIdParam,
     ToolArgs,
     TypeParam,
@@ -41,9 +45,9 @@ MAX_BATCH = 20
 
 class GenerationItem(ToolArgs):
     type: TypeParam
-    prompt: Annotated[str, Field(min_length=1)]
+    prompt: PromptParam
     model: ModelParam = None
-    params: Annotated[dict[str, Any] | None, Field(description="As list_models shows")] = None
+    params: ParamsParam = None
     workspace_id: WorkspaceParam = None
     project_id: ProjectParam = None
 
@@ -53,6 +57,7 @@ class StartGeneration(GenerationItem):
     new_run: NewRunParam = None
     wait_seconds: WaitParam = None
     dry_run: Annotated[bool | None, Field(description="Check and estimate only")] = None
+    previews: PreviewsParam = None
 
 
 class StartGenerations(ToolArgs):
@@ -62,13 +67,15 @@ class StartGenerations(ToolArgs):
         list[dict[str, Any]],
         Field(min_length=1, max_length=MAX_BATCH),
         WithJsonSchema({"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {
-            "type": "object", "required": ["type", "prompt"],
-            "description": "start_generation args"}}),
+            "type": "object", "required": ["type", "prompt"], "description": "start_generation args",
+            "properties": {"type": {"enum": list(GENERATION_TYPES), "type": "string"}, "prompt": {"type": "string"},
+                           "model": {"type": ["string", "null"]}, "params": PARAMS_SCHEMA}}}),
     ]
     workspace_id: WorkspaceParam = None
     project_id: ProjectParam = None
     new_run: NewRunParam = None
     wait_seconds: WaitParam = None
+    previews: PreviewsParam = None
 
 
 class GetRun(ToolArgs):
@@ -79,6 +86,7 @@ class GetRun(ToolArgs):
             {"type": "array", "items": {"type": "string", "pattern": RUN_ID_PATTERN}, "maxItems": MAX_BATCH}]}),
     ]
     wait_seconds: WaitParam = None
+    previews: PreviewsParam = None
 
 
 # --- preparing a start: everything that can be checked before money is spent ------------------------
@@ -99,16 +107,16 @@ class _Prepared:
 
 
 async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | None, project_id: str | None) -> _Prepared:
-    workspace_id = await resolve_workspace(call, item.workspace_id or workspace_id)
+    workspace_id = await resolve_workspace(call, item.workspace_id or workspace_id, item.project_id or project_id)
     project_id = await resolve_project(call, workspace_id, item.project_id or project_id)
     model = await find_model(call, item.model, item.type) if item.model else None
     if item.params and model is None:
         raise ToolInputError(f"params belong to a model: pass model=<endpoint ID from list_models> with params. "
-                             f"{NOTHING_CHARGED}")
+                             f"{NOTHING_STARTED}")
     if model is not None:
         problems = check_params(model, item.params)
         if problems:
-            raise ToolInputError("; ".join(problems) + f". {NOTHING_CHARGED}")
+            raise ToolInputError("; ".join(problems) + f". {NOTHING_STARTED}")
     from ...models import GenerateRequest
 
     request = GenerateRequest(type=item.type, prompt=item.prompt, workspace_id=workspace_id, project_id=project_id,
@@ -202,7 +210,7 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
     good = {i: p.start(call, "start_generations", idempotency_key=None, new_run=req.new_run, item=i)
             for i, p in enumerate(prepared) if isinstance(p, _Prepared)}
     if not good:
-        raise ToolInputError("No item could be started: " + "; ".join(f"item {r['item']}: {r['error']}" for r in rows))
+        raise ToolInputError("items: none could be started: " + "; ".join(f"item {r['item']}: {r['error']}" for r in rows))
     await reserve(call, list(good.values()), f"Batch of {len(good)}")
 
     async def start_one(index: int, start: PaidStart) -> None:
@@ -321,8 +329,8 @@ def _age(seconds: float) -> str:
 
 TOOLS = [
     ToolSpec("start_generation",
-             "Paid. Starts a generation and waits (default 25 s): outputs with previews, or a run_id for get_run. "
-             "Identical calls within 10 min return the same run.",
+             "Paid. Starts a generation in a project (project_id, or FLORA_PROJECT_ID); without model FLORA picks "
+             "one (the answer names it). Waits (wait_seconds, default 25), returns outputs or a run_id for get_run.",
              StartGeneration, start_generation, "core", read_only=False, idempotent=False),
     ToolSpec("get_run", "Status, cost and outputs of runs; waits for them.",
              GetRun, get_run, "core", read_only=True, idempotent=True),
