@@ -28,8 +28,9 @@ REDIRECT = "http://127.0.0.1:9/callback"
 
 
 def oauth_settings(tmp_path, public_url: str = "http://127.0.0.1:8000", **overrides):
-    return settings(sandbox=True, sandbox_speed=200, oauth=True, token_secret=SECRET, public_url=public_url,
-                    state_url=f"sqlite:///{tmp_path}/ledger.sqlite3", rate_limit=0, **overrides)
+    return settings(**{"sandbox": True, "sandbox_speed": 200, "oauth": True, "token_secret": SECRET,
+                       "public_url": public_url, "state_url": f"sqlite:///{tmp_path}/ledger.sqlite3",
+                       "rate_limit": 0} | overrides)
 
 
 @asynccontextmanager
