@@ -20,7 +20,7 @@ import pytest
 from flora_mcp.transports.http import create_app
 from flora_mcp.transports.oauth import OAuthConfigError
 from tests.conftest import settings
-from tests.test_http import mcp_http
+from tests.test_http import hosted, mcp_http
 
 DEMO_KEY = "sk_sandbox_demo"
 SECRET = "test-secret-" + "x" * 32
@@ -64,7 +64,7 @@ async def consent_page(http, client_id: str, challenge: str, **extra) -> httpx2.
     assert response.status_code == 302, response.text
     location = response.headers["location"]
     assert location.startswith("http://127.0.0.1:8000/consent?request="), location
-    return await http.get(location)
+    return await http.get(location.removeprefix("http://127.0.0.1:8000"))  # this server, wherever it listens
 
 
 async def submit(http, page: httpx2.Response, key: str, action: str = "approve") -> httpx2.Response:
@@ -303,3 +303,23 @@ def test_oauth_refuses_to_start_without_a_token_secret_or_public_url(tmp_path):
         create_app(oauth_settings(tmp_path, token_secret=None))
     with pytest.raises(OAuthConfigError, match="FLORA_PUBLIC_URL"):
         create_app(oauth_settings(tmp_path, public_url=None, host="0.0.0.0"))
+
+
+async def test_two_processes_on_one_redis_accept_each_others_codes_and_tokens(redis_url):
+    """Replicas behind one public URL: sign in on one, exchange and call on the other, refresh back."""
+    env = {"FLORA_OAUTH": "true", "FLORA_TOKEN_SECRET": SECRET, "FLORA_PUBLIC_URL": "http://127.0.0.1:8000",
+           "FLORA_STATE_URL": redis_url}
+    with hosted("--sandbox", **env) as (base_a, _), hosted("--sandbox", **env) as (base_b, _):
+        async with httpx2.AsyncClient(base_url=base_a) as a, httpx2.AsyncClient(base_url=base_b) as b:
+            client_id = await register(a)
+            verifier, challenge = pkce()
+            code = await code_for(a, client_id, challenge)
+            tokens = (await exchange(b, client_id, code, verifier)).json()
+            assert (await mcp_status(b, tokens["access_token"])).status_code == 200
+            assert (await mcp_status(a, tokens["access_token"])).status_code == 200
+
+            rotated = await a.post("/token", data={"grant_type": "refresh_token", "client_id": client_id,
+                                                   "refresh_token": tokens["refresh_token"]})
+            assert rotated.status_code == 200, rotated.text
+            assert (await mcp_status(b, rotated.json()["access_token"])).status_code == 200
+            assert (await mcp_status(b, tokens["access_token"])).status_code == 401  # rotated out on A, seen on B
