@@ -221,6 +221,25 @@ async def test_revoked_tokens_are_refused(tmp_path):
         assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
 
 
+async def test_sign_out_everywhere_ends_every_sign_in_made_with_the_key(tmp_path):
+    async with running(create_app(oauth_settings(tmp_path))) as http:
+        first_client, first = await sign_in(http)
+        _, second = await sign_in(http)
+        page = await http.get("/signout")
+        assert page.status_code == 200 and "Sign out of FLORA everywhere" in page.text
+        csrf = re.search(r'name="csrf" value="([^"]*)"', page.text).group(1)
+        done = await http.post("/signout", data={"csrf": csrf, "api_key": DEMO_KEY},
+                               headers={"Origin": "http://127.0.0.1:8000"})
+        assert done.status_code == 200 and "Signed out everywhere" in done.text
+        for tokens in (first, second):
+            assert (await mcp_status(http, tokens["access_token"])).status_code == 401
+        refresh = await http.post("/token", data={"grant_type": "refresh_token", "client_id": first_client,
+                                                  "refresh_token": first["refresh_token"]})
+        assert refresh.status_code == 400
+        _, after = await sign_in(http)  # signing in again works
+        assert (await mcp_status(http, after["access_token"])).status_code == 200
+
+
 async def test_token_presented_to_another_resource_is_refused(tmp_path):
     """Two servers on one ledger, with different public URLs: a token is good only where it was issued."""
     server_a = create_app(oauth_settings(tmp_path, public_url="http://127.0.0.1:8000"))

@@ -119,16 +119,19 @@ class Sealer:
 
 class FloraCode(AuthorizationCode):
     sealed_key: str
+    signed_in: float  # when the user consented: a later "sign out everywhere" ends this sign-in
 
 
 class FloraRefreshToken(RefreshToken):
     grant: str
     sealed_key: str
     access_hash: str
+    signed_in: float
 
 
 class FloraAccessToken(AccessToken):
     grant: str
+    signed_in: float
     flora_key: SecretStr  # the user's key, opened for this request only; never rendered
 
 
@@ -136,7 +139,8 @@ class LedgerProvider:
     """The SDK's OAuthAuthorizationServerProvider on the ledger's key-value store.
 
     Each consent starts a grant; the grant names its current access and refresh token, so revoking
-    one token, replaying a code or reusing a rotated refresh token ends the whole grant.
+    one token, replaying a code or reusing a rotated refresh token ends the whole grant. A user's
+    "sign out everywhere" ends every grant they made before it.
     """
 
     def __init__(self, store: Any, sealer: Sealer, *, issuer: str, resource: str, access_ttl: int,
@@ -187,7 +191,7 @@ class LedgerProvider:
             client_id=record["client_id"], code_challenge=params.code_challenge, redirect_uri=params.redirect_uri,
             redirect_uri_provided_explicitly=params.redirect_uri_provided_explicitly,
             resource=params.resource or self.resource, subject=subject,
-            sealed_key=self.sealer.seal(flora_key, subject))
+            sealed_key=self.sealer.seal(flora_key, subject), signed_in=time.time())
         await self.store.put(f"oauth:code:{_hash(code)}", stored.model_dump_json(), CODE_TTL)
         return construct_redirect_uri(str(params.redirect_uri), code=code, state=params.state)
 
@@ -211,6 +215,8 @@ class LedgerProvider:
                 await self.end_grant(grant)
             return None
         code = FloraCode.model_validate_json(raw)
+        if await self.signed_out_since(code.subject or "", code.signed_in):
+            return None
         return code.model_copy(update={"code": authorization_code})
 
     async def exchange_authorization_code(self, client: OAuthClientInformationFull, authorization_code: FloraCode) -> OAuthToken:
@@ -221,7 +227,7 @@ class LedgerProvider:
         await self.store.put(f"oauth:code-used:{name}", grant, CODE_TTL * 2)
         return await self._issue(grant, client.client_id, authorization_code.scopes,
                                  authorization_code.resource or self.resource, authorization_code.subject or "",
-                                 authorization_code.sealed_key)
+                                 authorization_code.sealed_key, authorization_code.signed_in)
 
     # --- refresh tokens (rotated on every use) ---------------------------------------------------------------
     async def load_refresh_token(self, client: OAuthClientInformationFull, refresh_token: str) -> FloraRefreshToken | None:
@@ -235,7 +241,10 @@ class LedgerProvider:
                 logger.warning("refresh token reused; its grant is revoked (client %s)", client.client_id)
                 await self.end_grant(grant)
             return None
-        return FloraRefreshToken.model_validate_json(raw).model_copy(update={"token": refresh_token})
+        token = FloraRefreshToken.model_validate_json(raw)
+        if await self.signed_out_since(token.subject or "", token.signed_in):
+            return None
+        return token.model_copy(update={"token": refresh_token})
 
     async def exchange_refresh_token(self, client: OAuthClientInformationFull, refresh_token: FloraRefreshToken,
                                      scopes: list[str]) -> OAuthToken:
@@ -246,7 +255,7 @@ class LedgerProvider:
         await self.store.delete(f"oauth:at:{refresh_token.access_hash}")
         return await self._issue(refresh_token.grant, client.client_id, scopes,
                                  refresh_token.resource or self.resource, refresh_token.subject or "",
-                                 refresh_token.sealed_key)
+                                 refresh_token.sealed_key, refresh_token.signed_in)
 
     # --- access tokens -----------------------------------------------------------------------------------
     async def load_access_token(self, token: str) -> FloraAccessToken | None:
@@ -256,6 +265,8 @@ class LedgerProvider:
         if raw is None:
             return None
         record = json.loads(raw)
+        if await self.signed_out_since(record["subject"], record["signed_in"]):
+            return None
         key = self.sealer.open(record.pop("sealed_key"), record["subject"])
         if key is None:
             return None
@@ -266,6 +277,15 @@ class LedgerProvider:
         if grant:
             await self.end_grant(grant)
 
+    async def sign_out_everywhere(self, flora_key: str) -> None:
+        """End every sign-in made with this FLORA key until now (held as long as a refresh token lives)."""
+        await self.store.put(f"oauth:signed-out:{user_id(self.issuer, flora_key)}", str(time.time()),
+                             self.refresh_ttl)
+
+    async def signed_out_since(self, subject: str, signed_in: float) -> bool:
+        raw = await self.store.get(f"oauth:signed-out:{subject}")
+        return raw is not None and float(raw) >= signed_in
+
     async def end_grant(self, grant: str) -> None:
         raw = await self.store.take(f"oauth:grant:{grant}")
         if raw:
@@ -274,11 +294,12 @@ class LedgerProvider:
             await self.store.delete(f"oauth:rt:{current['rt']}")
 
     async def _issue(self, grant: str, client_id: str, scopes: list[str], resource: str, subject: str,
-                     sealed_key: str) -> OAuthToken:
+                     sealed_key: str, signed_in: float) -> OAuthToken:
         access, refresh = ACCESS_PREFIX + secrets.token_urlsafe(32), REFRESH_PREFIX + secrets.token_urlsafe(32)
         at, rt = _hash(access), _hash(refresh)
         now = int(time.time())
-        common = {"client_id": client_id, "scopes": scopes, "resource": resource, "subject": subject, "grant": grant}
+        common = {"client_id": client_id, "scopes": scopes, "resource": resource, "subject": subject, "grant": grant,
+                  "signed_in": signed_in}
         await self.store.put(f"oauth:at:{at}", json.dumps(
             common | {"expires_at": now + self.access_ttl, "sealed_key": sealed_key}), self.access_ttl)
         await self.store.put(f"oauth:rt:{rt}", FloraRefreshToken(
@@ -291,7 +312,11 @@ class LedgerProvider:
 
 # --- the consent page ------------------------------------------------------------------------------------
 
-_TEMPLATE = Template(resources.files(__package__).joinpath("consent.html").read_text(encoding="utf-8"))
+def _template(name: str) -> Template:
+    return Template(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+
+
+_PAGE, _CONSENT, _SIGNOUT = _template("page.html"), _template("consent.html"), _template("signout.html")
 _PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "same-origin",  # keeps the Origin header the CSRF check reads
@@ -327,9 +352,7 @@ class ConsentPage:
         form = await request.form()
         request_id = str(form.get("request", ""))
         csrf = str(form.get("csrf", ""))
-        cookie = request.cookies.get(CSRF_COOKIE, "")
-        origin = request.headers.get("origin")
-        if not csrf or not hmac.compare_digest(csrf, cookie) or (origin and origin != self.provider.issuer):
+        if not _csrf_ok(request, form, self.provider.issuer):
             return self._message("This form expired or came from another site",
                                  "Go back to your app and start signing in again.", 403)
         pending = await self.provider.pending(request_id)
@@ -363,22 +386,65 @@ class ConsentPage:
               error: str | None = None, status: int = 200) -> HTMLResponse:
         client, params = pending
         name = client.client_name or client.client_id
-        error_html = (f'<p id="key-error" class="error" role="alert">{escape(error)}</p>' if error else "")
-        body = _TEMPLATE.substitute(
+        main = _CONSENT.substitute(
             client_name=escape(name), redirect_uri=escape(str(params.redirect_uri)), request_id=escape(request_id),
-            csrf=escape(csrf), error=error_html, invalid="true" if error else "false",
+            csrf=escape(csrf), error=_error_html(error), invalid="true" if error else "false",
             described="key-help key-error" if error else "key-help")
-        return HTMLResponse(body, status_code=status, headers=_PAGE_HEADERS)
+        return _html(f"Connect {name} to FLORA", main, status)
 
     def _gone(self) -> HTMLResponse:
         return self._message("This sign-in link has expired or was already used",
                              "Go back to your app and connect FLORA again.", 410)
 
     def _message(self, title: str, text: str, status: int) -> HTMLResponse:
-        body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-                f'<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
-                f'<body><main><h1>{escape(title)}</h1><p role="alert">{escape(text)}</p></main></body></html>')
-        return HTMLResponse(body, status_code=status, headers=_PAGE_HEADERS)
+        return _message(title, text, status)
+
+
+def _html(title: str, main: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(_PAGE.substitute(title=escape(title), main=main), status_code=status, headers=_PAGE_HEADERS)
+
+
+def _message(title: str, text: str, status: int) -> HTMLResponse:
+    return _html(title, f'  <h1>{escape(title)}</h1>\n  <p role="alert">{escape(text)}</p>\n', status)
+
+
+def _error_html(error: str | None) -> str:
+    return f'<p id="key-error" class="error" role="alert">{escape(error)}</p>' if error else ""
+
+
+def _csrf_ok(request: Request, form: Any, issuer: str) -> bool:
+    """Double-submit: the form's token equals the cookie set with the page, and the POST came from this site."""
+    csrf = str(form.get("csrf", ""))
+    origin = request.headers.get("origin")
+    return bool(csrf) and hmac.compare_digest(csrf, request.cookies.get(CSRF_COOKIE, "")) and origin in (None, issuer)
+
+
+class SignOutPage:
+    """A user ends every sign-in made with their key: paste the key, confirm. Works without FLORA."""
+
+    def __init__(self, provider: LedgerProvider) -> None:
+        self.provider = provider
+
+    async def handle(self, request: Request) -> Response:
+        if request.method == "GET":
+            csrf = secrets.token_urlsafe(24)
+            response = _html("Sign out of FLORA everywhere", _SIGNOUT.substitute(csrf=csrf, error=""))
+            response.set_cookie(CSRF_COOKIE, csrf, max_age=REQUEST_TTL, path="/signout", httponly=True,
+                                samesite="strict", secure=self.provider.issuer.startswith("https://"))
+            return response
+        form = await request.form()
+        if not _csrf_ok(request, form, self.provider.issuer):
+            return _message("This form expired or came from another site", "Open the sign-out page again.", 403)
+        address = request.client.host if request.client else "unknown"
+        if await self.provider.store.count(f"oauth:signout-rate:{address}", 60) > CONSENT_ATTEMPTS_PER_MINUTE:
+            return _message("Too many attempts from this address", "Wait a minute and try again.", 429)
+        key = str(form.get("api_key", "")).strip()
+        if not key:
+            main = _SIGNOUT.substitute(csrf=escape(str(form.get("csrf", ""))),
+                                       error=_error_html("Paste the FLORA API key you connected with."))
+            return _html("Sign out of FLORA everywhere", main, 400)
+        await self.provider.sign_out_everywhere(key)
+        return _message("Signed out everywhere", "Every app connected with this key must sign in again.", 200)
 
 
 # --- wiring ----------------------------------------------------------------------------------------------
@@ -455,6 +521,7 @@ def oauth_routes(settings: Settings, store: Any, client_for_key: Any) -> tuple[l
                                                resource_name="FLORA")
     consent = ConsentPage(provider, client_for_key)
     routes.append(Route("/consent", consent.handle, methods=["GET", "POST"]))
+    routes.append(Route("/signout", SignOutPage(provider).handle, methods=["GET", "POST"]))
     return _limit_registrations(routes, store), provider
 
 
