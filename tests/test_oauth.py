@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx2
 import pytest
+from mcp.client import Client
+from mcp.client.sse import sse_client
 
 from flora_mcp.transports.http import create_app
 from flora_mcp.transports.oauth import OAuthConfigError
@@ -124,7 +126,13 @@ async def test_unauthenticated_request_points_to_metadata_and_the_flow_ends_in_t
         assert metadata["revocation_endpoint"].endswith("/revoke")
         assert "refresh_token" in metadata["grant_types_supported"]
 
-        _, tokens = await sign_in(http)
+        client_id = await register(http)
+        verifier, challenge = pkce()
+        # Clients name the resource as our metadata does (the root) or as the endpoint they were given.
+        page = await consent_page(http, client_id, challenge, resource="http://127.0.0.1:8000/mcp")
+        redirect = await submit(http, page, DEMO_KEY)
+        code = parse_qs(urlparse(redirect.headers["location"]).query)["code"][0]
+        tokens = (await exchange(http, client_id, code, verifier)).json()
         assert tokens["access_token"].startswith("fmcp_at_") and tokens["refresh_token"].startswith("fmcp_rt_")
         async with mcp_http("http://127.0.0.1:8000", tokens["access_token"], transport=http.app_transport) as mcp:
             result = await mcp.call_tool("list_workspaces", {})
@@ -342,3 +350,8 @@ async def test_two_processes_on_one_redis_accept_each_others_codes_and_tokens(re
             assert rotated.status_code == 200, rotated.text
             assert (await mcp_status(b, rotated.json()["access_token"])).status_code == 200
             assert (await mcp_status(b, tokens["access_token"])).status_code == 401  # rotated out on A, seen on B
+
+            # The same token serves the legacy SSE transport: it is bound to the server, not to /mcp.
+            headers = {"Authorization": f"Bearer {rotated.json()['access_token']}"}
+            async with Client(sse_client(f"{base_b}/sse", headers=headers)) as sse:
+                assert not (await sse.call_tool("list_workspaces", {})).is_error

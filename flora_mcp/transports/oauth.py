@@ -27,6 +27,7 @@ from html import escape
 from importlib import resources
 from string import Template
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -167,7 +168,10 @@ class LedgerProvider:
         return f"{self.issuer}/consent?request={request_id}"
 
     def is_our_resource(self, resource: str) -> bool:
-        return resource.rstrip("/") == self.resource.rstrip("/")
+        """This server or a URL on it: clients name the root (from our metadata) or the endpoint (…/mcp)."""
+        ours, asked = urlsplit(self.resource), urlsplit(resource)
+        return ((asked.scheme.lower(), asked.netloc.lower()) == (ours.scheme.lower(), ours.netloc.lower())
+                and (asked.path.rstrip("/") + "/").startswith(ours.path.rstrip("/") + "/"))
 
     async def pending(self, request_id: str) -> tuple[OAuthClientInformationFull, AuthorizationParams] | None:
         raw = await self.store.get(f"oauth:request:{request_id}") if request_id else None
@@ -190,7 +194,7 @@ class LedgerProvider:
             code="", scopes=params.scopes or [SCOPE], expires_at=time.time() + CODE_TTL,
             client_id=record["client_id"], code_challenge=params.code_challenge, redirect_uri=params.redirect_uri,
             redirect_uri_provided_explicitly=params.redirect_uri_provided_explicitly,
-            resource=params.resource or self.resource, subject=subject,
+            resource=self.resource, subject=subject,  # bound to this server, whichever of its URLs was named
             sealed_key=self.sealer.seal(flora_key, subject), signed_in=time.time())
         await self.store.put(f"oauth:code:{_hash(code)}", stored.model_dump_json(), CODE_TTL)
         return construct_redirect_uri(str(params.redirect_uri), code=code, state=params.state)
