@@ -12,6 +12,7 @@ import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx2
@@ -37,9 +38,9 @@ pytestmark = [
 class _Callback(BaseHTTPRequestHandler):
     """The OAuth client's redirect URI: remembers the query it was called with."""
 
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         url = urlparse(self.path)
         if url.path == "/callback":  # not the browser's /favicon.ico
             _Callback.received.append(parse_qs(url.query))

@@ -10,10 +10,10 @@ import base64
 import hashlib
 import re
 import secrets
-import time
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qs, urlparse
 
+import anyio
 import httpx2
 import pytest
 from mcp.client import Client
@@ -38,10 +38,9 @@ def oauth_settings(tmp_path, public_url: str = "http://127.0.0.1:8000", **overri
 @asynccontextmanager
 async def running(app, base: str = "http://127.0.0.1:8000"):
     """The app with its lifespan running, and an HTTP client on it (no network)."""
-    async with app.router.lifespan_context(app):
-        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=base) as http:
-            http.app_transport = httpx2.ASGITransport(app=app)
-            yield http
+    async with app.router.lifespan_context(app), httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url=base) as http:
+        yield http
 
 
 def pkce() -> tuple[str, str]:
@@ -134,7 +133,7 @@ async def test_unauthenticated_request_points_to_metadata_and_the_flow_ends_in_t
         code = parse_qs(urlparse(redirect.headers["location"]).query)["code"][0]
         tokens = (await exchange(http, client_id, code, verifier)).json()
         assert tokens["access_token"].startswith("fmcp_at_") and tokens["refresh_token"].startswith("fmcp_rt_")
-        async with mcp_http("http://127.0.0.1:8000", tokens["access_token"], transport=http.app_transport) as mcp:
+        async with mcp_http("http://127.0.0.1:8000", tokens["access_token"], transport=httpx2.ASGITransport(app=app)) as mcp:
             result = await mcp.call_tool("list_workspaces", {})
             assert not result.is_error, result.content[0].text
             assert result.structured_content["workspaces"]
@@ -208,7 +207,7 @@ async def test_expired_access_token_is_refused(tmp_path):
     async with running(create_app(oauth_settings(tmp_path, oauth_access_ttl=1))) as http:
         _, tokens = await sign_in(http)
         assert (await mcp_status(http, tokens["access_token"])).status_code == 200
-        time.sleep(2.1)
+        await anyio.sleep(2.1)
         expired = await mcp_status(http, tokens["access_token"])
         assert expired.status_code == 401
         assert 'error="invalid_token"' in expired.headers["www-authenticate"]
