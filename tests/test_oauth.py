@@ -354,3 +354,21 @@ async def test_two_processes_on_one_redis_accept_each_others_codes_and_tokens(re
             headers = {"Authorization": f"Bearer {rotated.json()['access_token']}"}
             async with Client(sse_client(f"{base_b}/sse", headers=headers)) as sse:
                 assert not (await sse.call_tool("list_workspaces", {})).is_error
+
+
+async def test_registration_and_consent_attempts_are_capped_per_address(tmp_path, monkeypatch):
+    from flora_mcp.transports import oauth
+
+    monkeypatch.setattr(oauth, "REGISTRATIONS_PER_HOUR", 2)
+    monkeypatch.setattr(oauth, "CONSENT_ATTEMPTS_PER_MINUTE", 2)
+    async with running(create_app(oauth_settings(tmp_path))) as http:
+        client_id = await register(http)
+        await register(http)
+        flood = await http.post("/register", json={"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"})
+        assert flood.status_code == 429 and flood.headers["retry-after"] == "3600"
+
+        page = await consent_page(http, client_id, pkce()[1])
+        for _ in range(2):
+            assert (await submit(http, page, "sk_live_guess")).status_code == 400
+        capped = await submit(http, page, DEMO_KEY)
+        assert capped.status_code == 429 and "Too many attempts" in capped.text
