@@ -372,3 +372,15 @@ async def test_registration_and_consent_attempts_are_capped_per_address(tmp_path
             assert (await submit(http, page, "sk_live_guess")).status_code == 400
         capped = await submit(http, page, DEMO_KEY)
         assert capped.status_code == 429 and "Too many attempts" in capped.text
+
+
+def test_the_server_refuses_to_start_in_oauth_mode_without_a_secret_and_says_what_to_set():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")} | {"FLORA_OAUTH": "true"}
+    done = subprocess.run([sys.executable, "-m", "flora_mcp", "--sandbox", "--transport", "http", "--port", "0"],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "FLORA_TOKEN_SECRET" in done.stderr and "secrets.token_urlsafe(32)" in done.stderr

@@ -194,6 +194,8 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
         async with server.session_manager.run():
             yield
         await client.aclose()
+        if ledger is not None:
+            await ledger.aclose()
 
     app = Starlette(routes=[Route("/healthz", healthz), *streamable.routes, *sse.routes, *auth_routes],
                     lifespan=lifespan)
