@@ -247,6 +247,17 @@ async def test_sign_out_everywhere_ends_every_sign_in_made_with_the_key(tmp_path
         assert (await mcp_status(http, after["access_token"])).status_code == 200
 
 
+async def test_a_new_token_secret_signs_everyone_out(tmp_path):
+    async with running(create_app(oauth_settings(tmp_path))) as http:
+        client_id, tokens = await sign_in(http)
+    rotated_secret = oauth_settings(tmp_path, token_secret="another-secret-" + "y" * 32)
+    async with running(create_app(rotated_secret)) as http:
+        assert (await mcp_status(http, tokens["access_token"])).status_code == 401
+        refresh = await http.post("/token", data={"grant_type": "refresh_token", "client_id": client_id,
+                                                  "refresh_token": tokens["refresh_token"]})
+        assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
+
+
 async def test_token_presented_to_another_resource_is_refused(tmp_path):
     """Two servers on one ledger, with different public URLs: a token is good only where it was issued."""
     server_a = create_app(oauth_settings(tmp_path, public_url="http://127.0.0.1:8000"))

@@ -248,6 +248,8 @@ class LedgerProvider:
         token = FloraRefreshToken.model_validate_json(raw)
         if await self.signed_out_since(token.subject or "", token.signed_in):
             return None
+        if self.sealer.open(token.sealed_key, token.subject or "") is None:  # FLORA_TOKEN_SECRET changed
+            return None
         return token.model_copy(update={"token": refresh_token})
 
     async def exchange_refresh_token(self, client: OAuthClientInformationFull, refresh_token: FloraRefreshToken,
