@@ -367,11 +367,12 @@ async def test_two_processes_on_one_redis_accept_each_others_codes_and_tokens(re
                 assert not (await sse.call_tool("list_workspaces", {})).is_error
 
 
-async def test_registration_and_consent_attempts_are_capped_per_address(tmp_path, monkeypatch):
+async def test_registration_authorize_and_consent_attempts_are_capped_per_address(tmp_path, monkeypatch):
     from flora_mcp.transports import oauth
 
     monkeypatch.setattr(oauth, "REGISTRATIONS_PER_HOUR", 2)
     monkeypatch.setattr(oauth, "CONSENT_ATTEMPTS_PER_MINUTE", 2)
+    monkeypatch.setattr(oauth, "AUTHORIZE_PER_MINUTE", 2)
     async with running(create_app(oauth_settings(tmp_path))) as http:
         client_id = await register(http)
         await register(http)
@@ -383,6 +384,11 @@ async def test_registration_and_consent_attempts_are_capped_per_address(tmp_path
             assert (await submit(http, page, "sk_live_guess")).status_code == 400
         capped = await submit(http, page, DEMO_KEY)
         assert capped.status_code == 429 and "Too many attempts" in capped.text
+
+        await consent_page(http, client_id, pkce()[1])  # the second /authorize in this minute
+        flood = await http.get("/authorize", params={"response_type": "code", "client_id": client_id,
+                                                     "redirect_uri": REDIRECT, "code_challenge": pkce()[1]})
+        assert flood.status_code == 429
 
 
 def test_the_server_refuses_to_start_in_oauth_mode_without_a_secret_and_says_what_to_set():

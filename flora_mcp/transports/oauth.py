@@ -68,7 +68,8 @@ CODE_TTL = 300
 CLIENT_TTL = 365 * 86400
 CSRF_COOKIE = "flora_consent"
 CONSENT_ATTEMPTS_PER_MINUTE = 20  # per client address: the consent page checks keys against FLORA
-REGISTRATIONS_PER_HOUR = 60  # per client address
+REGISTRATIONS_PER_HOUR = 1000  # per client address (Claude registers from its own servers)
+AUTHORIZE_PER_MINUTE = 60  # per client address
 
 
 class OAuthConfigError(ValueError):
@@ -528,27 +529,32 @@ def oauth_routes(settings: Settings, store: Any, client_for_key: Any) -> tuple[l
     consent = ConsentPage(provider, client_for_key)
     routes.append(Route("/consent", consent.handle, methods=["GET", "POST"]))
     routes.append(Route("/signout", SignOutPage(provider).handle, methods=["GET", "POST"]))
-    return _limit_registrations(routes, store), provider
+    return _capped(routes, store), provider
 
 
-def _limit_registrations(routes: list[Route], store: Any) -> list[Route]:
-    """Dynamic registration is open to anyone: cap it per client address so the store cannot be flooded."""
+def _capped(routes: list[Route], store: Any) -> list[Route]:
+    """/register and /authorize write records anyone can ask for: cap them per client address so the
+    store cannot be flooded. Registrations come from clients' servers (Claude's, for every Claude user),
+    so their cap is generous; /authorize comes from one person's browser."""
+    caps = {"/register": ("POST", REGISTRATIONS_PER_HOUR, 3600), "/authorize": (None, AUTHORIZE_PER_MINUTE, 60)}
     for route in routes:
-        if route.path == "/register":
-            inner = route.app
-
-            async def limited(scope: Scope, receive: Receive, send: Send, inner: ASGIApp = inner) -> None:
-                client = scope.get("client")
-                address = client[0] if client else "unknown"
-                if scope.get("method") == "POST" and await store.count(
-                        f"oauth:register-rate:{address}", 3600) > REGISTRATIONS_PER_HOUR:
-                    body = json.dumps({"error": "invalid_client_metadata",
-                                       "error_description": "too many registrations from this address"}).encode()
-                    await send({"type": "http.response.start", "status": 429, "headers": [
-                        (b"content-type", b"application/json"), (b"retry-after", b"3600")]})
-                    await send({"type": "http.response.body", "body": body})
-                    return
-                await inner(scope, receive, send)
-
-            route.app = limited
+        if route.path in caps:
+            route.app = _cap(route.app, store, route.path, *caps[route.path])
     return routes
+
+
+def _cap(inner: ASGIApp, store: Any, path: str, method: str | None, limit: int, window: int) -> ASGIApp:
+    async def capped(scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        if (method is None or scope.get("method") == method) and scope.get("method") != "OPTIONS" and \
+                await store.count(f"oauth:rate:{path}:{address}", window) > limit:
+            body = json.dumps({"error": "temporarily_unavailable",
+                               "error_description": f"too many requests to {path} from this address"}).encode()
+            await send({"type": "http.response.start", "status": 429, "headers": [
+                (b"content-type", b"application/json"), (b"retry-after", str(window).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await inner(scope, receive, send)
+
+    return capped
