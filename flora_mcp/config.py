@@ -74,6 +74,15 @@ class Settings(BaseModel):
     rate_limit: int = Field(120, ge=0, description="HTTP: MCP requests per minute per key (0: unlimited).")
     max_body_bytes: int = Field(1_048_576, gt=0, description="HTTP: largest accepted request body.")
 
+    # Hosted sign-in (OAuth 2.1, for Claude custom connectors); FLORA keys as bearer tokens keep working
+    oauth: bool = Field(False, description="HTTP: also sign users in with OAuth (the page asks for their FLORA key once).")
+    token_secret: SecretStr | None = Field(None, description="HTTP OAuth: secret (32+ chars) that encrypts stored "
+                                           "FLORA keys; OAuth refuses to start without it. Same on every replica.")
+    public_url: str | None = Field(None, description="HTTP OAuth: the https://host clients reach this server at "
+                                   "(behind a proxy); names the issuer and the resource tokens are bound to.")
+    oauth_access_ttl: int = Field(3600, gt=0, description="HTTP OAuth: access token lifetime, seconds.")
+    oauth_refresh_ttl: int = Field(30 * 86400, gt=0, description="HTTP OAuth: refresh token lifetime, seconds.")
+
 
 def budget_usd(settings: Settings) -> float | None:
     """The budget in force: FLORA_BUDGET_USD, or the old FLORA_SESSION_BUDGET."""

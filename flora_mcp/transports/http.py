@@ -260,7 +260,16 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
     def api_key_for(ctx: Context) -> str | None:
         return gate.key_for(ctx.headers)
 
-    server = create_server(settings, client=client, api_key_for=api_key_for)
+    # OAuth sign-in (FLORA_OAUTH): its records live in the ledger's store, shared with the tools.
+    ledger, auth_routes, provider = None, [], None
+    if settings.oauth:
+        from ..config import state_url
+        from ..ledger import open_ledger
+        from .oauth import oauth_routes
+
+        ledger = open_ledger(state_url(settings))
+        auth_routes, provider = oauth_routes(settings, ledger.store, client.with_api_key)
+    server = create_server(settings, client=client, api_key_for=api_key_for, ledger=ledger)
     security = _security(settings, host)
     streamable = server.streamable_http_app(stateless_http=settings.stateless, transport_security=security, host=host,
                                             max_request_body_size=settings.max_body_bytes)
@@ -274,9 +283,16 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
         async with server.session_manager.run():
             yield
         await client.aclose()
+        if ledger is not None:
+            await ledger.aclose()
 
-    app = Starlette(routes=[Route("/healthz", healthz), *streamable.routes, *sse.routes], lifespan=lifespan)
+    app = Starlette(routes=[Route("/healthz", healthz), *streamable.routes, *sse.routes, *auth_routes],
+                    lifespan=lifespan)
     app.add_middleware(_Gatekeeper, gate=gate)  # type: ignore[arg-type]
+    if provider is not None:  # outermost: swaps an OAuth token for the user's FLORA key before the key gate
+        from .oauth import OAuthGate
+
+        app.add_middleware(OAuthGate, provider=provider, mcp_paths=MCP_PATHS)  # type: ignore[arg-type]
     app.state.flora_server = server
     return app
 
@@ -287,7 +303,11 @@ def serve(settings: Settings, *, transport: str = "http") -> int:
     import uvicorn
 
     host, port = settings.host, settings.port
-    app = create_app(settings, host=host)
+    try:
+        app = create_app(settings, host=host)
+    except ValueError as exc:  # e.g. OAuth without FLORA_TOKEN_SECRET: refuse to start, say what to set
+        print(f"flora-mcp: {exc}", file=sys.stderr)
+        return 2
     print(f"flora-mcp on http://{host}:{port}: Streamable HTTP at /mcp, SSE at /sse, health at /healthz"
           + (" (sandbox)" if settings.sandbox else ""), file=sys.stderr)
     uvicorn.Server(uvicorn_config(app, host, port)).run()
