@@ -30,6 +30,7 @@ from ..client import FloraClient
 from ..config import Settings, load_settings
 from ..errors import AuthenticationError, FloraError
 from ..server import build_client, create_server
+from .fastpath import with_fast_path
 
 logger = logging.getLogger("flora_mcp.http")
 access_log = logging.getLogger("flora_mcp.access")
@@ -186,7 +187,8 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
             yield
         await client.aclose()
 
-    app = Starlette(routes=[Route("/healthz", healthz), *streamable.routes, *sse.routes], lifespan=lifespan)
+    mcp_routes = with_fast_path(streamable.routes, server.session_manager)
+    app = Starlette(routes=[Route("/healthz", healthz), *mcp_routes, *sse.routes], lifespan=lifespan)
     app.add_middleware(_Gatekeeper, gate=gate)  # type: ignore[arg-type]
     app.state.flora_server = server
     return app
