@@ -234,3 +234,36 @@ async def test_the_sdk_client_works_against_a_bare_fast_path_server():
         http = httpx2.AsyncClient(transport=transport)
         async with Client(streamable_http_client("http://127.0.0.1:8000/mcp", http_client=http), mode="legacy") as c:
             assert (await c.call_tool("echo", {"text": "x"})).content[0].text == "x"
+
+
+async def test_one_worker_per_core_serves_the_stateless_path():
+    """The documented multi-worker command: `uvicorn … --factory --workers N`, N = cores."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.servers import free_port, running_sandbox, wait_healthy
+    from tests.test_http import generate
+
+    with running_sandbox(speed=100) as flora_url:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}
+        env |= {"FLORA_BASE_URL": flora_url, "FLORA_RATE_LIMIT": "0", "FLORA_WAIT_SECONDS": "20"}
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "flora_mcp.transports.http:create_app", "--factory",
+                                 "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--log-level", "warning"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+            base = f"http://127.0.0.1:{port}"
+            async with mcp_http(base, DEMO_KEY) as client:
+                assert (await generate(client, wait_seconds=20))["status"] == "completed"
+            # Each connection lands on whichever worker accepts it; all of them answer on the fast path.
+            headers = ACCEPT | {"Authorization": f"Bearer {DEMO_KEY}", "MCP-Protocol-Version": "2025-11-25"}
+            body = _call("tools/call", {"name": "list_models", "arguments": {"type": "image"}})
+            for _ in range(6):
+                r = httpx2.post(f"{base}/mcp", json=body, headers=headers)
+                assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+                assert not r.json()["result"].get("isError")
+        finally:
+            proc.terminate()
+            proc.wait(10)

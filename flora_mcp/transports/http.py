@@ -187,6 +187,10 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
             yield
         await client.aclose()
 
+    if settings.stateless:
+        # The SDK's transport logs "Terminating session: None" at INFO for every stateless request it
+        # serves; the access log already has one line per request.
+        logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     mcp_routes = with_fast_path(streamable.routes, server.session_manager)
     app = Starlette(routes=[Route("/healthz", healthz), *mcp_routes, *sse.routes], lifespan=lifespan)
     app.add_middleware(_Gatekeeper, gate=gate)  # type: ignore[arg-type]
