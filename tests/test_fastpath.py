@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import time
 
 import anyio
 import httpx2
@@ -187,7 +188,11 @@ def test_hosted_app_logs_one_access_line_and_no_sdk_line_per_request(flora_hoste
     for _ in range(5):
         r = httpx2.post(f"{base}/mcp", json=body, headers=auth)
         assert r.status_code == 200 and r.headers["content-type"] == "application/json"
-    new = server.stderr().splitlines()[before:]
+    for _ in range(50):  # the access line is written just after the response; give the last one a moment
+        new = server.stderr().splitlines()[before:]
+        if sum("flora_mcp.access" in line for line in new) >= 5:
+            break
+        time.sleep(0.05)
     assert sum("flora_mcp.access" in line for line in new) == 5
     assert not [line for line in new if "Terminating session" in line]
 

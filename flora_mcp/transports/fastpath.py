@@ -19,6 +19,7 @@ tests/test_fastpath.py pins every name it uses, so an SDK upgrade that moves one
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -88,14 +89,14 @@ class _Response:
             await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     async def finish(self, answer: JSONRPCResponse | JSONRPCError) -> None:
-        async with self._lock:
-            if self.streaming:
-                await self._send({"type": "http.response.body", "body": _sse(answer), "more_body": False})
-                return
-            body = _json(answer)
-            await self._send({"type": "http.response.start", "status": 200,
-                              "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
-            await self._send({"type": "http.response.body", "body": body, "more_body": False})
+        """The last write; by now nothing else writes (the handler returned, the watcher has stopped)."""
+        if self.streaming:
+            await self._send({"type": "http.response.body", "body": _sse(answer), "more_body": False})
+            return
+        body = _json(answer)
+        await self._send({"type": "http.response.start", "status": 200,
+                          "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 @dataclass
@@ -210,8 +211,10 @@ class StatelessFastPath:
             progress_token=progress_token_from_params(message.params),
         )
         answer: JSONRPCResponse | JSONRPCError | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watch, receive, response, tg.cancel_scope)
+        # The handler runs in this task; one watcher task beside it (a plain asyncio task: uvicorn is
+        # asyncio-only, and an anyio task group per request costs more than the rest of this function).
+        with anyio.CancelScope() as handler:
+            watcher = asyncio.get_running_loop().create_task(self._watch(receive, response, handler))
             try:
                 result = await serve_one(manager.app, dctx, message.method, message.params,
                                          connection=Connection.from_envelope(version, None, None),
@@ -219,7 +222,10 @@ class StatelessFastPath:
                 answer = JSONRPCResponse(jsonrpc="2.0", id=message.id, result=result)
             except Exception as exc:
                 answer = JSONRPCError(jsonrpc="2.0", id=message.id, error=_error_data(exc))
-            tg.cancel_scope.cancel()
+            finally:
+                watcher.cancel()
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait([watcher])
         if answer is None:  # the client disconnected and the handler was cancelled
             return
         try:
