@@ -250,40 +250,45 @@ HOSTED_LOG_CONFIG = {  # for `uvicorn --workers`: flora-mcp's own log format and
 }
 
 
-def _hosted_servers(flora_workers: int = 1) -> dict[str, tuple[list[str], dict, dict]]:
-    """name -> (command, env, target arguments) for each server in the hosted comparison."""
+STACKS = {"uvloop": ("uvloop", "httptools"), "asyncio": ("asyncio", "h11")}
+
+
+def _hosted_servers(stack: str, flora_workers: int = 1) -> dict[str, tuple[list[str], dict, dict]]:
+    """name -> (command, env, target arguments) for each server in the hosted comparison.
+
+    flora-mcp runs as the README documents for hosting (`uvicorn … --factory`), with flora-mcp's own
+    log format and level (one access line per request)."""
+    loop, http = STACKS[stack]
+    log_config = ROOT / "benchmarks" / "results" / "hosted-logging.json"
+    log_config.write_text(json.dumps(HOSTED_LOG_CONFIG))
+    flora_cmd = [sys.executable, "-m", "uvicorn", "flora_mcp.transports.http:create_app", "--factory",
+                 "--host", "127.0.0.1", "--port", "{port}", "--workers", str(flora_workers), "--loop", loop,
+                 "--http", http, "--log-config", str(log_config), "--no-access-log"]
     flora_env = clean_env(FLORA_SANDBOX="1", FLORA_RATE_LIMIT="0")
-    if flora_workers == 1:
-        flora_cmd = FLORA + ["--sandbox", "--transport", "http", "--port", "{port}"]
-    else:
-        log_config = ROOT / "benchmarks" / "results" / "hosted-logging.json"
-        log_config.write_text(json.dumps(HOSTED_LOG_CONFIG))
-        flora_cmd = [sys.executable, "-m", "uvicorn", "flora_mcp.transports.http:create_app", "--factory",
-                     "--host", "127.0.0.1", "--port", "{port}", "--workers", str(flora_workers),
-                     "--log-config", str(log_config), "--no-access-log"]
     flora = (flora_cmd, flora_env, {"tool": "list_models", "args": {"type": "image"}, "key": "sk_sandbox_demo"})
     echo = {"tool": "echo", "args": {"text": "hi"}}
     return {
         "flora": flora,
-        "starlette": (FLOOR + ["starlette", "{port}"], clean_env(), echo | {"handshake": False}),
-        "sdk": (FLOOR + ["http", "{port}"], clean_env(), echo),
-        "sdk_fast": (FLOOR + ["http-fast", "{port}"], clean_env(), echo),
+        "starlette": (FLOOR + ["starlette", "{port}", stack], clean_env(), echo | {"handshake": False}),
+        "sdk": (FLOOR + ["http", "{port}", stack], clean_env(), echo),
+        "sdk_fast": (FLOOR + ["http-fast", "{port}", stack], clean_env(), echo),
     }
 
 
 @contextmanager
-def hosted_fleet(names: list[str], cores: set[int] | None, flora_workers: int = 1):
+def hosted_fleet(names: list[str], cores: set[int] | None, stack: str = "uvloop", flora_workers: int = 1):
     from contextlib import ExitStack
 
     from benchmarks.loadgen import Target
 
-    servers = _hosted_servers(flora_workers)
-    with ExitStack() as stack:
+    servers = _hosted_servers(stack, flora_workers)
+    with ExitStack() as servers_up:
         fleet = {}
         for name in names:
             cmd, env, target = servers[name]
             port = free_port()
-            pid = stack.enter_context(http_server([c.format(port=port) for c in cmd], port, env, f"hosted-{name}", cores))
+            pid = servers_up.enter_context(
+                http_server([c.format(port=port) for c in cmd], port, env, f"hosted-{name}-{stack}", cores))
             fleet[name] = (pid, Target(port=port, **target))
         yield fleet
 
@@ -312,32 +317,34 @@ def hosted(quick: bool) -> dict:
         if load_cores:
             os.sched_setaffinity(0, load_cores)
         names = ["starlette", "sdk", "sdk_fast", "flora"]
-        with hosted_fleet(names, server_cores) as fleet:
-            totals = {name: {"calls": 0, "seconds": 0.0, "cpu": 0.0, "errors": 0, "p50": [], "p99": []} for name in names}
+        with hosted_fleet(names, server_cores, "asyncio") as slow, hosted_fleet(names, server_cores, "uvloop") as fast:
+            fleets = {"asyncio": slow, "uvloop": fast}
+            totals = {(stack, name): {"calls": 0, "seconds": 0.0, "cpu": 0.0, "errors": 0, "p50": [], "p99": []}
+                      for stack in fleets for name in names}
             for _ in range(rounds):  # interleaved: a change in machine load hits every server alike
-                for name in names:
-                    pid, target = fleet[name]
+                for stack, name in totals:
+                    pid, target = fleets[stack][name]
                     mark: dict = {}
                     result = loop.run_until_complete(closed_loop(target, sessions, seconds,
                                                                  on_start=lambda: mark.update(cpu=cpu_seconds(pid))))
-                    t = totals[name]
+                    t = totals[stack, name]
                     t["cpu"] += cpu_seconds(pid) - mark["cpu"]
                     t["calls"] += result["calls"]
                     t["seconds"] += result["seconds"]
                     t["errors"] += result["errors"]
                     t["p50"].append(result["p50_ms"])
                     t["p99"].append(result["p99_ms"])
-            for name, t in totals.items():
-                out["closed_loop"][name] = {
+            for (stack, name), t in totals.items():
+                out["closed_loop"].setdefault(stack, {})[name] = {
                     "sessions": sessions, "calls": t["calls"], "errors": t["errors"],
                     "calls_per_s": t["calls"] / t["seconds"], "cpu_ms_per_call": t["cpu"] / max(t["calls"], 1) * 1000,
                     "p50_ms": statistics.median(t["p50"]), "p99_ms": statistics.median(t["p99"])}
             for rate in (200, 500, 800):
                 for name in ("sdk", "flora"):
                     out["open_loop"].setdefault(name, []).append(
-                        loop.run_until_complete(open_loop(fleet[name][1], 100, rate, open_seconds)))
+                        loop.run_until_complete(open_loop(fast[name][1], 100, rate, open_seconds)))
         os.sched_setaffinity(0, mine)  # two workers take both cores; the load generator shares them
-        with hosted_fleet(["flora"], None, flora_workers=2) as fleet:
+        with hosted_fleet(["flora"], None, "uvloop", flora_workers=2) as fleet:
             for rate in (500, 800):
                 out["open_loop_two_workers"].setdefault("flora", []).append(
                     loop.run_until_complete(open_loop(fleet["flora"][1], 100, rate, open_seconds)))
@@ -400,19 +407,22 @@ def _open(row: dict) -> str:
 
 
 def hosted_table(h: dict) -> list[str]:
-    cl = h["closed_loop"]
-    star, sdk, fast, flora = cl["starlette"], cl["sdk"], cl["sdk_fast"], cl["flora"]
     pinned = (f"server on core {h['server_cores']}, load generator on {h['load_cores']}" if h["server_cores"]
               else "server and load generator share the cores")
-    lines = [
-        f"| hosted, server CPU per call ({flora['sessions']} sessions, closed loop; {pinned}) | "
-        f"{flora['cpu_ms_per_call']:.2f} ms (`list_models`) | Starlette JSON {star['cpu_ms_per_call']:.2f} ms; "
-        f"bare SDK {sdk['cpu_ms_per_call']:.2f} ms; bare SDK + fast path {fast['cpu_ms_per_call']:.2f} ms | "
-        f"{flora['cpu_ms_per_call'] / star['cpu_ms_per_call']:.1f}x Starlette (target ≤ 4x) |",
-        f"| hosted, calls/s on one worker, p50 / p99 | {flora['calls_per_s']:.0f}/s, {flora['p50_ms']:.1f} / "
-        f"{flora['p99_ms']:.1f} ms | Starlette {star['calls_per_s']:.0f}/s; bare SDK {sdk['calls_per_s']:.0f}/s; "
-        f"bare SDK + fast path {fast['calls_per_s']:.0f}/s | {flora['errors']} errors |",
-    ]
+    lines = []
+    for stack, label in (("uvloop", "uvloop + httptools"), ("asyncio", "asyncio + h11")):
+        cl = h["closed_loop"][stack]
+        star, sdk, fast, flora = cl["starlette"], cl["sdk"], cl["sdk_fast"], cl["flora"]
+        lines += [
+            f"| hosted, server CPU per call, {label} ({flora['sessions']} sessions, closed loop; {pinned}) | "
+            f"{flora['cpu_ms_per_call']:.2f} ms (`list_models`) | Starlette JSON {star['cpu_ms_per_call']:.2f} ms; "
+            f"bare SDK {sdk['cpu_ms_per_call']:.2f} ms; bare SDK + fast path {fast['cpu_ms_per_call']:.2f} ms | "
+            f"{flora['cpu_ms_per_call'] / star['cpu_ms_per_call']:.1f}x Starlette (target ≤ 4x), "
+            f"{flora['cpu_ms_per_call'] / sdk['cpu_ms_per_call']:.2f}x bare SDK |",
+            f"| hosted, calls/s on one worker, {label}, p50 / p99 | {flora['calls_per_s']:.0f}/s, {flora['p50_ms']:.1f} / "
+            f"{flora['p99_ms']:.1f} ms | Starlette {star['calls_per_s']:.0f}/s; bare SDK {sdk['calls_per_s']:.0f}/s; "
+            f"bare SDK + fast path {fast['calls_per_s']:.0f}/s | {flora['errors']} errors |",
+        ]
     for f_row, s_row in zip(h["open_loop"]["flora"], h["open_loop"]["sdk"]):
         target = " (target ≥ 480/s, p99 < 50 ms)" if round(f_row["offered_per_s"], -2) == 500 else ""
         lines.append(f"| hosted, {f_row['offered_per_s']:.0f}/s offered (Poisson) to 100 sessions, one worker | "

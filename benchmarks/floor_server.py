@@ -5,8 +5,8 @@
     python benchmarks/floor_server.py http-fast PORT  # the same through flora-mcp's stateless fast path
     python benchmarks/floor_server.py starlette PORT  # bare Starlette answering the JSON-RPC call: the physical floor
 
-Every HTTP floor runs under uvicorn exactly as `flora-mcp --transport http` does (same loop and parser
-choice, no uvicorn access log).
+Every HTTP floor runs under uvicorn with no access log; an optional third argument picks the server stack,
+`asyncio` (asyncio + h11) or `uvloop` (uvloop + httptools, the default when installed).
 """
 
 import sys
@@ -74,7 +74,9 @@ if __name__ == "__main__":
 
         logging.basicConfig(level=logging.WARNING)
         mode, port = sys.argv[1], int(sys.argv[2])
+        stack = sys.argv[3] if len(sys.argv) > 3 else "auto"
+        loop, http = {"asyncio": ("asyncio", "h11"), "uvloop": ("uvloop", "httptools")}.get(stack, ("auto", "auto"))
         app = starlette_app() if mode == "starlette" else sdk_app(fast=mode == "http-fast")
-        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, loop=loop, http=http)
     else:
         server.run("stdio")
