@@ -135,12 +135,21 @@ async def per_call(flora_url: str, run_id: str, calls: int) -> dict:
     from flora_mcp.server import create_server
 
     key = "sk_sandbox_demo"
-    direct, memory = [], []
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as http:
+    direct, memory, stdio = [], [], []
+    # stdio calls interleaved with the direct GET they wrap, so a change in machine load hits both alike.
+    server = Stdio(FLORA, clean_env(FLORA_API_KEY=key, FLORA_BASE_URL=flora_url))
+    server.handshake()
+    with httpx2.Client(headers={"Authorization": f"Bearer {key}"}) as http:
+        http.get(f"{flora_url}/runs/{run_id}").raise_for_status()
+        server.request("tools/call", {"name": "get_run", "arguments": {"run_id": run_id, "wait_seconds": 0}})
         for _ in range(calls):
             t = time.perf_counter()
-            (await http.get(f"{flora_url}/runs/{run_id}")).raise_for_status()
+            http.get(f"{flora_url}/runs/{run_id}").raise_for_status()
             direct.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            server.request("tools/call", {"name": "get_run", "arguments": {"run_id": run_id, "wait_seconds": 0}})
+            stdio.append(time.perf_counter() - t)
+    server.close()
     settings = Settings(api_key=key, base_url=flora_url, wait_seconds=0)
     async with Client(create_server(settings, client=FloraClient(key, base_url=flora_url))) as client:
         await client.call_tool("get_run", {"run_id": run_id, "wait_seconds": 0})
@@ -149,14 +158,6 @@ async def per_call(flora_url: str, run_id: str, calls: int) -> dict:
             result = await client.call_tool("get_run", {"run_id": run_id, "wait_seconds": 0})
             memory.append(time.perf_counter() - t)
             assert not result.is_error, result.content[0].text
-    server = Stdio(FLORA, clean_env(FLORA_API_KEY=key, FLORA_BASE_URL=flora_url))
-    server.handshake()
-    stdio = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        server.request("tools/call", {"name": "get_run", "arguments": {"run_id": run_id, "wait_seconds": 0}})
-        stdio.append(time.perf_counter() - t)
-    server.close()
 
     from mcp.server import MCPServer
 
