@@ -47,6 +47,10 @@ def sdk_app(fast: bool):
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
+    import logging
+
+    # As flora-mcp does: no "Terminating session: None" INFO line per stateless request.
+    logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     streamable = server.streamable_http_app(stateless_http=True)
     routes = list(streamable.routes)
     if fast:

@@ -272,3 +272,40 @@ async def test_one_worker_per_core_serves_the_stateless_path():
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+async def test_a_client_that_goes_away_cancels_the_tool():
+    server = MCPServer("cancel")
+    outcome: list[str] = []
+
+    @server.tool()
+    async def long_call() -> str:
+        """Wait a long time."""
+        try:
+            await anyio.sleep(30)
+        except anyio.get_cancelled_exc_class():
+            outcome.append("cancelled")
+            raise
+        return "finished"
+
+    server.streamable_http_app(stateless_http=True)
+    body = json.dumps(_call("tools/call", {"name": "long_call", "arguments": {}})).encode()
+    headers = [(k.lower().encode(), v.encode()) for k, v in (ACCEPT | {"Host": "127.0.0.1:8000"}).items()]
+    scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": headers, "query_string": b"",
+             "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 1)}
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop()
+        await anyio.sleep(0.2)  # the client hangs up while the tool is still running
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async with server.session_manager.run():
+        with anyio.fail_after(5):
+            await StatelessFastPath(server.session_manager)(scope, receive, send)
+    assert outcome == ["cancelled"] and sent == []
