@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from tests.servers import free_port, running_sandbox, wait_healthy
 
 FLOOR = [sys.executable, str(ROOT / "benchmarks" / "floor_server.py")]
+LOGS = ROOT / "benchmarks" / "results" / "logs"  # servers' stderr, for a look after a run (not committed)
 FLORA = [sys.executable, "-m", "flora_mcp"]
 INIT = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}
 
@@ -207,7 +208,7 @@ async def calls_per_generation(runs: int) -> dict:
 def http_server(cmd: list[str], port: int, env: dict[str, str], log_name: str, cores: set[int] | None = None):
     """A server subprocess, healthy, optionally pinned to `cores`; yields its pid."""
     # stderr to a file, never an undrained pipe: a full pipe would stall the server mid-benchmark.
-    log = open(ROOT / "benchmarks" / "results" / f"{log_name}-stderr.log", "wb")
+    log = open(LOGS / f"{log_name}-stderr.log", "wb")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
     try:
         wait_healthy(f"http://127.0.0.1:{port}/healthz", proc, timeout=60)
@@ -260,7 +261,7 @@ def _hosted_servers(stack: str, flora_workers: int = 1) -> dict[str, tuple[list[
     flora-mcp runs as the README documents for hosting (`uvicorn … --factory`), with flora-mcp's own
     log format and level (one access line per request)."""
     loop, http = STACKS[stack]
-    log_config = ROOT / "benchmarks" / "results" / "hosted-logging.json"
+    log_config = LOGS / "hosted-logging.json"
     log_config.write_text(json.dumps(HOSTED_LOG_CONFIG))
     flora_cmd = [sys.executable, "-m", "uvicorn", "flora_mcp.transports.http:create_app", "--factory",
                  "--host", "127.0.0.1", "--port", "{port}", "--workers", str(flora_workers), "--loop", loop,
@@ -453,6 +454,8 @@ if __name__ == "__main__":
     parser.add_argument("--only", choices=["stdio", "hosted"], help="run one section")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
     args = parser.parse_args()
+    LOGS.mkdir(parents=True, exist_ok=True)
+    (LOGS / ".gitignore").write_text("*\n")
     data: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     if args.only != "hosted":
         data |= anyio.run(stdio_section, args.quick)
