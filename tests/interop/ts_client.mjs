@@ -1,8 +1,10 @@
 // The official TypeScript SDK client against the hosted endpoint, over Streamable HTTP and SSE:
 // initialize, list tools, call list_models, and start a generation with a progress token.
 //
-//   npm install --prefix /tmp/ts @modelcontextprotocol/sdk
-//   NODE_PATH=/tmp/ts/node_modules node tests/interop/ts_client.mjs http://127.0.0.1:8000 sk_sandbox_demo
+// ES modules resolve packages next to the script, so run a copy beside an install of the SDK:
+//   mkdir -p /tmp/ts && npm install --prefix /tmp/ts @modelcontextprotocol/sdk && cp tests/interop/ts_client.mjs /tmp/ts/
+//   node /tmp/ts/ts_client.mjs http://127.0.0.1:8000 sk_sandbox_demo   # flora-mcp --sandbox --transport http
+// Last run: @modelcontextprotocol/sdk 1.32.2 on Node 22, both transports ok with progress.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
