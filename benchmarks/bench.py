@@ -328,7 +328,7 @@ def hosted(quick: bool) -> dict:
                     pid, target = fleets[stack][name]
                     mark: dict = {}
                     result = loop.run_until_complete(closed_loop(target, sessions, seconds,
-                                                                 on_start=lambda: mark.update(cpu=cpu_seconds(pid))))
+                                                                 on_start=lambda m=mark, p=pid: m.update(cpu=cpu_seconds(p))))
                     t = totals[stack, name]
                     t["cpu"] += cpu_seconds(pid) - mark["cpu"]
                     t["calls"] += result["calls"]

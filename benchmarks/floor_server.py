@@ -41,13 +41,12 @@ def starlette_app():
 
 
 def sdk_app(fast: bool):
+    import logging
     from contextlib import asynccontextmanager
 
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
-
-    import logging
 
     # As flora-mcp does: no "Terminating session: None" INFO line per stateless request.
     logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)

@@ -22,6 +22,9 @@ from mcp.server.mcpserver import Context
 from flora_mcp.transports.fastpath import StatelessFastPath
 from tests.test_http import DEMO_KEY, hosted, mcp_http
 
+# The chatty tool logs on purpose: log notifications must still reach 2025-era clients.
+pytestmark = pytest.mark.filterwarnings("ignore:The logging capability is deprecated")
+
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 

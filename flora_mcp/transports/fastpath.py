@@ -220,7 +220,7 @@ class StatelessFastPath:
                                          connection=Connection.from_envelope(version, None, None),
                                          lifespan_state=manager._lifespan_state)
                 answer = JSONRPCResponse(jsonrpc="2.0", id=message.id, result=result)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - every handler failure is an answer, as in the SDK's dispatcher
                 answer = JSONRPCError(jsonrpc="2.0", id=message.id, error=_error_data(exc))
             finally:
                 watcher.cancel()
