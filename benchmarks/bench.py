@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from tests.servers import free_port, running_sandbox, wait_healthy
 
 FLOOR = [sys.executable, str(ROOT / "benchmarks" / "floor_server.py")]
+LOGS = ROOT / "benchmarks" / "results" / "logs"  # servers' stderr, for a look after a run (not committed)
 FLORA = [sys.executable, "-m", "flora_mcp"]
 INIT = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}
 
@@ -135,12 +136,21 @@ async def per_call(flora_url: str, run_id: str, calls: int) -> dict:
     from flora_mcp.server import create_server
 
     key = "sk_sandbox_demo"
-    direct, memory = [], []
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as http:
+    direct, memory, stdio = [], [], []
+    # stdio calls interleaved with the direct GET they wrap, so a change in machine load hits both alike.
+    server = Stdio(FLORA, clean_env(FLORA_API_KEY=key, FLORA_BASE_URL=flora_url))
+    server.handshake()
+    with httpx2.Client(headers={"Authorization": f"Bearer {key}"}) as http:
+        http.get(f"{flora_url}/runs/{run_id}").raise_for_status()
+        server.request("tools/call", {"name": "get_run", "arguments": {"run_id": run_id, "wait_seconds": 0}})
         for _ in range(calls):
             t = time.perf_counter()
-            (await http.get(f"{flora_url}/runs/{run_id}")).raise_for_status()
+            http.get(f"{flora_url}/runs/{run_id}").raise_for_status()
             direct.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            server.request("tools/call", {"name": "get_run", "arguments": {"run_id": run_id, "wait_seconds": 0}})
+            stdio.append(time.perf_counter() - t)
+    server.close()
     settings = Settings(api_key=key, base_url=flora_url, wait_seconds=0)
     async with Client(create_server(settings, client=FloraClient(key, base_url=flora_url))) as client:
         await client.call_tool("get_run", {"run_id": run_id, "wait_seconds": 0})
@@ -149,14 +159,6 @@ async def per_call(flora_url: str, run_id: str, calls: int) -> dict:
             result = await client.call_tool("get_run", {"run_id": run_id, "wait_seconds": 0})
             memory.append(time.perf_counter() - t)
             assert not result.is_error, result.content[0].text
-    server = Stdio(FLORA, clean_env(FLORA_API_KEY=key, FLORA_BASE_URL=flora_url))
-    server.handshake()
-    stdio = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        server.request("tools/call", {"name": "get_run", "arguments": {"run_id": run_id, "wait_seconds": 0}})
-        stdio.append(time.perf_counter() - t)
-    server.close()
 
     from mcp.server import MCPServer
 
@@ -203,72 +205,154 @@ async def calls_per_generation(runs: int) -> dict:
 
 
 @contextmanager
-def http_server(cmd: list[str], port: int, env: dict[str, str]):
+def http_server(cmd: list[str], port: int, env: dict[str, str], log_name: str, cores: set[int] | None = None):
+    """A server subprocess, healthy, optionally pinned to `cores`; yields its pid."""
     # stderr to a file, never an undrained pipe: a full pipe would stall the server mid-benchmark.
-    log = open(ROOT / "benchmarks" / "results" / "server-stderr.log", "wb")
+    log = open(LOGS / f"{log_name}-stderr.log", "wb")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}/healthz" if "flora_mcp" in cmd else f"http://127.0.0.1:{port}/mcp",
-                     proc, timeout=30) if "flora_mcp" in cmd else _wait_port(port, proc)
-        yield
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc, timeout=60)
+        if cores:
+            for pid in _tree(proc.pid):
+                os.sched_setaffinity(pid, cores)
+        yield proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
         log.close()
 
 
-def _wait_port(port: int, proc: subprocess.Popen) -> None:
-    import socket
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError("floor server did not start")
+def _tree(pid: int) -> list[int]:
+    """`pid` and its child processes (uvicorn's workers)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    return [pid, *(c for child in children for c in _tree(int(child)))]
 
 
-async def hosted_load(url: str, tool: str, args: dict, key: str | None, sessions: int, calls: int) -> dict:
-    from mcp.client import Client
-    from mcp.client.streamable_http import streamable_http_client
-
-    latencies: list[float] = []
-    errors = 0
-
-    async def session() -> None:
-        nonlocal errors
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        http = httpx2.AsyncClient(headers=headers, timeout=60)
-        async with Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
-            for _ in range(calls):
-                t = time.perf_counter()
-                result = await client.call_tool(tool, args)
-                latencies.append(time.perf_counter() - t)
-                errors += bool(result.is_error)
-
-    started = time.perf_counter()
-    with anyio.fail_after(180):
-        async with anyio.create_task_group() as tg:
-            for _ in range(sessions):
-                tg.start_soon(session)
-    elapsed = time.perf_counter() - started
-    return {"sessions": sessions, "calls": len(latencies), "errors": errors, "calls_per_s": len(latencies) / elapsed,
-            "p50_ms": pct(latencies, 50) * 1000, "p99_ms": pct(latencies, 99) * 1000}
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children so far, from /proc/<pid>/stat."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
 
 
-async def hosted(levels: list[int], calls: int) -> dict:
-    out: dict[str, list] = {"flora": [], "floor": []}
-    port = free_port()
-    env = clean_env(FLORA_SANDBOX_SPEED="5", FLORA_RATE_LIMIT="0")
-    with http_server(FLORA + ["--sandbox", "--transport", "http", "--port", str(port)], port, env):
-        for n in levels:
-            out["flora"].append(await hosted_load(f"http://127.0.0.1:{port}/mcp", "list_models", {"type": "image"},
-                                                  "sk_sandbox_demo", n, calls))
-    port = free_port()
-    with http_server(FLOOR + ["http", str(port)], port, clean_env()):
-        for n in levels:
-            out["floor"].append(await hosted_load(f"http://127.0.0.1:{port}/mcp", "echo", {"text": "hi"}, None, n, calls))
+HOSTED_LOG_CONFIG = {  # for `uvicorn --workers`: flora-mcp's own log format and level, as `flora-mcp` sets them
+    "version": 1, "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+    "root": {"level": "INFO", "handlers": ["stderr"]},
+    "loggers": {"uvicorn.access": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}},
+}
+
+
+STACKS = {"uvloop": ("uvloop", "httptools"), "asyncio": ("asyncio", "h11")}
+
+
+def _hosted_servers(stack: str, flora_workers: int = 1) -> dict[str, tuple[list[str], dict, dict]]:
+    """name -> (command, env, target arguments) for each server in the hosted comparison.
+
+    flora-mcp runs as the README documents for hosting (`uvicorn … --factory`), with flora-mcp's own
+    log format and level (one access line per request)."""
+    loop, http = STACKS[stack]
+    log_config = LOGS / "hosted-logging.json"
+    log_config.write_text(json.dumps(HOSTED_LOG_CONFIG))
+    flora_cmd = [sys.executable, "-m", "uvicorn", "flora_mcp.transports.http:create_app", "--factory",
+                 "--host", "127.0.0.1", "--port", "{port}", "--workers", str(flora_workers), "--loop", loop,
+                 "--http", http, "--log-config", str(log_config), "--no-access-log"]
+    flora_env = clean_env(FLORA_SANDBOX="1", FLORA_RATE_LIMIT="0")
+    flora = (flora_cmd, flora_env, {"tool": "list_models", "args": {"type": "image"}, "key": "sk_sandbox_demo"})
+    echo = {"tool": "echo", "args": {"text": "hi"}}
+    return {
+        "flora": flora,
+        "starlette": (FLOOR + ["starlette", "{port}", stack], clean_env(), echo | {"handshake": False}),
+        "sdk": (FLOOR + ["http", "{port}", stack], clean_env(), echo),
+        "sdk_fast": (FLOOR + ["http-fast", "{port}", stack], clean_env(), echo),
+    }
+
+
+@contextmanager
+def hosted_fleet(names: list[str], cores: set[int] | None, stack: str = "uvloop", flora_workers: int = 1):
+    from contextlib import ExitStack
+
+    from benchmarks.loadgen import Target
+
+    servers = _hosted_servers(stack, flora_workers)
+    with ExitStack() as servers_up:
+        fleet = {}
+        for name in names:
+            cmd, env, target = servers[name]
+            port = free_port()
+            pid = servers_up.enter_context(
+                http_server([c.format(port=port) for c in cmd], port, env, f"hosted-{name}-{stack}", cores))
+            fleet[name] = (pid, Target(port=port, **target))
+        yield fleet
+
+
+def _cores() -> tuple[set[int] | None, set[int] | None]:
+    """(server cores, load generator cores): apart when this process may use two or more cores."""
+    mine = sorted(os.sched_getaffinity(0))
+    if len(mine) < 2:
+        return None, None
+    return {mine[0]}, set(mine[1:])
+
+
+def hosted(quick: bool) -> dict:
+    """Server CPU per call and throughput beside the floors (closed loop, interleaved rounds), then
+    open-loop Poisson load at fixed offered rates over 100 sessions, on one worker and on two."""
+    from benchmarks.loadgen import closed_loop, new_loop, open_loop
+
+    rounds, seconds, sessions = (2, 2.0, 10) if quick else (4, 5.0, 10)
+    open_seconds = 3.0 if quick else 10.0
+    server_cores, load_cores = _cores()
+    mine = os.sched_getaffinity(0)
+    loop = new_loop()
+    out: dict = {"server_cores": sorted(server_cores or []), "load_cores": sorted(load_cores or []),
+                 "closed_loop": {}, "open_loop": {}, "open_loop_two_workers": {}}
+    try:
+        if load_cores:
+            os.sched_setaffinity(0, load_cores)
+        names = ["starlette", "sdk", "sdk_fast", "flora"]
+        with hosted_fleet(names, server_cores, "asyncio") as slow, hosted_fleet(names, server_cores, "uvloop") as fast:
+            fleets = {"asyncio": slow, "uvloop": fast}
+            totals = {(stack, name): {"calls": 0, "seconds": 0.0, "cpu": 0.0, "errors": 0, "p50": [], "p99": []}
+                      for stack in fleets for name in names}
+            for _ in range(rounds):  # interleaved: a change in machine load hits every server alike
+                for stack, name in totals:
+                    pid, target = fleets[stack][name]
+                    mark: dict = {}
+                    result = loop.run_until_complete(closed_loop(target, sessions, seconds,
+                                                                 on_start=lambda m=mark, p=pid: m.update(cpu=cpu_seconds(p))))
+                    t = totals[stack, name]
+                    t["cpu"] += cpu_seconds(pid) - mark["cpu"]
+                    t["calls"] += result["calls"]
+                    t["seconds"] += result["seconds"]
+                    t["errors"] += result["errors"]
+                    t["p50"].append(result["p50_ms"])
+                    t["p99"].append(result["p99_ms"])
+            for (stack, name), t in totals.items():
+                out["closed_loop"].setdefault(stack, {})[name] = {
+                    "sessions": sessions, "calls": t["calls"], "errors": t["errors"],
+                    "calls_per_s": t["calls"] / t["seconds"], "cpu_ms_per_call": t["cpu"] / max(t["calls"], 1) * 1000,
+                    "p50_ms": statistics.median(t["p50"]), "p99_ms": statistics.median(t["p99"])}
+            for rate in (200, 500, 800):
+                for name in ("sdk", "flora"):
+                    out["open_loop"].setdefault(name, []).append(
+                        loop.run_until_complete(open_loop(fast[name][1], 100, rate, open_seconds)))
+        os.sched_setaffinity(0, mine)  # two workers take both cores; the load generator shares them
+        with hosted_fleet(["flora"], None, "uvloop", flora_workers=2) as fleet:
+            for rate in (500, 800):
+                out["open_loop_two_workers"].setdefault("flora", []).append(
+                    loop.run_until_complete(open_loop(fleet["flora"][1], 100, rate, open_seconds)))
+    finally:
+        os.sched_setaffinity(0, mine)
+        loop.close()
     return out
 
 
@@ -282,11 +366,9 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
-async def main(quick: bool) -> dict:
+async def stdio_section(quick: bool) -> dict:
     runs = 5 if quick else 11
-    results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
-    results["cold_start"] = cold_start(runs)
-    results["tools_list"] = tools_list_size()
+    results: dict = {"cold_start": cold_start(runs), "tools_list": tools_list_size()}
     with running_sandbox(speed=0.001) as flora_url:  # runs stay pending: get_run is one GET, no downloads
         async with httpx2.AsyncClient(headers={"Authorization": "Bearer sk_sandbox_demo"}) as http:
             ws = (await http.get(f"{flora_url}/workspaces")).json()["workspaces"][0]["workspace_id"]
@@ -295,17 +377,12 @@ async def main(quick: bool) -> dict:
                 "type": "image", "prompt": "bench", "workspace_id": ws, "project_id": prj["project_id"]})).json()["run_id"]
         results["per_call"] = await per_call(flora_url, run_id, 50 if quick else 200)
     results["calls_per_generation"] = await calls_per_generation(3 if quick else 10)
-    results["hosted"] = await hosted([1, 10] if quick else [1, 10, 100], 5 if quick else 10)
     return results
 
 
-def table(r: dict) -> str:
+def stdio_table(r: dict) -> list[str]:
     cs, tl, pc, cg = r["cold_start"], r["tools_list"], r["per_call"], r["calls_per_generation"]
-    lines = [
-        f"machine: {r['machine']}",
-        "",
-        "| figure | flora-mcp | floor | ratio / target |",
-        "| --- | --- | --- | --- |",
+    return [
         f"| stdio cold start to `initialize` (median) | {cs['flora']['initialize_ms']:.0f} ms | "
         f"{cs['floor']['initialize_ms']:.0f} ms (bare SDK, 1 tool) | {cs['flora']['initialize_ms'] / cs['floor']['initialize_ms']:.2f}x (target ≤ 1.10x) |",
         f"| stdio cold start to `tools/list` (median) | {cs['flora']['tools_list_ms']:.0f} ms | "
@@ -317,16 +394,54 @@ def table(r: dict) -> str:
         f"{pc['direct_httpx2']['p50_ms']:.2f} / {pc['direct_httpx2']['p99_ms']:.2f} ms (direct httpx2 GET) | "
         f"+{pc['overhead_in_memory_p50_ms']:.2f} ms p50 (target ≤ 1.5; the bare SDK's own in-memory echo call: "
         f"{pc['bare_sdk_echo_in_memory']['p50_ms']:.2f} ms) |",
-        f"| `get_run` over stdio, p50 / p99 | {pc['mcp_stdio']['p50_ms']:.2f} / {pc['mcp_stdio']['p99_ms']:.2f} ms | "
-        f"{pc['direct_httpx2']['p50_ms']:.2f} ms | +{pc['overhead_stdio_p50_ms']:.2f} ms p50 (target ≤ 3) |",
+        f"| `get_run` over stdio, p50 / p99 (interleaved with the direct GET) | {pc['mcp_stdio']['p50_ms']:.2f} / "
+        f"{pc['mcp_stdio']['p99_ms']:.2f} ms | {pc['direct_httpx2']['p50_ms']:.2f} ms | "
+        f"+{pc['overhead_stdio_p50_ms']:.2f} ms p50 (target ≤ 3) |",
         f"| agent calls per finished image (sandbox) | {cg['mean_calls']:.2f} (max {cg['max_calls']}) | 1 | target 1 |",
         f"| idle RSS, stdio server | {cs['flora']['idle_rss_mb']:.0f} MB | {cs['floor']['idle_rss_mb']:.0f} MB | target ≤ 80 MB |",
     ]
-    for f_row, b_row in zip(r["hosted"]["flora"], r["hosted"]["floor"]):
-        lines.append(
-            f"| hosted HTTP, {f_row['sessions']} sessions: calls/s, p50 / p99 | {f_row['calls_per_s']:.0f}/s, "
-            f"{f_row['p50_ms']:.1f} / {f_row['p99_ms']:.1f} ms | {b_row['calls_per_s']:.0f}/s, {b_row['p50_ms']:.1f} / "
-            f"{b_row['p99_ms']:.1f} ms (bare SDK echo) | {f_row['errors']} errors |")
+
+
+def _open(row: dict) -> str:
+    return (f"{row['served_per_s']:.0f}/s served, p50 {row['p50_ms']:.1f} / p99 {row['p99_ms']:.1f} ms"
+            + (f", {row['unfinished']} unfinished" if row["unfinished"] else "")
+            + (f", {row['errors']} errors" if row["errors"] else ""))
+
+
+def hosted_table(h: dict) -> list[str]:
+    pinned = (f"server on core {h['server_cores']}, load generator on {h['load_cores']}" if h["server_cores"]
+              else "server and load generator share the cores")
+    lines = []
+    for stack, label in (("uvloop", "uvloop + httptools"), ("asyncio", "asyncio + h11")):
+        cl = h["closed_loop"][stack]
+        star, sdk, fast, flora = cl["starlette"], cl["sdk"], cl["sdk_fast"], cl["flora"]
+        lines += [
+            f"| hosted, server CPU per call, {label} ({flora['sessions']} sessions, closed loop; {pinned}) | "
+            f"{flora['cpu_ms_per_call']:.2f} ms (`list_models`) | Starlette JSON {star['cpu_ms_per_call']:.2f} ms; "
+            f"bare SDK {sdk['cpu_ms_per_call']:.2f} ms; bare SDK + fast path {fast['cpu_ms_per_call']:.2f} ms | "
+            f"{flora['cpu_ms_per_call'] / star['cpu_ms_per_call']:.1f}x Starlette (target ≤ 4x), "
+            f"{flora['cpu_ms_per_call'] / sdk['cpu_ms_per_call']:.2f}x bare SDK |",
+            f"| hosted, calls/s on one worker, {label}, p50 / p99 | {flora['calls_per_s']:.0f}/s, {flora['p50_ms']:.1f} / "
+            f"{flora['p99_ms']:.1f} ms | Starlette {star['calls_per_s']:.0f}/s; bare SDK {sdk['calls_per_s']:.0f}/s; "
+            f"bare SDK + fast path {fast['calls_per_s']:.0f}/s | {flora['errors']} errors |",
+        ]
+    for f_row, s_row in zip(h["open_loop"]["flora"], h["open_loop"]["sdk"]):
+        target = " (target ≥ 480/s, p99 < 50 ms)" if round(f_row["offered_per_s"], -2) == 500 else ""
+        lines.append(f"| hosted, {f_row['offered_per_s']:.0f}/s offered (Poisson) to 100 sessions, one worker | "
+                     f"{_open(f_row)} | bare SDK: {_open(s_row)} |{target} |")
+    for row in h["open_loop_two_workers"].get("flora", []):
+        target = " (target p99 < 50 ms)" if round(row["offered_per_s"], -2) == 800 else ""
+        lines.append(f"| hosted, {row['offered_per_s']:.0f}/s offered to 100 sessions, two workers | {_open(row)} | "
+                     f"(load generator shares the cores) |{target} |")
+    return lines
+
+
+def table(r: dict) -> str:
+    lines = [f"machine: {r['machine']}", "", "| figure | flora-mcp | floor | ratio / target |", "| --- | --- | --- | --- |"]
+    if "cold_start" in r:
+        lines += stdio_table(r)
+    if "hosted" in r:
+        lines += hosted_table(r["hosted"])
     return "\n".join(lines)
 
 
@@ -335,10 +450,17 @@ if __name__ == "__main__":
 
     logging.basicConfig(level=logging.WARNING)  # keep the report readable: no per-request log lines
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (for CI reports)")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and shorter windows (~1 min)")
+    parser.add_argument("--only", choices=["stdio", "hosted"], help="run one section")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
     args = parser.parse_args()
-    data = anyio.run(main, args.quick)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    (LOGS / ".gitignore").write_text("*\n")
+    data: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    if args.only != "hosted":
+        data |= anyio.run(stdio_section, args.quick)
+    if args.only != "stdio":
+        data["hosted"] = hosted(args.quick)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, indent=2) + "\n")
     print(table(data))

@@ -65,7 +65,7 @@ def build_app(state: SandboxState) -> Any:
         if account is None:
             return error(401, "invalid_api_key", "Invalid API key")
         path = request.url.path.removeprefix("/api/v1")
-        state.request_log.append((account.key_fingerprint, request.method, path))
+        state.log_request(account.key_fingerprint, request.method, path)
         wait = state.rate_limited(account.key_fingerprint)
         if wait is not None:
             return error(429, "rate_limited", "Too many requests", headers={"Retry-After": str(int(wait + 0.999))})
@@ -607,7 +607,7 @@ def build_app(state: SandboxState) -> Any:
         return JSONResponse({
             "charges": [{"account": a, "run_id": r, "usd": c} for a, r, c in state.charges],
             "runs": len(state.runs),
-            "requests": len(state.request_log),
+            "requests": state.requests_seen,
         })
 
     async def health(request: Request) -> Response:

@@ -19,6 +19,7 @@ SANDBOX_API_KEY = "sk_sandbox_demo"
 # Any key of this shape gets its own account, so hosted-mode tests can have many users.
 SANDBOX_KEY_PATTERN = re.compile(r"^sk_sandbox_[A-Za-z0-9_-]{1,64}$")
 IDEMPOTENCY_WINDOW = 2 * 3600.0
+REQUEST_LOG_SIZE = 10_000  # tests read the recent requests; a long-running sandbox must not grow forever
 PENDING_SECONDS = 1.0  # simulated seconds a run waits in the queue before it starts
 
 
@@ -121,7 +122,8 @@ class SandboxState:
         self.idempotency_mode = idempotency_mode
         self.answers: dict[tuple[str, str], tuple[str, int, bytes]] = {}  # replay mode: (account, key) -> answer
         self.charges: list[tuple[str, str, float]] = []  # (account, run_id, usd) for every accepted run
-        self.request_log: list[tuple[str, str, str]] = []  # (account, method, path)
+        self.request_log: list[tuple[str, str, str]] = []  # (account, method, path), the latest REQUEST_LOG_SIZE
+        self.requests_seen = 0
         self.downloads: list[str] = []  # output file paths served, in order
         self._rate: dict[str, list[float]] = {}
         self._ids = itertools.count(1)
@@ -172,6 +174,12 @@ class SandboxState:
         return f"{prefix}_{_short_hash(str(next(self._ids)), str(self.clock()), *parts, n=16)}"
 
     # --- rate limits and idempotency ------------------------------------------------------------------
+    def log_request(self, account: str, method: str, path: str) -> None:
+        self.requests_seen += 1
+        self.request_log.append((account, method, path))
+        if len(self.request_log) > 2 * REQUEST_LOG_SIZE:  # trimmed in batches: amortised O(1) per request
+            del self.request_log[:-REQUEST_LOG_SIZE]
+
     def rate_limited(self, account: str) -> float | None:
         """Seconds to wait if this request exceeds the configured rate, else None (and it is counted)."""
         limit = self.faults.rate_limit

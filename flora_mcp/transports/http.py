@@ -33,6 +33,7 @@ from ..client import FloraClient
 from ..config import Settings, load_settings
 from ..errors import AuthenticationError, FloraError
 from ..server import build_client, create_server
+from .fastpath import with_fast_path
 
 logger = logging.getLogger("flora_mcp.http")
 access_log = logging.getLogger("flora_mcp.access")
@@ -286,8 +287,12 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
         if ledger is not None:
             await ledger.aclose()
 
-    app = Starlette(routes=[Route("/healthz", healthz), *streamable.routes, *sse.routes, *auth_routes],
-                    lifespan=lifespan)
+    if settings.stateless:
+        # The SDK's transport logs "Terminating session: None" at INFO for every stateless request it
+        # serves; the access log already has one line per request.
+        logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
+    mcp_routes = with_fast_path(streamable.routes, server.session_manager)
+    app = Starlette(routes=[Route("/healthz", healthz), *mcp_routes, *sse.routes, *auth_routes], lifespan=lifespan)
     app.add_middleware(_Gatekeeper, gate=gate)  # type: ignore[arg-type]
     if provider is not None:  # outermost: swaps an OAuth token for the user's FLORA key before the key gate
         from .oauth import OAuthGate
