@@ -133,3 +133,28 @@ async def test_kill_9_mid_call_then_restart_finds_and_finishes_the_run(flora_url
         assert finished["status"] == "completed"
         again = (await client.call_tool("list_runs", {"status": "completed"})).structured_content
     assert again["runs"][0][0] == run_id and again["totals"]["charged_usd"] > 0
+
+
+def test_two_hosted_processes_on_one_redis_share_key_checks_and_the_rate_limit(flora_url, redis_url):
+    """A key one replica checked costs the other no FLORA call; the per-key rate limit counts requests
+    wherever they land."""
+    from tests.servers import free_port, spawn
+
+    key = f"sk_sandbox_limits{time.time_ns() % 10**9}"
+    env = _env(flora_url, redis_url, FLORA_RATE_LIMIT="6", FLORA_API_KEY="")
+    ports = [free_port(), free_port()]
+    body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream",
+               "Content-Type": "application/json", "MCP-Protocol-Version": "2025-06-18"}
+    control = flora_url.removesuffix("/api/v1") + "/_sandbox"
+    with spawn(["--transport", "http", "--port", str(ports[0])], f"http://127.0.0.1:{ports[0]}/healthz", env), \
+            spawn(["--transport", "http", "--port", str(ports[1])], f"http://127.0.0.1:{ports[1]}/healthz", env):
+        before = httpx2.get(control).json()["requests"]
+        window = int(time.time() // 60)
+        statuses = [httpx2.post(f"http://127.0.0.1:{ports[n % 2]}/mcp", json=body, headers=headers).status_code
+                    for n in range(8)]
+        checks = httpx2.get(control).json()["requests"] - before
+    if int(time.time() // 60) != window:  # the minute window turned over mid-test: counts restarted
+        pytest.skip("rate window rolled over during the test")
+    assert statuses[:6] == [200] * 6 and statuses[6:] == [429, 429], statuses
+    assert checks == 1  # one FLORA key check for both processes

@@ -378,10 +378,11 @@ class _CountingVerifier:
 
 
 async def test_a_flood_of_one_bad_key_costs_one_flora_call():
+    from flora_mcp.ledger import open_ledger
     from flora_mcp.transports.http import _KeyGate
 
     verifier = _CountingVerifier()
-    gate = _KeyGate(settings(rate_limit=0), verifier)
+    gate = _KeyGate(settings(rate_limit=0), verifier, open_ledger("memory:").store)
     statuses: list[int] = []
 
     async def knock() -> None:
@@ -395,10 +396,11 @@ async def test_a_flood_of_one_bad_key_costs_one_flora_call():
 
 
 async def test_many_bad_keys_from_one_address_are_limited_before_flora_is_asked():
+    from flora_mcp.ledger import open_ledger
     from flora_mcp.transports.http import _KeyGate
 
     verifier = _CountingVerifier(delay=0)
-    gate = _KeyGate(settings(rate_limit=0), verifier)
+    gate = _KeyGate(settings(rate_limit=0), verifier, open_ledger("memory:").store)
     statuses = [(await gate.check(f"sk_live_wrong_{i}", "203.0.113.7")).status_code for i in range(100)]
     assert statuses.count(429) >= 50 and verifier.calls <= 50
     # Another address, and a known-good key from the same address, are not locked out.

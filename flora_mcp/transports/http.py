@@ -30,8 +30,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._recent import Recent
 from ..client import FloraClient
-from ..config import Settings, load_settings
+from ..config import Settings, load_settings, state_url
 from ..errors import AuthenticationError, FloraError
+from ..ledger import open_ledger
 from ..server import build_client, create_server
 from .fastpath import with_fast_path
 
@@ -42,6 +43,7 @@ MCP_PATHS = ("/mcp", "/sse", "/messages")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _KEY_CHECK_TTL = 300.0  # a key FLORA accepted is trusted this long before it is checked again
 _REJECTED_TTL = 30.0  # a key FLORA refused is refused from memory this long (short: a key may be fixed)
+_LOCAL_VERDICT_TTL = 30.0  # this process's copy of a shared verdict (a key revoked elsewhere is noticed in time)
 _CHECKS_PER_ADDRESS = 30  # per minute: FLORA key checks one client address may cause with unknown keys
 _CHECKS_AT_ONCE = 16  # key checks in flight at once, so a flood of new keys cannot fill the FLORA pool
 _KEY_CACHE_SIZE = 10_000
@@ -88,16 +90,16 @@ class _KeyGate:
     key is remembered for a short while, concurrent checks of one key share a single call, each
     client address may cause only so many checks a minute, and few checks run at once.
 
-    Storage is four small methods (`_verdict`, `_remember`, `_count_check`, `_rate`) over bounded
-    in-process maps, so a shared store can replace them without touching the logic.
+    Verdicts and counts live in the ledger's store, so they hold across workers and replicas: a key one
+    replica checked (or refused) costs the others no FLORA call, and the rate limit counts every request
+    wherever it lands. A small in-process copy of each verdict spares the store a read per request.
     """
 
-    def __init__(self, settings: Settings, client_for_key: Any) -> None:
+    def __init__(self, settings: Settings, client_for_key: Any, store: Any) -> None:
         self.settings = settings
         self.client_for_key = client_for_key
+        self.store = store  # the ledger's shared values: get/put/count
         self.verdicts: Recent = Recent(_KEY_CACHE_SIZE)  # key fingerprint -> (accepted?, when FLORA said so)
-        self.windows: Recent = Recent(_KEY_CACHE_SIZE)  # key fingerprint -> request times in the last minute
-        self.checks: Recent = Recent(_KEY_CACHE_SIZE)  # client address -> key-check times in the last minute
         self.pending: dict[str, anyio.Event] = {}  # key fingerprint -> a check in flight
         self._in_flight: anyio.Semaphore | None = None
 
@@ -110,8 +112,8 @@ class _KeyGate:
     async def check(self, key: str | None, address: str | None = None) -> JSONResponse | None:
         if key is None:
             return _unauthorized("Send your FLORA API key as 'Authorization: Bearer sk_live_…'")
-        fp = fingerprint(key)
-        accepted = self._verdict(fp)
+        fp = _store_name(key)
+        accepted = await self._verdict(fp)
         if accepted is None:
             outcome = await self._verify(key, fp, address or "unknown")
             if isinstance(outcome, JSONResponse):
@@ -119,15 +121,15 @@ class _KeyGate:
             accepted = outcome
         if not accepted:
             return _unauthorized("FLORA rejected this API key; check it in FLORA's settings", "invalid_token")
-        return self._rate(fp)
+        return await self._rate(fp)
 
     async def _verify(self, key: str, fp: str, address: str) -> bool | JSONResponse:
         """Ask FLORA once, however many requests with this key arrive while it answers."""
         if (running := self.pending.get(fp)) is not None:
             await running.wait()
-            accepted = self._verdict(fp)
+            accepted = await self._verdict(fp)
             return _unavailable("FLORA could not check this key") if accepted is None else accepted
-        if (wait := self._count_check(address)) is not None:
+        if (wait := await self._count_check(address)) is not None:
             return _too_many(f"Too many new API keys from this address; retry in {wait} s", wait)
         self.pending[fp] = done = anyio.Event()
         try:
@@ -136,50 +138,57 @@ class _KeyGate:
             async with self._in_flight:
                 await self.client_for_key(key).list_workspaces()
         except AuthenticationError:
-            self._remember(fp, False)
+            await self._remember(fp, False)
             return False
         except FloraError as exc:
             return _unavailable(exc.message)
         else:
-            self._remember(fp, True)
+            await self._remember(fp, True)
             return True
         finally:
             del self.pending[fp]
             done.set()
 
-    # --- storage: what a shared store would replace --------------------------------------------------
-    def _verdict(self, fp: str) -> bool | None:
+    # --- storage: the ledger's shared values, with a local copy of verdicts ------------------------------
+    async def _verdict(self, fp: str) -> bool | None:
         """True or False while FLORA's last word on this key is fresh; None when it must be asked."""
         entry = self.verdicts.get(fp)
-        if entry is None:
+        if entry is not None:
+            accepted, until = entry
+            if time.monotonic() < until:
+                return accepted
+        shared = await self.store.get(f"key:{fp}")
+        if shared is None:
             return None
-        accepted, when = entry
-        fresh = time.monotonic() - when < (_KEY_CHECK_TTL if accepted else _REJECTED_TTL)
-        return accepted if fresh else None
+        accepted = shared == "accepted"
+        self.verdicts[fp] = (accepted, time.monotonic() + _LOCAL_VERDICT_TTL)
+        return accepted
 
-    def _remember(self, fp: str, accepted: bool) -> None:
-        self.verdicts[fp] = (accepted, time.monotonic())
+    async def _remember(self, fp: str, accepted: bool) -> None:
+        ttl = _KEY_CHECK_TTL if accepted else _REJECTED_TTL
+        self.verdicts[fp] = (accepted, time.monotonic() + min(ttl, _LOCAL_VERDICT_TTL))
+        await self.store.put(f"key:{fp}", "accepted" if accepted else "rejected", ttl)
 
-    def _count_check(self, address: str) -> int | None:
+    async def _count_check(self, address: str) -> int | None:
         """Count a key check caused by `address`; seconds to wait if it has had its share this minute."""
-        return self._window(self.checks, address, _CHECKS_PER_ADDRESS)
+        return await self._window(f"checks:{address}", _CHECKS_PER_ADDRESS)
 
-    def _rate(self, fp: str) -> JSONResponse | None:
-        wait = self._window(self.windows, fp, self.settings.rate_limit)
+    async def _rate(self, fp: str) -> JSONResponse | None:
+        wait = await self._window(f"rate:{fp}", self.settings.rate_limit)
         return None if wait is None else _too_many(f"Too many requests; retry in {wait} s", wait)
 
-    @staticmethod
-    def _window(store: Recent, name: str, limit: int) -> int | None:
+    async def _window(self, name: str, limit: int) -> int | None:
+        """Count one event in this minute's window (shared by every process); seconds to its end if over."""
         if not limit:
             return None
-        now = time.monotonic()
-        window = [t for t in store.get(name, ()) if now - t < 60.0]
-        if len(window) >= limit:
-            store[name] = window
-            return max(1, int(60.0 - (now - window[0]) + 0.999))
-        window.append(now)
-        store[name] = window
-        return None
+        if await self.store.count(name, 60.0) <= limit:
+            return None
+        return max(1, int(60.0 - time.time() % 60.0 + 0.999))
+
+
+def _store_name(key: str) -> str:
+    """A key's name in the shared store: its full SHA-256 (a short fingerprint could be forged to collide)."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _too_many(message: str, wait: int) -> JSONResponse:
@@ -256,19 +265,19 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
     host = host or settings.host
     # No server-wide key on the shared client: every request brings its own (see _KeyGate).
     client = client or build_client(settings, None, per_request_keys=True)
-    gate = _KeyGate(settings, client.with_api_key)
+    # One ledger for the tools, the key gate's verdicts and rate windows, and OAuth's records: shared by
+    # every worker and replica that names the same FLORA_STATE_URL.
+    ledger = open_ledger(state_url(settings))
+    gate = _KeyGate(settings, client.with_api_key, ledger.store)
 
     def api_key_for(ctx: Context) -> str | None:
         return gate.key_for(ctx.headers)
 
     # OAuth sign-in (FLORA_OAUTH): its records live in the ledger's store, shared with the tools.
-    ledger, auth_routes, provider = None, [], None
+    auth_routes, provider = [], None
     if settings.oauth:
-        from ..config import state_url
-        from ..ledger import open_ledger
         from .oauth import oauth_routes
 
-        ledger = open_ledger(state_url(settings))
         auth_routes, provider = oauth_routes(settings, ledger.store, client.with_api_key)
     server = create_server(settings, client=client, api_key_for=api_key_for, ledger=ledger)
     security = _security(settings, host)
@@ -284,8 +293,7 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
         async with server.session_manager.run():
             yield
         await client.aclose()
-        if ledger is not None:
-            await ledger.aclose()
+        await ledger.aclose()
 
     if settings.stateless:
         # The SDK's transport logs "Terminating session: None" at INFO for every stateless request it
