@@ -27,7 +27,7 @@ from ._ids import ID_PATTERN, new_idempotency_key, user_id
 from ._recent import Recent
 from ._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from .config import DEFAULT_BASE_URL
-from .idempotency import IDEMPOTENCY_HEADER, key_was_spent
+from .idempotency import IDEMPOTENCY_HEADER, canonical_json, key_was_spent
 from .errors import (
     AcceptedRunLostError,
     ConfigurationError,
@@ -161,7 +161,7 @@ class FloraClient:
         409 means "accepted then" (see idempotency.py)."""
         body = request.model_dump(exclude_none=True)
         data = await self._request("POST", "/generate", json=body, idempotency_key=idempotency_key, resend=resend)
-        return self._parse(RunStarted, data)
+        return self._run_started(data)
 
     async def get_run(self, run_id: str) -> Run:
         return self._parse(Run, await self._request("GET", f"/runs/{_segment(run_id)}"))
@@ -172,8 +172,8 @@ class FloraClient:
     async def start_action_run(self, request: ActionRunRequest, *, idempotency_key: str | None = None,
                                resend: bool = False) -> RunStarted:
         body = request.model_dump(exclude_none=True)
-        return self._parse(RunStarted, await self._request("POST", "/runs/action", json=body,
-                                                           idempotency_key=idempotency_key, resend=resend))
+        return self._run_started(await self._request("POST", "/runs/action", json=body,
+                                                     idempotency_key=idempotency_key, resend=resend))
 
     async def list_techniques(self, workspace_id: str) -> TechniqueList:
         data = await self._request("GET", "/techniques", params={"workspace_id": workspace_id})
@@ -182,8 +182,8 @@ class FloraClient:
     async def start_technique_run(self, request: TechniqueRunRequest, *, idempotency_key: str | None = None,
                                   resend: bool = False) -> RunStarted:
         body = request.model_dump(exclude_none=True)
-        return self._parse(RunStarted, await self._request("POST", "/runs/technique", json=body,
-                                                           idempotency_key=idempotency_key, resend=resend))
+        return self._run_started(await self._request("POST", "/runs/technique", json=body,
+                                                     idempotency_key=idempotency_key, resend=resend))
 
     async def upload_asset(self, request: UploadRequest, data: bytes | IO[bytes]) -> Asset:
         """Reserve, send the bytes to the signed URL, complete: the three steps of an asset upload.
@@ -256,7 +256,7 @@ class FloraClient:
                                 resend: bool = False) -> RunStarted:
         data = await self._request("POST", f"/projects/{_segment(project_id)}/actions/{_segment(node_id, NODE_ID_PATTERN)}/run",
                                    idempotency_key=idempotency_key, resend=resend)
-        return self._parse(RunStarted, data)
+        return self._run_started(data)
 
     @asynccontextmanager
     async def stream_output(self, url: str, *, follow_redirects: bool = True) -> AsyncIterator[httpx2.Response]:
@@ -291,6 +291,15 @@ class FloraClient:
         async with self._user_slot():
             return await self._http.request(method, url, **kwargs)
 
+    def _run_started(self, data: Any) -> RunStarted:
+        """A paid start's 2xx answer. FLORA accepted (and charged) the start even when its answer is
+        unusable, so that failure says the start may have happened: the caller must not forget it."""
+        try:
+            return self._parse(RunStarted, data)
+        except FloraError as exc:
+            exc.may_have_started = True
+            raise
+
     def _parse(self, model: type[_Model], data: Any) -> _Model:
         """A FLORA answer as `model`; an answer that breaks the contract (a bad ID, a missing field) is a
         FloraError naming the field, never a pydantic traceback that could print the values it got."""
@@ -318,6 +327,8 @@ class FloraClient:
         if not self._api_key:
             raise _MISSING_KEY
         headers = {"Authorization": f"Bearer {self._api_key}"}
+        if json is not None:
+            headers["Content-Type"] = "application/json"
         if method == "POST":
             # Generated once per logical call and reused on every retry: a retry never starts a second run.
             idempotency_key = idempotency_key or new_idempotency_key()
@@ -330,18 +341,25 @@ class FloraClient:
             attempt += 1
             retry_after: float | None = None
             try:
-                response = await self._send(method, url, params=params, json=json, headers=headers)
+                response = await self._send(method, url, params=params, headers=headers,
+                                            **({"content": canonical_json(json)} if json is not None else {}))
             except httpx2.TransportError as exc:
                 failure: FloraError = FloraConnectionError(f"{method} {path} failed: {type(exc).__name__}")
                 # A request that was sent may have been processed before the connection failed.
                 arrived_now = not isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout)
             else:
                 if response.status_code < 300:
-                    return response.json() if response.content else {}
+                    try:
+                        return response.json() if response.content else {}
+                    except ValueError:  # cut short or not JSON: for a POST, it was still accepted
+                        failure = FloraError(f"FLORA answered {method} {path} with an unreadable body",
+                                             code="unexpected_response", status=response.status_code)
+                        failure.may_have_started = method == "POST"
+                        raise failure from None
                 failure = _error_from_response(response, secret=self._api_key)
                 arrived_now = response.status_code >= 500
                 if response.status_code not in RETRYABLE_STATUS:
-                    if method == "POST" and idempotency_key and key_was_spent(failure) and (attempt > 1 or resend):
+                    if method == "POST" and idempotency_key and key_was_spent(failure, resent=attempt > 1 or resend):
                         raise AcceptedRunLostError(idempotency_key) from None
                     failure.may_have_started = may_have_arrived
                     raise failure

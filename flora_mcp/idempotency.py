@@ -12,23 +12,37 @@ So the client:
 - reuses one key for every retry of one logical start (a retry never starts a second run);
 - reads a replay as the start's answer (it carries the run ID), and a 409 for a key that may have
   reached FLORA before as "accepted and charged once, run ID not returned" (AcceptedRunLostError);
-- treats a key as spent for 24 hours (the longer window), and never advises dropping a key whose
-  start's outcome is unknown: sending the same key again is what makes a second charge impossible.
+- sends bodies as canonical JSON (sorted keys): a resend is byte-for-byte the first request;
+- never advises dropping a key whose start's outcome is unknown: sending the same key again is what
+  makes a second charge impossible — within KEY_SAFE_SECONDS (two hours, the shorter window). After
+  that FLORA may have forgotten the key, so the ledger stops resending it and says so instead.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .errors import FloraError
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "idempotent-replayed"
-KEY_LIFETIME_HOURS = 24  # the longer of the two documented windows
 SPENT_KEY_CODES = ("idempotency_duplicate",)  # spec: the key was used; the first attempt was accepted
 CONFLICT_CODES = ("idempotency_conflict",)  # docs: the key was used for a different body
 
 
-def key_was_spent(error: FloraError) -> bool:
-    return error.code in SPENT_KEY_CODES
+KEY_SAFE_SECONDS = 2 * 3600  # the shorter documented window: after it, FLORA may have forgotten a key
+
+
+def key_was_spent(error: FloraError, *, resent: bool) -> bool:
+    """Does this refusal mean "FLORA already accepted a start with this key"? A 409 says so whenever the
+    key was ours to have sent before (a retry, a resend, or a key the agent chose and may have used);
+    a 422 conflict says so for a resend, whose normalised body the ledger matched to the first one."""
+    return error.code in SPENT_KEY_CODES and resent or error.code in CONFLICT_CODES and resent
+
+
+def canonical_json(body: dict[str, Any]) -> bytes:
+    """The bytes of a request body: sorted keys, so the same normalised request is the same body
+    (FLORA's docs compare a replayed key's body with the first one's)."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -169,3 +169,18 @@ async def test_users_are_named_by_a_hash_never_the_key(tmp_path):
     await ledger.aclose()
     assert b"sk_live_secret_value" not in (tmp_path / "l.sqlite3").read_bytes()
     assert who != user_id("http://127.0.0.1:1/api/v1", "sk_live_secret_value")
+
+
+def test_pruning_keeps_unfinished_rows_and_the_budget_window():
+    from flora_mcp.ledger import book
+
+    now = 1_000_000.0
+    rows = {f"s{n}": {"key": f"s{n}", "status": "completed", "created": now - 7200 - n, "charged_usd": 0.01}
+            for n in range(book.MAX_ROWS + 50)}
+    rows["lost"] = {"key": "lost", "status": "unknown", "created": now - 10 * 86400, "reserved_usd": 0.5}
+    rows["recent"] = {"key": "recent", "status": "completed", "created": now - 60, "charged_usd": 0.01}
+    book.prune(rows, now, keep_seconds=86400)
+    assert "lost" in rows and "recent" in rows  # money held, and inside the window: kept
+    assert len(rows) == book.MAX_ROWS + 52  # the settled rows from 2 h ago are inside the 24 h window too
+    book.prune(rows, now, keep_seconds=3600)
+    assert "lost" in rows and "recent" in rows and len(rows) == book.MAX_ROWS

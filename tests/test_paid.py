@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import anyio
+import httpx2
 import pytest
 from mcp.client import Client
 
+from flora_mcp._retry import RetryPolicy
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.server import create_server
 from tests.conftest import call, first_ids, settings, text_of
@@ -233,3 +235,114 @@ async def test_list_runs_answers_what_was_spent_in_one_small_call(make_session, 
     assert data["totals"]["left_usd"] == pytest.approx(5.0 - data["totals"]["charged_usd"])
     assert len(done["runs"]) == 5 and done["more"] == 15
     assert not any(c.type == "image" for c in result.content)  # no previews
+
+
+# --- regressions from the hostile review (each failed before its fix) ------------------------------------------
+class _Mangled201(httpx2.AsyncBaseTransport):
+    """A transport that turns FLORA's 201 for a start into an answer this server cannot read."""
+
+    def __init__(self, inner, how: str) -> None:
+        self.inner, self.how = inner, how
+
+    async def handle_async_request(self, request):
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and request.url.path.endswith("/generate") and response.status_code == 201:
+            await response.aread()
+            body = json.loads(response.content)
+            if self.how == "missing":
+                body.pop("charged_cost")
+                return httpx2.Response(201, json=body)
+            return httpx2.Response(201, content=b'{"run_id": "run_', headers={"content-type": "application/json"})
+        return response
+
+
+@pytest.mark.parametrize("how", ["missing", "truncated"])
+async def test_an_unreadable_201_is_a_start_that_happened_not_a_refusal(how):
+    from flora_mcp.client import FloraClient
+
+    sandbox = Sandbox(speed=200)
+    transport = _Mangled201(sandbox.transport(), how)
+    flora = FloraClient("sk_sandbox_demo", base_url=sandbox.base_url, transport=transport)
+    async with Client(create_server(settings(budget_usd=0.2), client=flora)) as client:
+        ids = await _ids(client)
+        result, data = await call(client, "start_generation", image(ids, model="t2i-flux-2-pro"))
+        assert not result.is_error and data["status"] == "unknown" and data["idempotency_key"]
+        assert "Nothing was started" not in text_of(result)
+        again, data = await call(client, "start_generation", image(ids, model="t2i-flux-2-pro"))  # the agent retries
+        _, runs = await call(client, "list_runs")
+    assert data["status"] == "accepted" and len(sandbox.state.charges) == 1
+    assert runs["totals"]["held_usd"] > 0  # the budget still holds money for it
+
+
+async def test_a_409_for_a_key_the_agent_chose_is_accepted_even_in_a_fresh_ledger(make_session):
+    sandbox = Sandbox(speed=200)
+    async with make_session(sandbox, max_retries=0) as first:
+        ids = await _ids(first)
+        sandbox.faults.drop_after_processing = 1
+        sandbox.faults.only_paths = ("/generate",)
+        _, lost = await call(first, "start_generation", image(ids))
+    async with make_session(sandbox, max_retries=0) as restarted:  # memory: ledger, so it forgot the start
+        result, data = await call(restarted, "start_generation", image(ids, idempotency_key=lost["idempotency_key"]))
+    assert data["status"] == "accepted" and "Nothing was started" not in text_of(result)
+    assert len(sandbox.state.charges) == 1
+
+
+async def test_an_unknown_start_is_not_resent_once_flora_may_have_forgotten_its_key(tmp_path):
+    import sqlite3
+
+    from flora_mcp.sandbox import ManualClock
+
+    clock, path = ManualClock(), tmp_path / "ledger.sqlite3"
+    sandbox = Sandbox(clock=clock)
+    configured = settings(state_url=f"sqlite:///{path}", max_retries=0, wait_seconds=0)
+    async with Client(create_server(configured, client=sandbox.client(retry=RetryPolicy(max_retries=0)))) as client:
+        ids = await _ids(client)
+        sandbox.faults.drop_after_processing = 1
+        sandbox.faults.only_paths = ("/generate",)
+        _, lost = await call(client, "start_generation", image(ids))
+    clock.advance(3 * 3600)  # three hours later FLORA's spec no longer promises the key is remembered
+    db = sqlite3.connect(path)
+    for user, key, data in db.execute("SELECT user, key, data FROM runs").fetchall():
+        row = json.loads(data)
+        row["created"] -= 3 * 3600
+        row["updated"] -= 3 * 3600
+        db.execute("UPDATE runs SET data = ?, created = ? WHERE user = ? AND key = ?",
+                   (json.dumps(row), row["created"], user, key))
+    db.commit()
+    db.close()
+    async with Client(create_server(configured, client=sandbox.client(retry=RetryPolicy(max_retries=0)))) as client:
+        _, data = await call(client, "start_generation", image(ids, idempotency_key=lost["idempotency_key"]))
+    assert data["status"] == "unknown" and "new_run=true" in data["next"] and "check the project" in data["next"]
+    assert len(sandbox.state.charges) == 1  # not resent: FLORA would have started a second run
+
+
+async def test_replay_mode_resend_with_params_in_another_order_finds_the_run(make_session):
+    sandbox = Sandbox(speed=200, idempotency_mode="replay")
+    async with make_session(sandbox, max_retries=0) as client:
+        ids = await _ids(client)
+        sandbox.faults.drop_after_processing = 1
+        sandbox.faults.only_paths = ("/generate",)
+        _, lost = await call(client, "start_generation", image(ids, params={"aspect_ratio": "1:1", "seed": 7}))
+        _, found = await call(client, "start_generation", image(ids, params={"seed": 7, "aspect_ratio": "1:1"},
+                                                                idempotency_key=lost["idempotency_key"],
+                                                                wait_seconds=5))
+    assert found["run_id"] == sandbox.charged_runs()[0] and found["status"] == "completed"
+    assert len(sandbox.state.charges) == 1
+
+
+async def test_a_call_waiting_on_an_identical_start_that_flora_refused_is_told_nothing_was_charged(make_session):
+    sandbox = Sandbox(speed=200, credits=0)
+    async with make_session(sandbox) as client:
+        ids = await _ids(client)
+        sandbox.faults.slow_seconds = 0.3
+        answers = []
+
+        async def go() -> None:
+            answers.append(await call(client, "start_generation", image(ids)))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(go)
+            await anyio.sleep(0.05)
+            tg.start_soon(go)
+    assert all(r.is_error and "Nothing was started or charged" in text_of(r) for r, _ in answers)
+    assert not any(d.get("status") == "unknown" for _, d in answers)

@@ -86,11 +86,15 @@ class Ledger:
 
         def change(rows: Book) -> list[Decision]:
             now = time.time()
-            book.prune(rows, now)
+            book.prune(rows, now, window_seconds)
             return book.begin(rows, intents, now=now, owner=self.owner, budget_usd=budget_usd,
                               window_seconds=window_seconds)
 
         return await self.store.update(user, change)
+
+    async def preview(self, user: str, intents: list[Intent]) -> list[Decision]:
+        """What begin would decide (nothing written): the starts that are new, and so need guarding."""
+        return book.preview(await self.store.read(user), intents, now=time.time())
 
     async def wait_for_start(self, user: str, key: str) -> Row | None:
         """Wait while another call is starting the same request; its row once it has an outcome."""

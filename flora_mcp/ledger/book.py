@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..idempotency import KEY_SAFE_SECONDS  # FLORA remembers a key at least this long: resend only within it
+
 Row = dict[str, Any]
 Book = dict[str, Row]  # idempotency key -> row
 
@@ -41,13 +43,14 @@ class Intent:
     details: dict[str, Any] = field(default_factory=dict)  # model, project_id, workspace_id, label, kind
 
 
-Kind = Literal["start", "resend", "follow", "accepted", "wait", "conflict"]
+Kind = Literal["start", "resend", "follow", "accepted", "wait", "conflict", "expired"]
 
 
 @dataclass(frozen=True)
 class Decision:
     """What to do for one intent. `start`/`resend` POST with `key`; `resend` means the key may have
-    reached FLORA before, so a 409 answers "accepted once". `follow` answers with an earlier run."""
+    reached FLORA before, so a 409 answers "accepted once". `follow` answers with an earlier run.
+    `expired`: the outcome is unknown and FLORA may have forgotten the key, so resending it is unsafe."""
 
     kind: Kind
     key: str
@@ -92,6 +95,8 @@ def _decide_existing(row: Row, now: float, owner: str, reused: bool) -> Decision
         return Decision("follow", row["key"], row, reused)
     if row["status"] == "starting" and not _is_stale_start(row, now):
         return Decision("wait", row["key"], row, reused)
+    if now - row["created"] > KEY_SAFE_SECONDS:  # FLORA may have forgotten the key: a resend could charge again
+        return Decision("expired", row["key"], row, reused)
     # Outcome unknown (or its process died mid-POST): send the same key again; FLORA never starts a
     # second run for it, and answers either the run (replay) or 409 (accepted once, ID lost).
     row.update(status="starting", updated=now, owner=owner, attempts=row.get("attempts", 1) + 1)
@@ -111,6 +116,12 @@ def _identical(book: Book, intent: Intent, now: float) -> Row | None:
         if best is None or row["created"] > best["created"]:
             best = row
     return best
+
+
+def preview(book: Book, intents: list[Intent], *, now: float) -> list[Decision]:
+    """What `begin` would decide, on a copy, with no budget: which intents are new starts to guard."""
+    copy = {k: dict(r) for k, r in book.items()}
+    return begin(copy, intents, now=now, owner="preview", budget_usd=None, window_seconds=0)
 
 
 def begin(book: Book, intents: list[Intent], *, now: float, owner: str, budget_usd: float | None,
@@ -151,12 +162,15 @@ def begin(book: Book, intents: list[Intent], *, now: float, owner: str, budget_u
     return decisions
 
 
-def prune(book: Book, now: float) -> None:
-    """Drop rows past retention, then all but the newest MAX_ROWS."""
+def prune(book: Book, now: float, keep_seconds: float) -> None:
+    """Drop rows past retention; past MAX_ROWS, drop the oldest settled rows outside `keep_seconds` (the
+    budget window). Unfinished rows stay: they hold money and may still need their key resent."""
     for key in [k for k, r in book.items() if now - r["created"] > RETENTION_SECONDS]:
         del book[key]
     if len(book) > MAX_ROWS:
-        for key, _ in sorted(book.items(), key=lambda kv: kv[1]["created"])[: len(book) - MAX_ROWS]:
+        keep = max(keep_seconds, REUSE_SECONDS)
+        old = sorted((r["created"], k) for k, r in book.items() if r["status"] in SETTLED and now - r["created"] > keep)
+        for _, key in old[: len(book) - MAX_ROWS]:
             del book[key]
 
 

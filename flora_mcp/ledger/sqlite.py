@@ -40,10 +40,17 @@ class SqliteStore:
         self._db = sqlite3.connect(path, timeout=15.0, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
         with self._lock:
-            if path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            for attempt in range(20):  # processes opening a new file at once can meet "database is locked"
+                try:
+                    if path != ":memory:":
+                        self._db.execute("PRAGMA journal_mode=WAL")
+                        self._db.execute("PRAGMA synchronous=NORMAL")
+                    self._db.executescript(_SCHEMA)
+                    break
+                except sqlite3.OperationalError:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"

@@ -72,7 +72,10 @@ async def estimate(call: ToolCall, model: Model | None, params: dict[str, Any] |
     if runs:
         basis += f" x{ratio:.2f} (charged/estimated over {runs} settled run{'s' if runs > 1 else ''})"
     margin = CALIBRATED_MARGIN if runs else UNCALIBRATED_MARGIN
-    return Estimate(usd, round(usd * margin, 4), basis, ratio)
+    # The learned ratio is shared by every user and parameter mix, so it can undershoot a particular
+    # request: the budget never holds back less than the catalogue's own estimate with the margin.
+    reserve = max(usd, base * multiplier) * margin
+    return Estimate(usd, round(reserve, 4), basis, ratio)
 
 
 def fixed(usd: float | None, what: str) -> Estimate:

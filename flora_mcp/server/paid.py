@@ -15,6 +15,7 @@ answer carries the run ID and the idempotency key.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from .waiting import follow
 if TYPE_CHECKING:
     from ..models import RunStarted
     from .estimates import Estimate
+
+logger = logging.getLogger("flora_mcp.server")
 
 POST_DEADLINE = 120.0  # longest a shielded start may take (the client's own retries stop well before)
 Send = Callable[[str, bool], Awaitable["RunStarted"]]
@@ -72,8 +75,8 @@ def paid_start(call: ToolCall, tool: str, body: dict[str, Any], estimate: Estima
 async def reserve(call: ToolCall, starts: list[PaidStart], what: str) -> None:
     """Checks before spend, then the write-ahead intent: guards for what is new, one atomic reservation
     for all (a batch reserves its sum), and earlier runs for what was asked before."""
-    seen = await call.ledger.rows(call.user_id)
-    fresh = [s for s in starts if not _asked_before(s, seen)]
+    preview = await call.ledger.preview(call.user_id, [s.intent for s in starts])
+    fresh = [s for s, d in zip(starts, preview) if d.kind == "start"]
     if fresh:
         await guard_cost(call, [s.estimate for s in fresh], what)
     budget = budget_usd(call.settings)
@@ -93,32 +96,29 @@ async def reserve(call: ToolCall, starts: list[PaidStart], what: str) -> None:
         start.decision = decision
 
 
-def _asked_before(start: PaidStart, rows: list[dict[str, Any]]) -> bool:
-    """Would the ledger answer this start with an earlier run? (Then there is nothing new to guard.)"""
-    intent = start.intent
-    for row in rows:
-        if row["key"] == intent.key:
-            return True
-        if not intent.key_given and not intent.new_run and row["tool"] == intent.tool \
-                and row["fingerprint"] == intent.fingerprint and row["status"] != "failed":
-            return True
-    return False
-
-
 async def send(call: ToolCall, start: PaidStart, post: Send) -> None:
     """Make the POST the ledger decided on (or adopt the earlier run it found) and record the outcome."""
     decision = start.decision
     assert decision is not None, "reserve() first"
     if decision.kind == "wait":  # an identical call is starting it right now: use its start
-        _adopt(start, await call.ledger.wait_for_start(call.user_id, decision.key) or decision.row)
+        row = await call.ledger.wait_for_start(call.user_id, decision.key)
+        if row is None:  # FLORA refused that start, so nothing was charged; this call may do better
+            raise ToolInputError(f"an identical {start.tool} call that was starting this was refused by FLORA. "
+                                 f"{NOTHING_STARTED}; call again to try it yourself")
+        _adopt(start, row)
         return
-    if decision.kind in ("follow", "accepted"):
+    if decision.kind in ("follow", "accepted", "expired"):
         _adopt(start, decision.row)
+        if decision.kind == "expired":
+            start.outcome = "expired"
         return
+    # A key the agent chose may have reached FLORA before (another server, a lost ledger): a 409 for it
+    # means "accepted then", never "refused".
+    resend = decision.kind == "resend" or start.intent.key_given
     refused: FloraError | None = None
     with anyio.CancelScope(shield=True):  # a client that gives up mid-POST must not lose an accepted run
         with anyio.move_on_after(POST_DEADLINE):
-            refused = await _post_and_record(call, start, post, resend=decision.kind == "resend")
+            refused = await _post_and_record(call, start, post, resend=resend)
         if start.outcome == "new":  # the deadline passed mid-POST
             start.outcome, start.note = "unknown", f"FLORA did not answer within {POST_DEADLINE:g} s"
             await call.ledger.outcome_unknown(call.user_id, start.key, start.note)
@@ -142,6 +142,11 @@ async def _post_and_record(call: ToolCall, start: PaidStart, post: Send, *, rese
         start.outcome = "refused"
         await call.ledger.release(user, start.key)
         return _nothing_charged(exc)
+    except Exception as exc:  # a bug or an unreadable answer after the POST went out: it may have started
+        logger.warning("start %s: %s after the POST; outcome unknown", start.key, type(exc).__name__)
+        start.outcome, start.note = "unknown", f"its answer could not be read ({type(exc).__name__})"
+        await call.ledger.outcome_unknown(user, start.key, start.note)
+        return None
     start.run_id, start.outcome = started.run_id, "started"
     note_run_project(started)
     model = started.model.model_id if started.model else None
@@ -150,10 +155,24 @@ async def _post_and_record(call: ToolCall, start: PaidStart, post: Send, *, rese
         call.user.models_used[started.run_id] = model
     if started.estimated_seconds is not None:
         call.user.estimates[started.run_id] = started.estimated_seconds
-    await call.ledger.started(user, start.key, started.run_id, estimated_seconds=started.estimated_seconds,
-                             **start.details)
+    await _record_started(call, start, started.estimated_seconds)
     await call.info(f"started {started.run_id}")
     return None
+
+
+async def _record_started(call: ToolCall, start: PaidStart, estimated_seconds: int | None) -> None:
+    """Write the run ID to the ledger. The run exists either way: a ledger that cannot be written (locked,
+    unreachable) must not cost the agent the run ID it is about to receive."""
+    for attempt in range(3):
+        try:
+            await call.ledger.started(call.user_id, start.key, start.run_id, estimated_seconds=estimated_seconds,
+                                      **start.details)
+            return
+        except Exception as exc:
+            logger.warning("ledger write for %s failed (%s), attempt %d", start.run_id, type(exc).__name__,
+                           attempt + 1)
+            await anyio.sleep(0.2 * (attempt + 1))
+    start.note = "started, but this server could not record it; list_runs will not show it"
 
 
 def _adopt(start: PaidStart, row: dict[str, Any]) -> None:
@@ -199,10 +218,18 @@ def pending_row(call: ToolCall, start: PaidStart) -> dict[str, Any] | None:
             "FLORA accepted this start and charged it once, but did not return its run ID; do not start it again. "
             "Its outputs will appear in the FLORA project; list_runs lists it")}
     if start.outcome == "unknown":
+        again = (f"Call {start.tool} again with the same items (it never starts a second run)"
+                 if start.tool == "start_generations" else
+                 f"Call {start.tool} again with idempotency_key={start.key!r} and the same arguments: it never "
+                 "starts a second run")
         return {"status": "unknown", "run_id": None, "next": (
-            f"the start may have been accepted and charged: FLORA's answer did not arrive ({start.note}). Call "
-            f"{start.tool} again with idempotency_key={start.key!r} and the same arguments: it never starts a second "
-            "run, and returns this one's run_id once FLORA confirms it. list_runs lists it meanwhile")}
+            f"the start may have been accepted and charged: FLORA's answer did not arrive ({start.note}). {again}, "
+            "and returns this one's run_id once FLORA confirms it (within 2 hours). list_runs lists it meanwhile")}
+    if start.outcome == "expired":
+        return {"status": "unknown", "run_id": None, "next": (
+            "this start's outcome was never confirmed and FLORA may have forgotten its idempotency key (over 2 "
+            "hours ago), so resending it could charge again. It may have been charged: check the project in FLORA. "
+            "To start anew, call again with new_run=true (without this idempotency_key)")}
     return None
 
 

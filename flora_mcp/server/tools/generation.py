@@ -14,6 +14,7 @@ from ...config import budget_usd
 from ...errors import FloraError
 from .._registry import ToolInputError, ToolResult, ToolSpec
 from .._registry import NOTHING_STARTED
+from ...ledger.book import STALE_START_SECONDS
 from ..estimates import Estimate, estimate
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
 from ..paid import PaidStart, answer, paid_start, pending_row, reserve, send, start_facts
@@ -219,7 +220,7 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
         try:
             await send(call, start, lambda key, resend: call.client.start_generation(
                 item.request, idempotency_key=key, resend=resend))
-        except FloraError as exc:
+        except (FloraError, ToolInputError) as exc:  # refused before anything started: its own row
             rows.append({"item": index, "error": str(exc), "idempotency_key": start.key})
 
     async with anyio.create_task_group() as tg:
@@ -279,7 +280,7 @@ async def list_runs(req: ListRuns, call: ToolCall) -> ToolResult:
     projects = {r.get("project_id") for r in shown}
     columns = LIST_COLUMNS if len(projects) > 1 else [c for c in LIST_COLUMNS if c != "project_id"]
     table = [[r.get("run_id") or f"key:{r['key']}", _TOOL_SHORT.get(r["tool"], r["tool"]), r.get("model"),
-              r["status"], _usd_of(r)] + ([r.get("project_id")] if len(projects) > 1 else []) + [_age(now - r["created"])]
+              _status_of(r, now), _usd_of(r)] + ([r.get("project_id")] if len(projects) > 1 else []) + [_age(now - r["created"])]
              for r in shown]
     totals: dict[str, Any] = {"window_hours": window_hours, "charged_usd": round(spent, 4),
                               "held_usd": round(reserved, 4)}
@@ -309,6 +310,13 @@ async def _refresh_unfinished(call: ToolCall, rows: list[dict[str, Any]]) -> Non
         async with anyio.create_task_group() as tg:
             for row in rows:
                 tg.start_soon(refresh, row["run_id"])
+
+
+def _status_of(row: dict[str, Any], now: float) -> str:
+    """A start whose process died mid-POST stays 'starting' in the ledger: to the agent it is unknown."""
+    if row["status"] == "starting" and now - row["updated"] > STALE_START_SECONDS:
+        return "unknown"
+    return row["status"]
 
 
 def _usd_of(row: dict[str, Any]) -> float:
