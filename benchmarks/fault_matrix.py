@@ -123,7 +123,8 @@ async def follow_advice(agent: Client, args: dict[str, Any], row: Row) -> None:
 
 
 async def main() -> None:
-    logging.getLogger("flora_mcp").setLevel(logging.WARNING)  # the table is the output; retries are expected
+    for name in ("flora_mcp", "httpx2", "httpx"):  # the table is the output; retries are expected
+        logging.getLogger(name).setLevel(logging.WARNING)
     with running_sandbox(speed=20) as base:
         print(f"{'scenario':42} {'asked':>5} {'charged':>7} {'IDs reached':>11} {'accepted, ID unknown':>20}")
         totals = [0, 0, 0]
