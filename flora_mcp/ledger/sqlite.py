@@ -127,26 +127,20 @@ class SqliteStore:
         await self._run(lambda db: db.execute("DELETE FROM kv WHERE name = ?", (name,)))
 
     async def count(self, name: str, window_seconds: float) -> int:
-        """Count one event in the current fixed window of `name`; returns the window's count so far."""
+        """Count one event in the current fixed window of `name`; returns the window's count so far.
+        One UPSERT statement, atomic on its own (it runs on every hosted request)."""
         now = time.time()
         slot = f"{name}@{int(now // window_seconds)}"
 
-        def txn(db: sqlite3.Connection) -> int:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute("SELECT value FROM kv WHERE name = ? AND expires > ?", (slot, now)).fetchone()
-                count = (int(row[0]) if row else 0) + 1
-                db.execute("INSERT OR REPLACE INTO kv (name, value, expires) VALUES (?, ?, ?)",
-                           (slot, str(count), now + window_seconds))
-                if count == 1:  # now and then: forget expired values
-                    db.execute("DELETE FROM kv WHERE expires <= ?", (now,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        def upsert(db: sqlite3.Connection) -> int:
+            count = int(db.execute(
+                "INSERT INTO kv (name, value, expires) VALUES (?, '1', ?) ON CONFLICT(name) DO UPDATE "
+                "SET value = CAST(kv.value AS INTEGER) + 1 RETURNING value", (slot, now + window_seconds)).fetchone()[0])
+            if count == 1:  # now and then: forget expired values
+                db.execute("DELETE FROM kv WHERE expires <= ?", (now,))
             return count
 
-        return await self._run(txn)
+        return await self._run(upsert)
 
     # --- estimate calibration -------------------------------------------------------------------------
     async def add_calibration(self, model: str, estimated_usd: float, charged_usd: float) -> None:
