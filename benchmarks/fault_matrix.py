@@ -31,7 +31,7 @@ from flora_mcp._retry import RetryPolicy  # noqa: E402
 from flora_mcp.client import FloraClient  # noqa: E402
 from flora_mcp.config import Settings  # noqa: E402
 from flora_mcp.server import create_server  # noqa: E402
-from tests.servers import running_sandbox  # noqa: E402
+from tests.helpers import running_sandbox  # noqa: E402
 
 
 @dataclass

@@ -8,10 +8,11 @@ import json
 import anyio
 import pytest
 from mcp.client import Client
+from mcp.shared.exceptions import MCPError
 
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.server import create_server
-from tests.conftest import call, first_ids, settings, text_of
+from tests.helpers import call, first_ids, settings, text_of
 
 
 async def _ids(client: Client) -> dict:
@@ -92,7 +93,7 @@ async def test_a_call_cut_by_the_client_and_retried_pays_once(make_session, fast
     async with make_session(sandbox) as client:
         ids = await _ids(client)
         args = {"type": "video", "prompt": "waves", "model": "t2v-seedance-1-lite", **ids, "wait_seconds": 30}
-        with pytest.raises(Exception):
+        with pytest.raises(MCPError):
             await client.call_tool("start_generation", args, read_timeout_seconds=0.5)
         await anyio.sleep(0.2)
         result, data = await call(client, "start_generation", args)
@@ -106,7 +107,7 @@ async def test_a_call_cut_mid_post_still_records_the_run(make_session):
         ids = await _ids(client)
         await call(client, "start_generation", image(ids, dry_run=True))  # catalogue cached: the POST is next
         sandbox.faults.slow_seconds = 1.0  # every request, the POST included, takes 1 s
-        with pytest.raises(Exception):
+        with pytest.raises(MCPError):
             await client.call_tool("start_generation", image(ids), read_timeout_seconds=0.3)
         await anyio.sleep(1.5)  # the shielded POST finishes and is recorded
         sandbox.faults.slow_seconds = 0

@@ -109,7 +109,7 @@ def test_no_arguments_crash_a_tool(tool, arguments):
 
     from flora_mcp.sandbox import Sandbox
     from flora_mcp.server import create_server
-    from tests.conftest import settings as make_settings
+    from tests.helpers import settings as make_settings
 
     if isinstance(arguments.get("wait_seconds"), int | float):
         arguments["wait_seconds"] = 0
@@ -188,7 +188,7 @@ def test_every_string_argument_of_every_tool_is_answered_by_name():
 
     from flora_mcp.sandbox import Sandbox
     from flora_mcp.server import create_server
-    from tests.conftest import settings as make_settings
+    from tests.helpers import settings as make_settings
 
     cases = _fuzz_cases()
     assert len(cases) >= 4 * 20  # every tool's string arguments, not a sample

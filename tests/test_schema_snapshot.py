@@ -11,7 +11,7 @@ from mcp.client import Client
 
 from flora_mcp.server import all_tools, create_server
 from flora_mcp.server._registry import PUBLISHED_SCHEMAS, input_schema, published_schemas
-from tests.conftest import settings
+from tests.helpers import settings
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
 

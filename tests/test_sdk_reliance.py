@@ -23,7 +23,7 @@ from packaging.specifiers import SpecifierSet
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.server import create_server
 from flora_mcp.server._registry import _RawArguments
-from tests.conftest import settings
+from tests.helpers import settings
 
 ROOT = Path(__file__).parent.parent
 

@@ -33,7 +33,6 @@ ProjectParam = Annotated[
     str | None,
     Field(pattern=PROJECT_ID_PATTERN, description="From list_projects; sets the workspace"),
 ]
-RequiredWorkspaceParam = Annotated[str, Field(pattern=WORKSPACE_ID_PATTERN, description="From list_workspaces")]
 RunIdParam = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="From start_generation")]
 
 

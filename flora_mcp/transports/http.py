@@ -306,7 +306,6 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
         from .oauth import OAuthGate
 
         app.add_middleware(OAuthGate, provider=provider, mcp_paths=MCP_PATHS)  # type: ignore[arg-type]
-    app.state.flora_server = server
     return app
 
 
