@@ -52,6 +52,24 @@ def _validation_error(fields: list[dict[str, str]]) -> JSONResponse:
     return error(400, "input_validation_error", message, fields)
 
 
+def _page_window(q: Any) -> tuple[int, int] | Response:
+    """A list endpoint's (offset, limit) from its `cursor` and `limit` (1-100, default 20), or the 400."""
+    try:
+        limit = int(q.get("limit", 20))
+        offset = int(base64.urlsafe_b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
+    except ValueError:
+        return _validation_error([{"field": "limit/cursor", "message": "Invalid value"}])
+    if not 1 <= limit <= 100:
+        return _validation_error([{"field": "limit", "message": "Number must be between 1 and 100"}])
+    return offset, limit
+
+
+def _page_meta(offset: int, limit: int, total: int) -> dict[str, Any]:
+    more = offset + limit < total
+    cursor = base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
+    return {"next_cursor": cursor, "total_estimate": total}
+
+
 def build_app(state: SandboxState) -> Any:
     async def api(request: Request) -> Response:
         """Auth, rate limits and faults for every /api/v1 route, then the route itself."""
@@ -151,23 +169,17 @@ def build_app(state: SandboxState) -> Any:
             return _validation_error([{"field": "workspace_id", "message": "Invalid workspace ID"}])
         if denied := _owned(account, workspace_id):
             return denied
-        try:
-            limit = int(q.get("limit", 20))
-            offset = int(base64.urlsafe_b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
-        except ValueError:
-            return _validation_error([{"field": "limit/cursor", "message": "Invalid value"}])
-        if not 1 <= limit <= 100:
-            return _validation_error([{"field": "limit", "message": "Number must be between 1 and 100"}])
+        window = _page_window(q)
+        if isinstance(window, Response):
+            return window
+        offset, limit = window
         query = (q.get("query") or "").lower()
         matches = [
             p for p in account.projects
             if p["workspace_id"] == workspace_id and query in p["name"].lower()
         ]
         matches.sort(key=lambda p: p.get("last_modified") or p["created_at"], reverse=True)
-        page = matches[offset : offset + limit]
-        more = offset + limit < len(matches)
-        cursor = base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
-        return JSONResponse({"projects": page, "meta": {"next_cursor": cursor, "total_estimate": len(matches)}})
+        return JSONResponse({"projects": matches[offset:offset + limit], "meta": _page_meta(offset, limit, len(matches))})
 
     async def _create_project(request: Request, account: Account) -> Response:
         body = await _json_body(request)
@@ -179,10 +191,8 @@ def build_app(state: SandboxState) -> Any:
                 problems.append({"field": key, "message": "Required"})
         if problems:
             return _validation_error(problems)
-        if denied := _owned(account, body["workspace_id"]):
-            return denied
-        if replay := _spent_key(request, account):
-            return replay
+        if refused := _owned(account, body["workspace_id"]) or _spent_key(request, account):
+            return refused
         now = state.clock()
         project = {
             "project_id": state.new_id("prj", account.key_fingerprint),
@@ -296,7 +306,7 @@ def build_app(state: SandboxState) -> Any:
         if replay := _spent_key(request, account):
             return replay
         entry = ACTIONS[body["action_id"]][0]
-        run = state.start_processed_run(account, kind="action", workspace_id=body["workspace_id"],
+        run = state.start_processed_run(account, run_type="action", workspace_id=body["workspace_id"],
                                         project_id=body["project_id"], label=body["action_id"], produced=produced,
                                         seconds=ACTION_SECONDS, cost=entry["charged_cost"])
         return _started(run, {"action": {"action_id": body["action_id"]}, "project_id": run.project_id})
@@ -334,13 +344,13 @@ def build_app(state: SandboxState) -> Any:
             return _validation_error([{"field": "inputs", "message": str(exc)}])
         if replay := _spent_key(request, account):
             return replay
-        run = state.start_processed_run(account, kind="technique", workspace_id=body["workspace_id"], project_id="",
+        run = state.start_processed_run(account, run_type="technique", workspace_id=body["workspace_id"], project_id="",
                                         label=entry["name"], produced=produced, seconds=entry["estimated_seconds"],
                                         cost=TECHNIQUE_COST)
         return _started(run, {"technique": {"technique_id": entry["technique_id"], "name": entry["name"]}})
 
     def _started(run: Any, extra: dict[str, Any]) -> JSONResponse:
-        return JSONResponse({"run_id": run.run_id, "type": run.kind, "estimated_seconds": run.estimated_seconds,
+        return JSONResponse({"run_id": run.run_id, "type": run.run_type, "estimated_seconds": run.estimated_seconds,
                              "charged_cost": 0, "poll_url": f"{state.public_base_url}/api/v1/runs/{run.run_id}"}
                             | extra, status_code=201)
 
@@ -354,10 +364,8 @@ def build_app(state: SandboxState) -> Any:
             problems.append({"field": "size", "message": f"Must be 1-{MAX_UPLOAD} bytes"})
         if problems:
             return _validation_error(problems)
-        if denied := _owned(account, body["workspace_id"]):
-            return denied
-        if replay := _spent_key(request, account):
-            return replay
+        if refused := _owned(account, body["workspace_id"]) or _spent_key(request, account):
+            return refused
         asset_id = state.new_id("asset", account.key_fingerprint)
         state.assets[asset_id] = {"account": account.key_fingerprint, "filename": body["filename"],
                                   "content_type": body["content_type"], "size": body["size"], "data": None,
@@ -423,17 +431,12 @@ def build_app(state: SandboxState) -> Any:
 
     def _list_nodes(request: Request, project_id: str, nodes: list[dict[str, Any]], url: str) -> Response:
         q = request.query_params
-        try:
-            limit = int(q.get("limit", 20))
-            offset = int(base64.urlsafe_b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
-        except ValueError:
-            return _validation_error([{"field": "limit/cursor", "message": "Invalid value"}])
-        if not 1 <= limit <= 100:
-            return _validation_error([{"field": "limit", "message": "Number must be between 1 and 100"}])
-        more = offset + limit < len(nodes)
-        cursor = base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
+        window = _page_window(q)
+        if isinstance(window, Response):
+            return window
+        offset, limit = window
         return JSONResponse({"project_id": project_id, "canvas_url": url, "nodes": nodes[offset:offset + limit],
-                             "meta": {"next_cursor": cursor, "total_estimate": len(nodes)}})
+                             "meta": _page_meta(offset, limit, len(nodes))})
 
     def _attach(request: Request, account: Account, project: dict, canvas: Any, asset_id: str, url: str) -> Response:
         if not asset_id.startswith("asset_"):
@@ -503,7 +506,7 @@ def build_app(state: SandboxState) -> Any:
         if replay := _spent_key(request, account):
             return replay
         entry = ACTIONS[node.action_id][0]
-        run = state.start_processed_run(account, kind="action", workspace_id=project["workspace_id"],
+        run = state.start_processed_run(account, run_type="action", workspace_id=project["workspace_id"],
                                         project_id=project["project_id"], label=node.label, produced=produced,
                                         seconds=ACTION_SECONDS, cost=entry["charged_cost"], canvas_node=node_id)
         return _started(run, {"model": None, "technique": None, "action": {"action_id": node.action_id},

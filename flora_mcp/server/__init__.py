@@ -126,13 +126,13 @@ def create_server(
     settings = settings or load_settings()
     backend = _Backend(settings, client, ledger)
 
-    async def prepare(ctx: Context) -> ToolCall:
+    async def open_call(ctx: Context) -> ToolCall:
         base = backend.client()
         if api_key_for is None:
             return backend.call(base, ctx)
         return backend.call(base.with_api_key(api_key_for(ctx)), ctx, hosted=True)
 
-    tools = [build_tool(spec, prepare, explain) for spec in select_tools(settings)]
+    tools = [build_tool(spec, open_call, explain) for spec in select_tools(settings)]
     server = MCPServer(
         name="flora-mcp",
         title="FLORA",
@@ -144,7 +144,7 @@ def create_server(
         subscriptions=False,  # nothing here changes while connected: no listChanged or subscribe to promise
     )
     _serve_log_levels(server, backend.log_levels)
-    _serve_outputs(server, prepare)
+    _serve_outputs(server, open_call)
     _drop_prompts(server)
     server.flora_backend = backend  # type: ignore[attr-defined]  # for the demo and tests
     return server
@@ -184,12 +184,12 @@ class _OutputTemplate(ResourceTemplate):
             else BinaryResource(uri=uri, name=self.name, data=content, mime_type=mime)
 
 
-def _serve_outputs(server: MCPServer, prepare: Callable[[Context], Any]) -> None:
+def _serve_outputs(server: MCPServer, open_call: Callable[[Context], Any]) -> None:
     """The resource links in tool results point here; resources/read streams the file through us."""
     from .outputs import OUTPUT_URI
 
     template = _OutputTemplate(
-        uri_template=OUTPUT_URI, name="run_output", fn=prepare, parsed_template=UriTemplate.parse(OUTPUT_URI),
+        uri_template=OUTPUT_URI, name="run_output", fn=open_call, parsed_template=UriTemplate.parse(OUTPUT_URI),
         description="A finished run's output file (links in start_generation/get_run results); read with your key",
         mime_type="application/octet-stream", security=DEFAULT_RESOURCE_SECURITY,
         parameters={"type": "object", "properties": {"run_id": {"type": "string"}, "output_id": {"type": "string"}}})

@@ -129,18 +129,18 @@ def _compact(node: Any) -> Any:
     return out
 
 
-def build_tool(spec: ToolSpec, prepare: Callable[[Context], Awaitable[Any]],
+def build_tool(spec: ToolSpec, open_call: Callable[[Context], Awaitable[Any]],
                explain: Callable[[ValidationError, dict[str, Any], Any, type[BaseModel]], Awaitable[str]]) -> Tool:
     """An SDK Tool whose schema is `spec.request`'s and whose body is our dispatcher.
 
-    `prepare` builds the per-call session (client, defaults, caches) from the MCP context;
+    `open_call` builds the per-call session (client, defaults, caches) from the MCP context;
     `explain` turns a validation failure into guidance, looking values up when it can.
     """
 
     async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult | InputRequiredResult:
         call = None
         try:
-            call = await prepare(ctx)
+            call = await open_call(ctx)
             try:
                 request = spec.request.model_validate(arguments)
             except ValidationError as exc:

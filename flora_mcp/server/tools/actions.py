@@ -8,13 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from ..._ids import TECHNIQUE_ID_PATTERN
-from .._registry import ToolInputError, ToolResult, ToolSpec
-from .._registry import NOTHING_STARTED
-from ..chaining import as_input_item, resolve_output_uris
-from ..estimates import fixed
-from ..guidance import closest_ids, recent_project, resolve_workspace
-from ..paid import answer, paid_start, reserve, send
-from ..params import (
+from .._registry import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
+from ..arguments import (
     IdempotencyKeyParam,
     NewRunParam,
     ParamsParam,
@@ -27,6 +22,10 @@ from ..params import (
     parse_named_values,
     typed,
 )
+from ..chaining import as_input_item, resolve_output_uris
+from ..estimates import fixed
+from ..guidance import closest_ids, recent_project, resolve_workspace
+from ..paid import answer, paid_start, reserve, send
 from ..session import ToolCall
 
 if TYPE_CHECKING:

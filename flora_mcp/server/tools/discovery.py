@@ -8,9 +8,9 @@ from pydantic import Field
 
 from ..._ids import GenerationType
 from .._registry import ToolInputError, ToolResult, ToolSpec
+from ..arguments import ToolArgs, WorkspaceParam
 from ..guidance import find_model, resolve_workspace
-from ..paramcheck import describe_param
-from ..params import ToolArgs, WorkspaceParam
+from ..model_params import describe_param
 from ..session import ToolCall
 
 if TYPE_CHECKING:

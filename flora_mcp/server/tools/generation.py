@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
-
 import time
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 from pydantic import Field, ValidationError, WithJsonSchema
@@ -12,16 +11,11 @@ from pydantic import Field, ValidationError, WithJsonSchema
 from ..._ids import GENERATION_TYPES, RUN_ID_PATTERN
 from ...config import budget_usd
 from ...errors import FloraError
-from .._registry import ToolInputError, ToolResult, ToolSpec
-from .._registry import NOTHING_STARTED
-from ..estimates import Estimate, estimate
-from ..guidance import explain, find_model, resolve_project, resolve_workspace
-from ..paid import PaidStart, answer, paid_start, pending_row, reserve, send, start_facts
-from ..paramcheck import check_params
-from ..params import (
+from .._registry import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
+from ..arguments import (
     PARAMS_SCHEMA,
     IdempotencyKeyParam,
-    ModelParam,
+    ModelIdParam,
     NewRunParam,
     ParamsParam,
     PreviewsParam,
@@ -33,6 +27,10 @@ from ..params import (
     WaitParam,
     WorkspaceParam,
 )
+from ..estimates import Estimate, estimate
+from ..guidance import explain, find_model, resolve_project, resolve_workspace
+from ..model_params import check_params
+from ..paid import PaidStart, answer, paid_start, pending_row, reserve, send, start_facts
 from ..runs import describe_run, is_transient, remember_status, unknown_status_row, wait_budget
 from ..session import ToolCall
 from ..waiting import follow
@@ -46,7 +44,7 @@ MAX_BATCH = 20
 class GenerationItem(ToolArgs):
     type: TypeParam
     prompt: PromptParam
-    model: ModelParam = None
+    model: ModelIdParam = None
     params: ParamsParam = None
     workspace_id: WorkspaceParam = None
     project_id: ProjectParam = None

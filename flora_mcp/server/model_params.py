@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING, Any
 
-from .params import typed
+from .arguments import typed
 
 if TYPE_CHECKING:
     from ..models import Model, ModelParam
