@@ -25,9 +25,9 @@ from .. import __version__
 from .._recent import Recent
 from ..config import Settings, load_settings, state_url
 from ..toolsets import parse_toolsets
-from ._registry import ToolSpec, build_tool
 from .guidance import explain
 from .session import ToolCall, UserState, connection_of
+from .tooling import ToolSpec, build_tool
 
 if TYPE_CHECKING:
     from ..client import FloraClient

@@ -26,11 +26,11 @@ from .._ids import new_idempotency_key
 from ..config import budget_usd
 from ..errors import AcceptedRunLostError, FloraError
 from ..ledger import Decision, Intent, OverBudget, request_fingerprint
-from ._registry import NOTHING_STARTED, ToolInputError, ToolResult
 from .canvas_links import note_run_project
 from .costs import guard_cost, over_budget_message
 from .runs import describe_run, unknown_status_row, wait_budget
 from .session import ToolCall
+from .tooling import NOTHING_STARTED, ToolInputError, ToolResult
 from .waiting import follow
 
 if TYPE_CHECKING:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from ..._ids import TECHNIQUE_ID_PATTERN
-from .._registry import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
 from ..arguments import (
     IdempotencyKeyParam,
     NewRunParam,
@@ -27,6 +26,7 @@ from ..estimates import fixed
 from ..guidance import closest_ids, recent_project, resolve_workspace
 from ..paid import answer, paid_start, reserve, send
 from ..session import ToolCall
+from ..tooling import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
 
 if TYPE_CHECKING:
     from ...models import Action, ActionParam, Technique

@@ -15,13 +15,13 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 from ..._ids import ASSET_ID_PATTERN
 from ...errors import BadRequestError
 from ...mermaid import Flowchart, MermaidError, parse
-from .._registry import ToolInputError, ToolResult, ToolSpec
 from ..arguments import IdempotencyKeyParam, NewRunParam, ParamsParam, ProjectParam, RunIdParam, ToolArgs, WaitParam
 from ..canvas_links import remember_canvas_url
 from ..estimates import fixed
 from ..guidance import closest_ids, find_model, resolve_project, resolve_workspace
 from ..paid import answer, paid_start, reserve, send
 from ..session import ToolCall
+from ..tooling import ToolInputError, ToolResult, ToolSpec
 from .actions import check_action
 
 if TYPE_CHECKING:

@@ -11,7 +11,6 @@ from pydantic import Field, ValidationError, WithJsonSchema
 from ..._ids import GENERATION_TYPES, RUN_ID_PATTERN
 from ...config import budget_usd
 from ...errors import FloraError
-from .._registry import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
 from ..arguments import (
     PARAMS_SCHEMA,
     IdempotencyKeyParam,
@@ -33,6 +32,7 @@ from ..model_params import check_params
 from ..paid import PaidStart, answer, paid_start, pending_row, reserve, send, start_facts
 from ..runs import describe_run, is_transient, remember_status, unknown_status_row, wait_budget
 from ..session import ToolCall
+from ..tooling import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
 from ..waiting import follow
 
 if TYPE_CHECKING:

@@ -1,4 +1,7 @@
-"""Turning a tool's pydantic request model and async handler into an MCP tool.
+"""The server's vocabulary, and turning a tool's pydantic request model and async handler into an MCP tool.
+
+Every tool module speaks in these names: ToolSpec (one tool), ToolResult (what a handler returns),
+ToolInputError (a bad argument, answered as guidance), NeedsInput (ask the user first).
 
 The input schema is the request model's JSON schema (compacted: agents pay for every byte of
 tools/list). Arguments are validated by the same model inside the call, so a wrong value becomes
