@@ -1,7 +1,9 @@
 """The sandbox's HTTP face: a Starlette app that answers like FLORA's public API v1.6.0.
 
-Routes under /api/v1 follow the contract. /files serves output bytes (like FLORA's media host).
-/_sandbox is the tests' control panel and is not part of the contract.
+Routes under /api/v1 follow the contract: a table of Starlette routes (end of build_app) behind
+_ApiGate, the middleware that does what FLORA does around every route (the key, rate limits,
+idempotent replays, and the faults tests turn on). /files serves output bytes (like FLORA's media
+host). /_sandbox is the tests' control panel and is not part of the contract.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import inspect
 import io
 import json
 import mimetypes
@@ -17,6 +20,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -28,7 +32,6 @@ from .media import render_output
 from .state import Account, SandboxState
 
 _ID_PATTERNS = {"workspace_id": re.compile(r"^ws_\S+$"), "project_id": re.compile(r"^prj_\S+$")}
-_PROJECT_ROUTE = re.compile(r"^/projects/([^/]+)(/canvas|/nodes|/actions|/actions/([^/]+)/run|/assets/([^/]+)/attach)?$")
 _ASSET_FIELDS = ("source", "workspace_id", "folder", "content_type", "file_name")
 _GENERATE_FIELDS = ("type", "prompt", "workspace_id", "project_id", "model", "params")
 _TYPES = ("image", "video", "audio", "text")
@@ -70,96 +73,111 @@ def _page_meta(offset: int, limit: int, total: int) -> dict[str, Any]:
     return {"next_cursor": cursor, "total_estimate": total}
 
 
-def build_app(state: SandboxState) -> Any:
-    async def api(request: Request) -> Response:
-        """Auth, rate limits and faults for every /api/v1 route, then the route itself."""
-        faults = state.faults
+def _with_account(route: Route) -> Route:
+    """The route with its (request, account) handler called as a Starlette endpoint."""
+    handler = route.endpoint
+
+    async def endpoint(request: Request) -> Response:
+        answer = handler(request, request.state.sandbox_account)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    return Route(route.path, endpoint, methods=sorted(route.methods or ()), name=route.name)
+
+
+class _ApiGate:
+    """What FLORA does before and after every /api/v1 route: the bearer key, the request log, rate
+    limits, idempotent replays, and the faults tests turn on (slow, 5xx, dropped or late answers)."""
+
+    def __init__(self, app: Any, state: SandboxState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state, faults = self.state, self.state.faults
+        request = Request(scope, receive)
+        body = await request.body()  # read once here (the sandbox's bodies are small); the route reads it again
         if faults.slow_seconds:
             await anyio.sleep(faults.slow_seconds)
         auth = request.headers.get("authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
-            return error(401, "unauthorized", "Missing bearer token")
+            await error(401, "unauthorized", "Missing bearer token")(scope, receive, send)
+            return
         account = state.account_for(auth[7:].strip())
         if account is None:
-            return error(401, "invalid_api_key", "Invalid API key")
-        path = request.url.path.removeprefix("/api/v1")
+            await error(401, "invalid_api_key", "Invalid API key")(scope, receive, send)
+            return
+        path, post = request.url.path.removeprefix("/api/v1"), request.method == "POST"
         state.log_request(account.key_fingerprint, request.method, path)
         wait = state.rate_limited(account.key_fingerprint)
         if wait is not None:
-            return error(429, "rate_limited", "Too many requests", headers={"Retry-After": str(int(wait + 0.999))})
+            await error(429, "rate_limited", "Too many requests",
+                        headers={"Retry-After": str(int(wait + 0.999))})(scope, receive, send)
+            return
         if faults.server_errors and faults.applies(path):
             faults.server_errors -= 1
-            return error(503, "unknown_error", "Service temporarily unavailable")
-        replay = await _replayed(request, account) if request.method == "POST" else None
-        response = replay or await _route(request, account, path)
-        if request.method == "POST" and replay is None:
-            await _remember_answer(request, account, response)
-        if request.method == "POST" and faults.drop_after_processing and faults.applies(path):
+            await error(503, "unknown_error", "Service temporarily unavailable")(scope, receive, send)
+            return
+        scope.setdefault("state", {})["sandbox_account"] = account
+        replay = self._replayed(request, account, body) if post else None
+        if replay is not None:
+            answer = [{"type": "http.response.start", "status": replay.status_code, "headers": replay.raw_headers},
+                      {"type": "http.response.body", "body": replay.body}]
+        else:
+            answer = await self._route(scope, body, send)
+            status, content = answer[0]["status"], b"".join(m.get("body", b"") for m in answer[1:])
+            if post and 200 <= status < 300:
+                self._remember_answer(request, account, body, status, content)
+        if post and faults.drop_after_processing and faults.applies(path):
             faults.drop_after_processing -= 1
-            request.scope.setdefault("state", {})["sandbox_drop"] = True
-        if request.method == "POST" and faults.slow_answers and faults.applies(path):
+            scope["state"]["sandbox_drop"] = True
+        if post and faults.slow_answers and faults.applies(path):
             faults.slow_answers -= 1  # processed now, answered late: past a client's timeout
             await anyio.sleep(faults.slow_answer_seconds)
-        return response
+        for message in answer:
+            await send(message)
 
-    async def _replayed(request: Request, account: Account) -> Response | None:
+    async def _route(self, scope: dict, body: bytes, send: Any) -> list[dict]:
+        """Run the route on the body already read; keep its answer to send after the faults."""
+        answer: list[dict] = []
+        sent = False
+
+        async def receive() -> dict:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def keep(message: dict) -> None:
+            answer.append(message)
+
+        await self.app(scope, receive, keep)
+        return answer
+
+    def _replayed(self, request: Request, account: Account, body: bytes) -> Response | None:
         """FLORA's docs' behaviour (state.idempotency_mode == "replay"): a spent key with the same body
         replays the first answer; with another body, 422 idempotency_conflict."""
         key = request.headers.get("idempotency-key")
-        if state.idempotency_mode != "replay" or not key:
+        if self.state.idempotency_mode != "replay" or not key:
             return None
-        seen = state.answers.get((account.key_fingerprint, key))
+        seen = self.state.answers.get((account.key_fingerprint, key))
         if seen is None:
             return None
         body_hash, status, content = seen
-        if body_hash != hashlib.sha256(await request.body()).hexdigest():
+        if body_hash != hashlib.sha256(body).hexdigest():
             return error(422, "idempotency_conflict", "Idempotency key reused with a different request body")
         return Response(content, status_code=status, media_type="application/json",
-                         headers={"idempotent-replayed": "true"})
+                        headers={"idempotent-replayed": "true"})
 
-    async def _remember_answer(request: Request, account: Account, response: Response) -> None:
+    def _remember_answer(self, request: Request, account: Account, body: bytes, status: int, content: bytes) -> None:
         key = request.headers.get("idempotency-key")
-        if state.idempotency_mode == "replay" and key and 200 <= response.status_code < 300:
-            state.answers[(account.key_fingerprint, key)] = (
-                hashlib.sha256(await request.body()).hexdigest(), response.status_code, bytes(response.body))
+        if self.state.idempotency_mode == "replay" and key:
+            self.state.answers[(account.key_fingerprint, key)] = (hashlib.sha256(body).hexdigest(), status, content)
 
-    async def _route(request: Request, account: Account, path: str) -> Response:
-        method = request.method
-        if path == "/workspaces" and method == "GET":
-            return JSONResponse({"workspaces": account.workspaces})
-        if path == "/projects" and method == "GET":
-            return _list_projects(request, account)
-        if path == "/projects" and method == "POST":
-            return await _create_project(request, account)
-        if path == "/models" and method == "GET":
-            return _list_models(request)
-        if path in ("/generate", "/runs/generation") and method == "POST":
-            return await _generate(request, account)
-        if path == "/actions" and method == "GET":
-            return JSONResponse({"actions": [entry for entry, _ in ACTIONS.values()]})
-        if path == "/runs/action" and method == "POST":
-            return await _action_run(request, account)
-        if path == "/techniques" and method == "GET":
-            if denied := _owned(account, request.query_params.get("workspace_id", "")):
-                return denied
-            return JSONResponse({"techniques": [entry for entry, _ in TECHNIQUES.values()]})
-        if path == "/runs/technique" and method == "POST":
-            return await _technique_run(request, account)
-        if match := _PROJECT_ROUTE.match(path):
-            return await _project_route(request, account, match)
-        if path == "/assets" and method == "POST":
-            return await _asset_from_url(request, account)
-        if path == "/assets/uploads" and method == "POST":
-            return await _reserve_upload(request, account)
-        if path.startswith("/assets/") and path.endswith("/complete") and method == "POST":
-            return _complete_upload(path.split("/")[2], account)
-        if path.startswith("/runs/") and method == "GET":
-            run = state.runs.get(path.removeprefix("/runs/"))
-            if run is None or run.account != account.key_fingerprint:
-                return error(404, "not_found", "Run not found")
-            return JSONResponse(state.view_run(run))
-        return error(404, "not_found", f"No route for {method} {path}")
 
+def build_app(state: SandboxState) -> Any:
     def _list_projects(request: Request, account: Account) -> Response:
         q = request.query_params
         workspace_id = q.get("workspace_id")
@@ -205,7 +223,7 @@ def build_app(state: SandboxState) -> Any:
         account.projects.append(project)
         return JSONResponse(project, status_code=201)
 
-    def _list_models(request: Request) -> Response:
+    def _list_models(request: Request, account: Account) -> Response:
         type_ = request.query_params.get("type")
         if type_ and type_ not in _TYPES:
             return _validation_error([{"field": "type", "message": "Invalid enum value. Expected " + " | ".join(_TYPES)}])
@@ -375,7 +393,8 @@ def build_app(state: SandboxState) -> Any:
                              "upload_url": f"{state.public_base_url}/uploads/{asset_id}?signature={signature}"},
                             status_code=201)
 
-    def _complete_upload(asset_id: str, account: Account) -> Response:
+    def _complete_upload(request: Request, account: Account) -> Response:
+        asset_id = request.path_params["asset_id"]
         asset = state.assets.get(asset_id)
         if asset is None or asset["account"] != account.key_fingerprint:
             return error(404, "not_found", "Asset not found")
@@ -390,44 +409,54 @@ def build_app(state: SandboxState) -> Any:
                              "url": f"{state.public_base_url}/media/assets/{asset_id}/{safe_name}"})
 
     # --- projects and their canvas -----------------------------------------------------------------
-    async def _project_route(request: Request, account: Account, match: re.Match) -> Response:
-        project_id, tail, method = match.group(1), match.group(2) or "", request.method
+    def _project(request: Request, account: Account) -> dict[str, Any] | Response:
+        """The path's project, if this account may see it (missing and inaccessible look the same, as on FLORA)."""
+        project_id = request.path_params["project_id"]
         if not _ID_PATTERNS["project_id"].match(project_id):
             return _validation_error([{"field": "projectId", "message": "Invalid project ID"}])
         project = next((p for p in account.projects if p["project_id"] == project_id), None)
-        if project is None:  # missing and inaccessible look the same, as on FLORA
+        if project is None:
             return error(404, "not_found", "Project not found")
-        canvas = state.canvas(project_id)
-        url = state.canvas_url(project_id)
-        if tail == "" and method == "GET":
-            return JSONResponse(project)
-        if tail == "/canvas" and method == "GET":
-            return JSONResponse({"project_id": project_id, "canvas_url": url, "diagram": canvas.diagram(),
-                                 "summary": canvas.summary()})
-        if tail == "/canvas" and method == "PATCH":
-            body = await _json_body(request)
-            if isinstance(body, Response):
-                return body
-            problems = [{"field": k, "message": "Unrecognized key"} for k in body if k not in ("diagram", "node_params")]
-            if not isinstance(body.get("diagram"), str) or not body.get("diagram"):
-                problems.append({"field": "diagram", "message": "Required"})
-            if problems:
-                return _validation_error(problems)
-            try:
-                applied = canvas.apply(body["diagram"], body.get("node_params") or {}, set(MODELS_BY_ID))
-            except CanvasProblem as exc:
-                return _validation_error(exc.fields)
-            project["last_modified"] = state.clock()
-            return JSONResponse({"project_id": project_id, "canvas_url": url, **applied})
-        if tail == "/nodes" and method == "GET":
-            return _list_nodes(request, project_id, canvas.media(), url)
-        if tail == "/actions" and method == "POST":
-            return await _create_canvas_action(request, account, project, canvas, url)
-        if match.group(3) and method == "POST":
-            return await _run_canvas_action(request, account, project, canvas, match.group(3))
-        if match.group(4) and method == "POST":
-            return _attach(request, account, project, canvas, match.group(4), url)
-        return error(404, "not_found", f"No route for {method} {request.url.path.removeprefix('/api/v1')}")
+        return project
+
+    def project_route(handler: Any) -> Any:
+        """A /projects/{project_id}/… handler, called with the project, its canvas and its canvas URL."""
+
+        async def endpoint(request: Request, account: Account) -> Response:
+            project = _project(request, account)
+            if isinstance(project, Response):
+                return project
+            project_id = project["project_id"]
+            answer = handler(request, account, project, state.canvas(project_id), state.canvas_url(project_id))
+            return await answer if inspect.isawaitable(answer) else answer
+
+        return endpoint
+
+    def _get_project(request: Request, account: Account, project: dict, canvas: Any, url: str) -> Response:
+        return JSONResponse(project)
+
+    def _get_canvas(request: Request, account: Account, project: dict, canvas: Any, url: str) -> Response:
+        return JSONResponse({"project_id": project["project_id"], "canvas_url": url, "diagram": canvas.diagram(),
+                             "summary": canvas.summary()})
+
+    async def _patch_canvas(request: Request, account: Account, project: dict, canvas: Any, url: str) -> Response:
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        problems = [{"field": k, "message": "Unrecognized key"} for k in body if k not in ("diagram", "node_params")]
+        if not isinstance(body.get("diagram"), str) or not body.get("diagram"):
+            problems.append({"field": "diagram", "message": "Required"})
+        if problems:
+            return _validation_error(problems)
+        try:
+            applied = canvas.apply(body["diagram"], body.get("node_params") or {}, set(MODELS_BY_ID))
+        except CanvasProblem as exc:
+            return _validation_error(exc.fields)
+        project["last_modified"] = state.clock()
+        return JSONResponse({"project_id": project["project_id"], "canvas_url": url, **applied})
+
+    def _get_nodes(request: Request, account: Account, project: dict, canvas: Any, url: str) -> Response:
+        return _list_nodes(request, project["project_id"], canvas.media(), url)
 
     def _list_nodes(request: Request, project_id: str, nodes: list[dict[str, Any]], url: str) -> Response:
         q = request.query_params
@@ -438,7 +467,8 @@ def build_app(state: SandboxState) -> Any:
         return JSONResponse({"project_id": project_id, "canvas_url": url, "nodes": nodes[offset:offset + limit],
                              "meta": _page_meta(offset, limit, len(nodes))})
 
-    def _attach(request: Request, account: Account, project: dict, canvas: Any, asset_id: str, url: str) -> Response:
+    def _attach(request: Request, account: Account, project: dict, canvas: Any, url: str) -> Response:
+        asset_id = request.path_params["asset_id"]
         if not asset_id.startswith("asset_"):
             return _validation_error([{"field": "assetId", "message": "Invalid asset ID"}])
         asset = state.assets.get(asset_id)
@@ -481,7 +511,8 @@ def build_app(state: SandboxState) -> Any:
                              "action_id": body["action_id"], "canvas_url": url}, status_code=201)
 
     async def _run_canvas_action(request: Request, account: Account, project: dict, canvas: Any,
-                                 node_id: str) -> Response:
+                                 url: str) -> Response:
+        node_id = request.path_params["node_id"]
         node = canvas.nodes.get(node_id)
         if node is None:
             return error(404, "not_found", "Canvas node not found")
@@ -548,7 +579,7 @@ def build_app(state: SandboxState) -> Any:
     def _spent_key(request: Request, account: Account) -> Response | None:
         key = request.headers.get("idempotency-key")
         if state.idempotency_mode == "replay":
-            return None  # spent keys were answered by _replayed before the route ran
+            return None  # spent keys were answered by the gate (_ApiGate._replayed) before the route ran
         if key and not state.claim_idempotency_key(account.key_fingerprint, key):
             return error(409, "idempotency_duplicate", "Idempotency key already used")
         return None
@@ -616,8 +647,54 @@ def build_app(state: SandboxState) -> Any:
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "sandbox": True})
 
+    # --- the API's routes: each handler takes (request, account); _ApiGate found the account --------
+    def _list_workspaces(request: Request, account: Account) -> Response:
+        return JSONResponse({"workspaces": account.workspaces})
+
+    def _list_actions(request: Request, account: Account) -> Response:
+        return JSONResponse({"actions": [entry for entry, _ in ACTIONS.values()]})
+
+    def _list_techniques(request: Request, account: Account) -> Response:
+        if denied := _owned(account, request.query_params.get("workspace_id", "")):
+            return denied
+        return JSONResponse({"techniques": [entry for entry, _ in TECHNIQUES.values()]})
+
+    def _get_run(request: Request, account: Account) -> Response:
+        run = state.runs.get(request.path_params["run_id"])
+        if run is None or run.account != account.key_fingerprint:
+            return error(404, "not_found", "Run not found")
+        return JSONResponse(state.view_run(run))
+
+    def _no_route(request: Request, account: Account) -> Response:
+        return error(404, "not_found", f"No route for {request.method} {request.url.path.removeprefix('/api/v1')}")
+
+    api_routes = [
+        Route("/workspaces", _list_workspaces, methods=["GET"]),
+        Route("/projects", _list_projects, methods=["GET"]),
+        Route("/projects", _create_project, methods=["POST"]),
+        Route("/projects/{project_id}", project_route(_get_project), methods=["GET"]),
+        Route("/projects/{project_id}/canvas", project_route(_get_canvas), methods=["GET"]),
+        Route("/projects/{project_id}/canvas", project_route(_patch_canvas), methods=["PATCH"]),
+        Route("/projects/{project_id}/nodes", project_route(_get_nodes), methods=["GET"]),
+        Route("/projects/{project_id}/actions", project_route(_create_canvas_action), methods=["POST"]),
+        Route("/projects/{project_id}/actions/{node_id}/run", project_route(_run_canvas_action), methods=["POST"]),
+        Route("/projects/{project_id}/assets/{asset_id}/attach", project_route(_attach), methods=["POST"]),
+        Route("/models", _list_models, methods=["GET"]),
+        Route("/generate", _generate, methods=["POST"]),
+        Route("/runs/generation", _generate, methods=["POST"]),
+        Route("/runs/action", _action_run, methods=["POST"]),
+        Route("/runs/technique", _technique_run, methods=["POST"]),
+        Route("/runs/{run_id:path}", _get_run, methods=["GET"]),
+        Route("/actions", _list_actions, methods=["GET"]),
+        Route("/techniques", _list_techniques, methods=["GET"]),
+        Route("/assets", _asset_from_url, methods=["POST"]),
+        Route("/assets/uploads", _reserve_upload, methods=["POST"]),
+        Route("/assets/{asset_id}/complete", _complete_upload, methods=["POST"]),
+        # Last: any other path or method is FLORA's JSON 404 (after the gate's auth), never Starlette's 405.
+        Route("/{path:path}", _no_route, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
+    ]
     app = Starlette(routes=[
-        Mount("/api/v1", routes=[Route("/{path:path}", api, methods=["GET", "POST", "PATCH"])]),
+        Mount("/api/v1", routes=[_with_account(r) for r in api_routes], middleware=[Middleware(_ApiGate, state=state)]),
         Route("/files/{run_id}/{name}", files),
         Route("/uploads/{asset_id}", upload, methods=["PUT"]),
         Route("/media/assets/{asset_id}/{name}", asset_file),
