@@ -36,7 +36,7 @@ _PUBLIC = {
     "SettingsError": "flora_mcp.config",
     "load_settings": "flora_mcp.config",
     "create_server": "flora_mcp.server",
-    "build_client": "flora_mcp.server",
+    "build_client": "flora_mcp.connect",
     "open_ledger": "flora_mcp.ledger",
 }
 
@@ -68,6 +68,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
     from ._retry import RetryPolicy
     from .client import FloraClient
     from .config import Settings, SettingsError, load_settings
+    from .connect import build_client
     from .errors import (
         AcceptedRunLostError,
         AuthenticationError,
@@ -83,7 +84,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
         ServerError,
     )
     from .ledger import open_ledger
-    from .server import build_client, create_server
+    from .server import create_server
 
 
 def __getattr__(name: str) -> object:

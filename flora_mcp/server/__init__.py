@@ -24,6 +24,7 @@ from mcp_types import EmptyResult, SetLevelRequestParams
 from .. import __version__
 from .._recent import Recent
 from ..config import Settings, load_settings, state_url
+from ..connect import build_client
 from ..toolsets import parse_toolsets
 from .guidance import explain
 from .session import ToolCall, UserState, connection_of
@@ -56,27 +57,6 @@ def select_tools(settings: Settings) -> list[ToolSpec]:
     """The tools this configuration exposes: chosen toolsets, minus anything paid in read-only mode."""
     wanted = parse_toolsets(settings.toolsets)
     return [t for t in all_tools() if t.toolset in wanted and (t.read_only or not settings.read_only)]
-
-
-def build_client(settings: Settings, api_key: str | None, *, per_request_keys: bool = False) -> FloraClient:
-    """The FLORA client these settings describe: FLORA itself, or the embedded sandbox in-process.
-
-    The one place that chooses; everything after it speaks to a FloraClient either way. With
-    `per_request_keys` (hosted mode) the client holds no key: each user's view brings theirs.
-    """
-    from .._retry import RetryPolicy
-    from ..client import FloraClient  # on first use: keeps the API models off the start-up path
-
-    retry = RetryPolicy(max_retries=settings.max_retries)
-    if per_request_keys:
-        api_key = None
-    if settings.sandbox:
-        from ..sandbox import SANDBOX_API_KEY, Sandbox  # only in sandbox mode
-
-        if not per_request_keys and not (api_key or "").startswith("sk_sandbox_"):
-            api_key = SANDBOX_API_KEY  # a live key in the environment is never handed to the sandbox
-        return Sandbox(speed=settings.sandbox_speed).client(api_key, timeout=settings.timeout, retry=retry)
-    return FloraClient(api_key, base_url=settings.base_url, timeout=settings.timeout, retry=retry)
 
 
 class _Backend:

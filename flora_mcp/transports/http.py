@@ -31,9 +31,10 @@ from .._ids import key_hash
 from .._recent import Recent
 from ..client import FloraClient
 from ..config import Settings, load_settings, state_url
+from ..connect import build_client
 from ..errors import AuthenticationError, FloraError
 from ..ledger import open_ledger
-from ..server import build_client, create_server
+from ..server import create_server
 from .fastpath import with_fast_path
 
 logger = logging.getLogger("flora_mcp.http")
