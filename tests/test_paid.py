@@ -234,3 +234,38 @@ async def test_list_runs_answers_what_was_spent_in_one_small_call(make_session, 
     assert data["totals"]["left_usd"] == pytest.approx(5.0 - data["totals"]["charged_usd"])
     assert len(done["runs"]) == 5 and done["more"] == 15
     assert not any(c.type == "image" for c in result.content)  # no previews
+
+
+# --- a paid tool reads top to bottom ---------------------------------------------------------------------------
+@pytest.mark.parametrize(("tool", "args"), [
+    ("start_generation", {"type": "image", "prompt": "a red fox", "model": "t2i-flux-2-schnell"}),
+    ("run_action", {"action_id": "split-text", "inputs": [{"type": "text", "text": "a, b"}],
+                    "params": {"delimiter": ","}}),
+])
+async def test_a_paid_start_reaches_its_post_in_three_of_our_frames(make_session, monkeypatch, tool, args):
+    """The dispatcher, the handler, the client's method: then the POST (client._request on down)."""
+    import inspect
+    from pathlib import Path
+
+    import flora_mcp
+    from flora_mcp.sandbox import _InProcessTransport
+
+    ours = Path(flora_mcp.__file__).parent
+    stacks: list[list[str]] = []
+    handle = _InProcessTransport.handle_async_request
+
+    async def recording(self, request):
+        if request.method == "POST":
+            frames = [f for f in inspect.stack() if Path(f.filename).is_relative_to(ours)
+                      and not Path(f.filename).is_relative_to(ours / "sandbox")]
+            stacks.append([f.function for f in reversed(frames)])
+        return await handle(self, request)
+
+    monkeypatch.setattr(_InProcessTransport, "handle_async_request", recording)
+    async with make_session() as client:
+        result, _ = await call(client, tool, args | await _ids(client))
+    assert not result.is_error, text_of(result)
+    [stack] = stacks
+    client_method = {"start_generation": "start_generation", "run_action": "start_action_run"}[tool]
+    assert stack[:3] == ["run", tool, client_method], stack
+    assert stack[3] == "_request", stack  # FloraClient's one request path: the POST itself

@@ -24,7 +24,7 @@ from ..arguments import (
 from ..chaining import as_input_item, resolve_output_uris
 from ..estimates import fixed
 from ..guidance import closest_ids, recent_project, resolve_workspace
-from ..paid import answer, paid_start, reserve, send
+from ..paid import answer, paid_start, remember, reserve
 from ..session import ToolCall
 from ..tooling import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
 
@@ -175,7 +175,9 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
                        idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="action",
                        model=action.action_id, project_id=project_id, label=action.action_id)
     await reserve(call, [start], f"Action {action.action_id}")
-    await send(call, start, lambda key, resend: call.client.start_action_run(body, idempotency_key=key, resend=resend))
+    if start.must_post:
+        async with remember(call, start):
+            start.started = await call.client.start_action_run(body, idempotency_key=start.key, resend=start.resend)
     result = await answer(call, start, req.wait_seconds)
     if not req.project_id:
         result.structured["project_id"] = project_id  # chosen for the agent: say which
@@ -225,8 +227,10 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
                        idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="technique",
                        model=technique.technique_id, label=technique.name[:40])
     await reserve(call, [start], f"Technique {technique.technique_id}")
-    await send(call, start, lambda key, resend: call.client.start_technique_run(body, idempotency_key=key,
-                                                                                 resend=resend))
+    if start.must_post:
+        async with remember(call, start):
+            start.started = await call.client.start_technique_run(body, idempotency_key=start.key,
+                                                                  resend=start.resend)
     return await answer(call, start, req.wait_seconds)
 
 

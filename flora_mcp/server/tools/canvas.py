@@ -19,7 +19,7 @@ from ..arguments import IdempotencyKeyParam, NewRunParam, ParamsParam, ProjectPa
 from ..canvas_links import remember_canvas_url
 from ..estimates import fixed
 from ..guidance import closest_ids, find_model, resolve_project, resolve_workspace
-from ..paid import answer, paid_start, reserve, send
+from ..paid import answer, paid_start, remember, reserve
 from ..session import ToolCall
 from ..tooling import ToolInputError, ToolResult, ToolSpec
 from .actions import check_action
@@ -359,8 +359,10 @@ async def run_canvas_action(req: RunCanvasAction, call: ToolCall) -> ToolResult:
                        idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="action",
                        model=action.action_id if action else None, project_id=project_id, label=req.node_id)
     await reserve(call, [start], f"Canvas action {req.node_id}")
-    await send(call, start, lambda key, resend: call.client.run_canvas_action(
-        project_id, req.node_id, idempotency_key=key, resend=resend))
+    if start.must_post:
+        async with remember(call, start):
+            start.started = await call.client.run_canvas_action(project_id, req.node_id, idempotency_key=start.key,
+                                                                resend=start.resend)
     result = await answer(call, start, req.wait_seconds)
     result.structured.setdefault("canvas_url", canvas.canvas_url)
     if action is not None:

@@ -29,7 +29,7 @@ from ..arguments import (
 from ..estimates import Estimate, estimate
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
 from ..model_params import check_params
-from ..paid import PaidStart, answer, paid_start, pending_row, reserve, send, start_facts
+from ..paid import PaidStart, answer, paid_start, pending_row, remember, reserve, start_facts
 from ..runs import describe_run, is_transient, remember_status, unknown_status_row, wait_budget
 from ..session import ToolCall
 from ..tooling import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
@@ -129,8 +129,10 @@ async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
         return _dry_run(prepared)
     start = prepared.start(call, "start_generation", idempotency_key=req.idempotency_key, new_run=req.new_run)
     await reserve(call, [start], "Generation")
-    await send(call, start, lambda key, resend: call.client.start_generation(
-        prepared.request, idempotency_key=key, resend=resend))
+    if start.must_post:
+        async with remember(call, start):
+            start.started = await call.client.start_generation(prepared.request, idempotency_key=start.key,
+                                                               resend=start.resend)
     return await answer(call, start, req.wait_seconds)
 
 
@@ -214,9 +216,12 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
     async def start_one(index: int, start: PaidStart) -> None:
         item = prepared[index]
         assert isinstance(item, _Prepared)
+        if not start.must_post:
+            return
         try:
-            await send(call, start, lambda key, resend: call.client.start_generation(
-                item.request, idempotency_key=key, resend=resend))
+            async with remember(call, start):
+                start.started = await call.client.start_generation(item.request, idempotency_key=start.key,
+                                                                   resend=start.resend)
         except FloraError as exc:
             rows.append({"item": index, "error": str(exc), "idempotency_key": start.key})
 
