@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 # name -> the module that defines it
 _PUBLIC = {
     "FloraClient": "flora_mcp.client",
-    "RetryPolicy": "flora_mcp._retry",
+    "RetryPolicy": "flora_mcp.retry",
     "FloraError": "flora_mcp.errors",
     "ConfigurationError": "flora_mcp.errors",
     "FloraConnectionError": "flora_mcp.errors",
@@ -65,7 +65,6 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads on first use
-    from ._retry import RetryPolicy
     from .client import FloraClient
     from .config import Settings, SettingsError, load_settings
     from .connect import build_client
@@ -84,6 +83,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
         ServerError,
     )
     from .ledger import open_ledger
+    from .retry import RetryPolicy
     from .server import create_server
 
 

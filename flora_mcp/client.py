@@ -24,7 +24,6 @@ from pydantic import BaseModel, ValidationError
 from . import __version__
 from ._ids import ID_PATTERN, key_hash, new_idempotency_key, user_id
 from ._recent import Recent
-from ._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from .config import DEFAULT_BASE_URL
 from .errors import (
     AcceptedRunLostError,
@@ -63,6 +62,7 @@ from .models import (
     UploadReservation,
     WorkspaceList,
 )
+from .retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 
 __all__ = ["AcceptedRunLostError", "FloraClient", "new_idempotency_key"]
 

@@ -21,8 +21,8 @@ def build_client(settings: Settings, api_key: str | None, *, per_request_keys: b
     The one place that chooses; everything after it speaks to a FloraClient either way. With
     `per_request_keys` (hosted mode) the client holds no key: each user's view brings theirs.
     """
-    from ._retry import RetryPolicy
     from .client import FloraClient  # on first use: keeps the API models off the start-up path
+    from .retry import RetryPolicy
 
     retry = RetryPolicy(max_retries=settings.max_retries)
     if per_request_keys:

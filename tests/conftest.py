@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from mcp.client import Client
 
-from flora_mcp._retry import RetryPolicy
+from flora_mcp.retry import RetryPolicy
 from flora_mcp.sandbox import SANDBOX_API_KEY, ManualClock, Sandbox
 from flora_mcp.server import create_server
 from tests.helpers import settings

@@ -10,7 +10,6 @@ import httpx2
 import pytest
 from PIL import Image
 
-from flora_mcp._retry import RetryPolicy, parse_retry_after
 from flora_mcp.client import AcceptedRunLostError, FloraClient, _error_from_response
 from flora_mcp.errors import (
     AuthenticationError,
@@ -26,6 +25,7 @@ from flora_mcp.errors import (
     ServerError,
 )
 from flora_mcp.models import CreateProjectRequest, GenerateRequest, ListProjectsRequest
+from flora_mcp.retry import RetryPolicy, parse_retry_after
 from flora_mcp.sandbox import SANDBOX_API_KEY, Sandbox
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.01, max_total=5)

@@ -6,9 +6,9 @@ import httpx2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flora_mcp._retry import RetryPolicy, parse_retry_after
 from flora_mcp.client import _error_from_response
 from flora_mcp.models import Model
+from flora_mcp.retry import RetryPolicy, parse_retry_after
 from flora_mcp.sandbox.catalog import MODELS
 from flora_mcp.server.model_params import check_params
 

@@ -26,7 +26,6 @@ from .._recent import Recent
 from ..config import Settings, load_settings, state_url
 from ..connect import build_client
 from ..toolsets import parse_toolsets
-from .guidance import explain
 from .session import ToolCall, UserState, connection_of
 from .tooling import ToolSpec, build_tool
 
@@ -112,7 +111,7 @@ def create_server(
             return backend.call(base, ctx)
         return backend.call(base.with_api_key(api_key_for(ctx)), ctx, hosted=True)
 
-    tools = [build_tool(spec, open_call, explain) for spec in select_tools(settings)]
+    tools = [build_tool(spec, open_call) for spec in select_tools(settings)]
     server = MCPServer(
         name="flora-mcp",
         title="FLORA",
@@ -126,7 +125,6 @@ def create_server(
     _serve_log_levels(server, backend.log_levels)
     _serve_outputs(server, open_call)
     _drop_prompts(server)
-    server.flora_backend = backend  # type: ignore[attr-defined]  # for the demo and tests
     return server
 
 

@@ -132,12 +132,11 @@ def _compact(node: Any) -> Any:
     return out
 
 
-def build_tool(spec: ToolSpec, open_call: Callable[[Context], Awaitable[Any]],
-               explain: Callable[[ValidationError, dict[str, Any], Any, type[BaseModel]], Awaitable[str]]) -> Tool:
+def build_tool(spec: ToolSpec, open_call: Callable[[Context], Awaitable[Any]]) -> Tool:
     """An SDK Tool whose schema is `spec.request`'s and whose body is our dispatcher.
 
-    `open_call` builds the per-call session (client, defaults, caches) from the MCP context;
-    `explain` turns a validation failure into guidance, looking values up when it can.
+    `open_call` builds the per-call session (client, defaults, caches) from the MCP context. A
+    validation failure becomes guidance (guidance.explain), looking values up when it can.
     """
 
     async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult | InputRequiredResult:
@@ -147,6 +146,8 @@ def build_tool(spec: ToolSpec, open_call: Callable[[Context], Awaitable[Any]],
             try:
                 request = spec.request.model_validate(arguments)
             except ValidationError as exc:
+                from .guidance import explain  # here, not at the top: guidance speaks this module's ToolInputError
+
                 raise ToolInputError(await explain(exc, arguments, call, spec.request)) from None
             call.previews = getattr(request, "previews", None)
             result = await spec.handler(request, call)
