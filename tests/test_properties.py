@@ -10,7 +10,7 @@ from flora_mcp.client import _error_from_response
 from flora_mcp.models import Model
 from flora_mcp.retry import RetryPolicy, parse_retry_after
 from flora_mcp.sandbox.catalog import MODELS
-from flora_mcp.server.model_params import check_params
+from flora_mcp.server.param_checks import check_params
 
 CATALOG = [Model.model_validate(m) for m in MODELS]
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),

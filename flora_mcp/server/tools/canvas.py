@@ -20,9 +20,9 @@ from ..canvas_links import remember_canvas_url
 from ..estimates import fixed
 from ..guidance import closest_ids, find_model, resolve_project, resolve_workspace
 from ..paid import answer, paid_start, remember, reserve
+from ..param_checks import check_action
 from ..session import ToolCall
 from ..tooling import ToolInputError, ToolResult, ToolSpec
-from .actions import check_action
 
 if TYPE_CHECKING:
     from ...models import Action, Canvas

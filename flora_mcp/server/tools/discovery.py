@@ -9,7 +9,7 @@ from pydantic import Field
 from ..._ids import GenerationType
 from ..arguments import ToolArgs, WorkspaceParam
 from ..guidance import find_model, resolve_workspace
-from ..model_params import describe_param
+from ..param_checks import describe_param
 from ..session import ToolCall
 from ..tooling import ToolInputError, ToolResult, ToolSpec
 

@@ -28,8 +28,8 @@ from ..arguments import (
 )
 from ..estimates import Estimate, estimate
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
-from ..model_params import check_params
 from ..paid import PaidStart, answer, paid_start, pending_row, remember, reserve, start_facts
+from ..param_checks import check_params
 from ..runs import describe_run, is_transient, remember_status, unknown_status_row, wait_budget
 from ..session import ToolCall
 from ..tooling import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
