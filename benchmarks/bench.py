@@ -27,7 +27,7 @@ import httpx2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import free_port, running_sandbox, wait_healthy
+from tests.helpers import free_port, running_sandbox, wait_healthy
 
 FLOOR = [sys.executable, str(ROOT / "benchmarks" / "floor_server.py")]
 LOGS = ROOT / "benchmarks" / "results" / "logs"  # servers' stderr, for a look after a run (not committed)

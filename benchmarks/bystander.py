@@ -34,7 +34,7 @@ from mcp.client.streamable_http import streamable_http_client
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import free_port, wait_healthy
+from tests.helpers import free_port, wait_healthy
 
 FLOOR_P99 = 1.0
 ATTACK_UPLOADS = 110

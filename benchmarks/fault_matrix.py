@@ -27,11 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 from mcp.client import Client  # noqa: E402
 
-from flora_mcp._retry import RetryPolicy  # noqa: E402
 from flora_mcp.client import FloraClient  # noqa: E402
 from flora_mcp.config import Settings  # noqa: E402
+from flora_mcp.retry import RetryPolicy  # noqa: E402
 from flora_mcp.server import create_server  # noqa: E402
-from tests.servers import running_sandbox  # noqa: E402
+from tests.helpers import running_sandbox  # noqa: E402
 
 
 @dataclass

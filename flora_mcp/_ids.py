@@ -29,6 +29,12 @@ def new_idempotency_key() -> str:
     return f"flora-mcp-{uuid.uuid4().hex}"
 
 
+def key_hash(api_key: str | None) -> str:
+    """An API key's name wherever keys must be told apart without being kept (connection slots, the
+    shared store): its full SHA-256, since a shortened hash could be forged to collide. Logs show a prefix."""
+    return hashlib.sha256((api_key or "").encode()).hexdigest()
+
+
 def user_id(base_url: str, api_key: str | None) -> str:
     """Who the ledger's rows belong to: a hash, never the key. The same key on another FLORA is another user."""
     return hashlib.sha256(f"{base_url}\n{api_key or ''}".encode()).hexdigest()[:32]

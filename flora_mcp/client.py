@@ -7,7 +7,6 @@ state, so the hosted server can serve many users over one pool.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -23,11 +22,9 @@ import httpx2
 from pydantic import BaseModel, ValidationError
 
 from . import __version__
-from ._ids import ID_PATTERN, new_idempotency_key, user_id
+from ._ids import ID_PATTERN, key_hash, new_idempotency_key, user_id
 from ._recent import Recent
-from ._retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from .config import DEFAULT_BASE_URL
-from .idempotency import IDEMPOTENCY_HEADER, canonical_json, key_was_spent
 from .errors import (
     AcceptedRunLostError,
     ConfigurationError,
@@ -37,6 +34,7 @@ from .errors import (
     RateLimitError,
     error_for_status,
 )
+from .idempotency import IDEMPOTENCY_HEADER, canonical_json, key_was_spent
 from .models import (
     ActionList,
     ActionRunRequest,
@@ -64,6 +62,7 @@ from .models import (
     UploadReservation,
     WorkspaceList,
 )
+from .retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 
 __all__ = ["AcceptedRunLostError", "FloraClient", "new_idempotency_key"]
 
@@ -214,7 +213,7 @@ class FloraClient:
 
         Never sends the key; at most a few such fetches per user at once. Raises urlfetch.UrlRefused.
         """
-        async with self._shared.user_urls.open(url, _tag(self._api_key)) as response:
+        async with self._shared.user_urls.open(url, key_hash(self._api_key)) as response:
             yield response
 
     # --- projects and their canvas ----------------------------------------------------------------------
@@ -285,7 +284,7 @@ class FloraClient:
     # --- what every request shares -------------------------------------------------------------------
     def _user_slot(self) -> anyio.Semaphore:
         """This key's share of the connection pool (see PER_USER_REQUESTS)."""
-        return self._shared.slot(_tag(self._api_key))
+        return self._shared.slot(key_hash(self._api_key))
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx2.Response:
         async with self._user_slot():
@@ -390,10 +389,6 @@ class _Shared:
         if slot is None:
             slot = self.slots[tag] = anyio.Semaphore(PER_USER_REQUESTS)
         return slot
-
-
-def _tag(api_key: str | None) -> str:
-    return hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
 
 
 NODE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # canvas node IDs are unprefixed (n1, prompt_2)

@@ -21,6 +21,9 @@ DEFAULT_BASE_URL = "https://app.flora.ai/api/v1"
 
 
 ENV_PREFIX = "FLORA_"
+# The longest wait inside one tool call, in seconds: well under the ~60 s at which common clients give
+# up on a call. FLORA_WAIT_SECONDS, the tools' wait_seconds and the poller all stop here.
+MAX_WAIT_SECONDS = 50
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
 
@@ -56,7 +59,8 @@ class Settings(BaseModel):
     state_url: str | None = Field(None, description="The ledger: sqlite:///path (default: a file in the user state "
                                   "directory), redis://host:port/db for replicas, or memory: (this process only).")
     usd_per_credit: float = Field(0.01, gt=0, description="USD per FLORA credit, for estimates (not in the API).")
-    wait_seconds: float = Field(25.0, ge=0, le=50, description="Default wait inside one tool call for a run.")
+    wait_seconds: float = Field(25.0, ge=0, le=MAX_WAIT_SECONDS,
+                                description="Default wait inside one tool call for a run.")
     timeout: float = Field(30.0, gt=0, description="HTTP timeout per FLORA request, seconds.")
     max_retries: int = Field(3, ge=0, le=10, description="Retries on 429/5xx/connection errors.")
     toolsets: Annotated[str, AfterValidator(_known_toolsets)] = Field(

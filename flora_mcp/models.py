@@ -3,7 +3,7 @@
 Request models forbid unknown fields (the API sets `additionalProperties: false`); response models
 ignore unknown fields so a newer FLORA does not break an older client.
 
-Assumptions where the published reference is silent live in `ASSUMPTIONS` below, in one place.
+Assumptions where the published reference is silent are listed in one comment block below.
 """
 
 from __future__ import annotations
@@ -12,31 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# --- Assumptions the contract does not spell out (keep them here, and only here) -------------------
-ASSUMPTIONS = {
-    # The Projects area is named in the reference index but its OpenAPI file is not in the contract.
-    "create_project": "POST /projects with body {workspace_id, name}; 201 returns one Project object.",
-    # Models give estimated_credits; the guard needs dollars. FLORA_USD_PER_CREDIT sets the rate.
-    "usd_per_credit": "Cost estimates convert credits to USD at FLORA_USD_PER_CREDIT (default 0.01).",
-    # Listing endpoints without an explicit limit cap use the documented 1-100 range.
-    "project_page_default": "GET /projects returns 20 projects when `limit` is omitted.",
-    # "Other areas" of the reference: the contract names their fields, not their envelopes.
-    "list_actions": "GET /actions returns {actions: [Action]}; an Action as in CONTRACT.md 'Other areas'.",
-    "list_techniques": "GET /techniques?workspace_id= returns {techniques: [Technique]}; a Technique has "
-    "technique_id (tech_…), name, description and inputs [{name, type, required, description}].",
-    "technique_runs": "POST /runs/technique takes the Idempotency-Key header like every POST (its schema has "
-    "additionalProperties: false and no idempotency_key field); see idempotency.py.",
-    # Canvas: FLORA documents node IDs as unprefixed and patches as referencing nodes by Mermaid ID; the
-    # sandbox uses one ID for both. GET /projects/{id} carries no canvas URL; the canvas endpoints do.
-    "canvas_node_ids": "A canvas node's node_id (GET /nodes, attach, canvas actions) is the ID the Mermaid "
-    "diagram shows for it.",
-    "assets": "POST /assets/uploads {workspace_id, filename, content_type, size} -> {asset_id, upload_url, "
-    "upload_method, upload_headers}; the bytes go to upload_url; POST /assets/{asset_id}/complete -> "
-    "Asset {asset_id, status, url, type, content_type, size}.",
-}
-
-# --- ID types: the contract's prefixes, with bodies limited to [A-Za-z0-9_-] (see _ids) ---------------
-from ._ids import (  # noqa: E402  (re-exported: the contract's names live with its models)
+from ._ids import (  # re-exported: the contract's names live with its models
     ASSET_ID_PATTERN,
     PROJECT_ID_PATTERN,
     RUN_ID_PATTERN,
@@ -45,6 +21,27 @@ from ._ids import (  # noqa: E402  (re-exported: the contract's names live with 
     GenerationType,
 )
 
+# --- Assumptions the contract does not spell out (keep them here, and only here) -------------------
+# Documentation for readers of the models below; no code reads it.
+# - create_project: POST /projects with body {workspace_id, name}; 201 returns one Project object (the Projects
+#   area is named in the reference index but its OpenAPI file is not in the contract).
+# - usd_per_credit: models give estimated_credits; the guard needs dollars, so estimates convert credits to USD
+#   at FLORA_USD_PER_CREDIT (default 0.01).
+# - project_page_default: GET /projects returns 20 projects when `limit` is omitted (the documented 1-100 range).
+# - list_actions: GET /actions returns {actions: [Action]}; an Action as in CONTRACT.md 'Other areas' (the
+#   contract names the fields of these areas, not their envelopes).
+# - list_techniques: GET /techniques?workspace_id= returns {techniques: [Technique]}; a Technique has
+#   technique_id (tech_…), name, description and inputs [{name, type, required, description}].
+# - technique_runs: POST /runs/technique takes the Idempotency-Key header like every POST (its schema has
+#   additionalProperties: false and no idempotency_key field); see idempotency.py.
+# - canvas_node_ids: a canvas node's node_id (GET /nodes, attach, canvas actions) is the ID the Mermaid diagram
+#   shows for it. FLORA documents node IDs as unprefixed and patches as referencing nodes by Mermaid ID; the
+#   sandbox uses one ID for both. GET /projects/{id} carries no canvas URL; the canvas endpoints do.
+# - assets: POST /assets/uploads {workspace_id, filename, content_type, size} -> {asset_id, upload_url,
+#   upload_method, upload_headers}; the bytes go to upload_url; POST /assets/{asset_id}/complete ->
+#   Asset {asset_id, status, url, type, content_type, size}.
+
+# --- ID types: the contract's prefixes, with bodies limited to [A-Za-z0-9_-] (see _ids) ---------------
 WorkspaceId = Annotated[str, Field(pattern=WORKSPACE_ID_PATTERN)]
 ProjectId = Annotated[str, Field(pattern=PROJECT_ID_PATTERN)]
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN)]
@@ -205,7 +202,7 @@ class Run(_Response):
         return self.status in ("completed", "failed")
 
 
-# --- Actions, techniques, assets ("Other areas"; see ASSUMPTIONS) ---------------------------------------
+# --- Actions, techniques, assets ("Other areas"; see the assumptions above) -----------------------------
 MediaType = Literal["image", "video", "audio", "text"]
 
 
@@ -304,7 +301,7 @@ class Asset(_Response):
     size: int | None = None
 
 
-# --- Canvas (openapi/flora-fauna-projects-api and -canvas-api; see ASSUMPTIONS) ------------------------
+# --- Canvas (openapi/flora-fauna-projects-api and -canvas-api; see the assumptions above) ---------------
 class CanvasSummary(_Response):
     node_count: int = 0
     edge_count: int = 0
@@ -392,19 +389,3 @@ class CanvasAction(_Response):
     node_id: str
     action_id: str
     canvas_url: str
-
-
-# --- Errors ------------------------------------------------------------------------------------------
-class ErrorField(_Response):
-    field: str
-    message: str
-
-
-class ErrorBody(_Response):
-    code: str
-    message: str
-    fields: list[ErrorField] | None = None
-
-
-class ErrorEnvelope(_Response):
-    error: ErrorBody

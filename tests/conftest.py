@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 from mcp.client import Client
 
-from flora_mcp._retry import RetryPolicy
-from flora_mcp.config import Settings
+from flora_mcp.retry import RetryPolicy
 from flora_mcp.sandbox import SANDBOX_API_KEY, ManualClock, Sandbox
 from flora_mcp.server import create_server
+from tests.helpers import settings
 
 
 @pytest.fixture
@@ -37,15 +36,6 @@ async def flora(sandbox: Sandbox):
         yield client
 
 
-def settings(**overrides: Any) -> Settings:
-    """Settings that ignore the developer's environment (no stray FLORA_* variables)."""
-    base: dict[str, Any] = {"api_key": None, "workspace_id": None, "project_id": None, "output_dir": None,
-                            "max_cost_per_run": None, "session_budget": None, "toolsets": "all", "read_only": False,
-                            "wait_seconds": 10.0, "state_url": "memory:"}
-    base.update(overrides)
-    return Settings(**base)
-
-
 @pytest.fixture
 def make_session(fast_sandbox: Sandbox):
     """Open an in-memory MCP client session on a server wired to `fast_sandbox` (or another)."""
@@ -60,31 +50,10 @@ def make_session(fast_sandbox: Sandbox):
     return factory
 
 
-async def call(client: Client, tool: str, args: dict[str, Any] | None = None, **kw: Any):
-    """Call a tool; return (result, structured content)."""
-    result = await client.call_tool(tool, args or {}, **kw)
-    return result, result.structured_content or {}
-
-
-def text_of(result) -> str:
-    return "\n".join(c.text for c in result.content if getattr(c, "type", "") == "text")
-
-
-async def first_ids(client: Client) -> tuple[str, str]:
-    _, ws = await call(client, "list_workspaces")
-    workspace_id = ws["workspaces"][0]["workspace_id"]
-    _, pr = await call(client, "list_projects", {"workspace_id": workspace_id})
-    return workspace_id, pr["projects"][0]["project_id"]
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True)
-
-
 @pytest.fixture(scope="session")
 def redis_url():
     """One real redis-server for the session; tests keep apart by using their own users and keys."""
-    from tests.servers import running_redis
+    from tests.helpers import running_redis
 
     with running_redis() as url:
         yield url

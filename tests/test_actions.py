@@ -10,7 +10,7 @@ from mcp.client import Client
 from PIL import Image
 
 from flora_mcp.server import create_server
-from tests.conftest import call, first_ids, settings, text_of
+from tests.helpers import call, first_ids, settings, text_of
 
 
 @pytest.fixture

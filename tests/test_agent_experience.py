@@ -11,10 +11,11 @@ import zlib
 from contextlib import asynccontextmanager
 
 import pytest
+from mcp.shared.exceptions import MCPError
 from PIL import Image
 
 from flora_mcp.errors import FloraError
-from tests.conftest import call, first_ids, text_of
+from tests.helpers import call, first_ids, text_of
 
 
 def _size(result) -> int:
@@ -92,10 +93,10 @@ async def test_resource_links_are_readable_through_the_server_and_only_by_their_
         assert [t.uri_template for t in templates] == ["flora://runs/{run_id}/outputs/{output_id}"]
         caps = client.server_capabilities
         assert caps.prompts is None and not caps.resources.subscribe and not caps.tools.list_changed
-        with pytest.raises(Exception, match="no output 'output_9'"):
+        with pytest.raises(MCPError, match="no output 'output_9'"):
             await client.read_resource(uri.replace("output_1", "output_9"))
     async with make_session(api_key="sk_sandbox_someone_else") as other:
-        with pytest.raises(Exception, match="(?i)not found"):
+        with pytest.raises(MCPError, match="(?i)not found"):
             await other.read_resource(uri)
 
 
@@ -231,7 +232,7 @@ def test_sandbox_video_is_a_real_mp4():
 
 
 async def test_hosted_resource_reads_use_the_callers_own_key():
-    from tests.test_http import DEMO_KEY, generate, hosted, mcp_http
+    from tests.helpers import DEMO_KEY, generate, hosted, mcp_http
 
     with hosted("--sandbox") as (base, _):
         async with mcp_http(base, DEMO_KEY) as client:
@@ -240,7 +241,7 @@ async def test_hosted_resource_reads_use_the_callers_own_key():
             [content] = (await client.read_resource(uri)).contents
             assert content.mime_type == "image/png" and len(base64.b64decode(content.blob)) == run["outputs"][0]["bytes"]
         async with mcp_http(base, "sk_sandbox_another_user") as other:
-            with pytest.raises(Exception, match="(?i)not found"):
+            with pytest.raises(MCPError, match="(?i)not found"):
                 await other.read_resource(uri)
 
 

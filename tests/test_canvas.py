@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flora_mcp.mermaid import parse
-from tests.conftest import call, first_ids, text_of
+from tests.helpers import call, first_ids, text_of
 
 PATCH = 'graph LR\n  prompt["Mug prompt (text)"]\n  render["Flux render (image)"]\n  prompt -->|text| render'
 PARAMS = {"prompt": {"prompt": "a ceramic mug at dawn"}, "render": {"model": "t2i-flux-2-pro"}}

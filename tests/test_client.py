@@ -10,13 +10,13 @@ import httpx2
 import pytest
 from PIL import Image
 
-from flora_mcp._retry import RetryPolicy, parse_retry_after
 from flora_mcp.client import AcceptedRunLostError, FloraClient, _error_from_response
 from flora_mcp.errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
     FloraConnectionError,
+    FloraError,
     IdempotencyConflictError,
     InsufficientCreditsError,
     NotFoundError,
@@ -25,6 +25,7 @@ from flora_mcp.errors import (
     ServerError,
 )
 from flora_mcp.models import CreateProjectRequest, GenerateRequest, ListProjectsRequest
+from flora_mcp.retry import RetryPolicy, parse_retry_after
 from flora_mcp.sandbox import SANDBOX_API_KEY, Sandbox
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.01, max_total=5)
@@ -291,7 +292,7 @@ async def test_key_never_reaches_logs_or_media_hosts(caplog):
         await response.aread()
     assert ("media.example", None) in seen_headers  # no key sent to a third-party host
     assert "sk_live_topsecret_1" not in caplog.text
-    with pytest.raises(Exception) as info:
+    with pytest.raises(FloraError) as info:
         async with client.stream_output("file:///etc/passwd"):
             pass
     assert "non-http" in str(info.value)
@@ -299,7 +300,7 @@ async def test_key_never_reaches_logs_or_media_hosts(caplog):
 
 async def test_client_over_a_real_loopback_socket(tmp_path):
     """Same client code, real TCP: the sandbox under uvicorn on an ephemeral port."""
-    from tests.servers import running_sandbox
+    from tests.helpers import running_sandbox
 
     with running_sandbox(speed=200) as base_url:
         async with FloraClient(SANDBOX_API_KEY, base_url=base_url, retry=FAST) as client:
@@ -318,7 +319,7 @@ async def test_client_over_a_real_loopback_socket(tmp_path):
 
 
 async def test_dropped_connection_over_a_real_socket_is_retried_safely():
-    from tests.servers import running_sandbox
+    from tests.helpers import running_sandbox
 
     with running_sandbox(speed=200) as base_url:
         async with FloraClient(SANDBOX_API_KEY, base_url=base_url, retry=FAST) as client:
@@ -332,9 +333,13 @@ async def test_dropped_connection_over_a_real_socket_is_retried_safely():
     assert len(charges) == 1
 
 
-def test_sandbox_in_process_has_its_own_state():
+async def test_each_in_process_sandbox_keeps_its_own_runs():
     a, b = Sandbox(), Sandbox()
-    assert a.state is not b.state
+    async with a.client() as client:
+        ws, prj = await _ids(client)
+        run = await client.start_generation(_request(ws, prj))
+    assert a.charged_runs() == [run.run_id]
+    assert b.charged_runs() == [] and b.state.request_log == []
 
 
 async def test_user_supplied_urls_are_not_followed_through_redirects():
@@ -344,7 +349,7 @@ async def test_user_supplied_urls_are_not_followed_through_redirects():
         return httpx2.Response(200, content=b"internal")
 
     client = FloraClient("sk_live_k", base_url="https://flora.example/api/v1", transport=httpx2.MockTransport(handler))
-    with pytest.raises(Exception) as info:
+    with pytest.raises(FloraError) as info:
         async with client.stream_output("https://public.example/a.png", follow_redirects=False):
             pass
     assert "HTTP 302" in str(info.value)

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import httpx2
 import pytest
 
-from tests.test_http import hosted
+from tests.helpers import hosted
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -20,7 +20,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 
 from flora_mcp.transports.fastpath import StatelessFastPath
-from tests.test_http import DEMO_KEY, hosted, mcp_http
+from tests.helpers import DEMO_KEY, hosted, mcp_http
 
 # The chatty tool logs on purpose: log notifications must still reach 2025-era clients.
 pytestmark = pytest.mark.filterwarnings("ignore:The logging capability is deprecated")
@@ -250,8 +250,7 @@ async def test_one_worker_per_core_serves_the_stateless_path():
     import subprocess
     import sys
 
-    from tests.servers import free_port, running_sandbox, wait_healthy
-    from tests.test_http import generate
+    from tests.helpers import free_port, generate, running_sandbox, wait_healthy
 
     with running_sandbox(speed=100) as flora_url:
         port = free_port()

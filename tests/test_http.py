@@ -4,68 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
-from contextlib import contextmanager
 
 import anyio
 import httpx2
 from mcp.client import Client
 from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
 
-from tests.servers import free_port, running_sandbox, wait_healthy
-
-DEMO_KEY = "sk_sandbox_demo"
-
-
-class _Server:
-    def __init__(self, proc: subprocess.Popen, log) -> None:
-        self.proc, self._log, self.text = proc, log, None
-
-    def stderr(self) -> str:
-        """What the server wrote to stderr (all of it, once the server has stopped)."""
-        if self.text is not None:
-            return self.text
-        self._log.seek(0)
-        return self._log.read().decode()
-
-
-@contextmanager
-def hosted(*args: str, **env: str):
-    """`flora-mcp --transport http` on an ephemeral loopback port; yields (base_url, server)."""
-    port = free_port()
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}
-    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a full pipe would stall the server
-        proc = subprocess.Popen([sys.executable, "-m", "flora_mcp", "--transport", "http", "--port", str(port), *args],
-                                stdout=subprocess.DEVNULL, stderr=log,
-                                env=base_env | {"FLORA_SANDBOX_SPEED": "100", "FLORA_WAIT_SECONDS": "20"} | env)
-        server = _Server(proc, log)
-        try:
-            wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
-            yield f"http://127.0.0.1:{port}", server
-        finally:
-            proc.terminate()
-            proc.wait(10)
-            server.text = server.stderr()
-
-
-def mcp_http(base: str, key: str | None, transport: httpx2.AsyncBaseTransport | None = None) -> Client:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    http = httpx2.AsyncClient(headers=headers, transport=transport, timeout=httpx2.Timeout(30, read=60))
-    return Client(streamable_http_client(f"{base}/mcp", http_client=http))
-
-
-async def generate(client: Client, **extra) -> dict:
-    ws = (await client.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
-    prj = (await client.call_tool("list_projects", {"workspace_id": ws})).structured_content["projects"][0]
-    result = await client.call_tool("start_generation", {
-        "type": "image", "prompt": "a hosted fox", "workspace_id": ws, "project_id": prj["project_id"],
-        "model": "t2i-flux-2-schnell"} | extra)
-    assert not result.is_error, result.content[0].text
-    return result.structured_content
+from tests.helpers import DEMO_KEY, generate, hosted, mcp_http, running_sandbox
 
 
 async def test_streamable_http_and_sse_complete_a_generation():

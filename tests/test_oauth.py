@@ -21,8 +21,7 @@ from mcp.client.sse import sse_client
 
 from flora_mcp.transports.http import create_app
 from flora_mcp.transports.oauth import OAuthConfigError
-from tests.conftest import settings
-from tests.test_http import hosted, mcp_http
+from tests.helpers import hosted, mcp_http, settings
 
 DEMO_KEY = "sk_sandbox_demo"
 SECRET = "test-secret-" + "x" * 32

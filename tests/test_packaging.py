@@ -18,7 +18,7 @@ import jsonschema
 
 import flora_mcp
 from flora_mcp.config import Settings
-from tests.servers import free_port, wait_healthy
+from tests.helpers import free_port, wait_healthy
 
 ROOT = Path(__file__).parent.parent
 

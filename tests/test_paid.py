@@ -9,11 +9,12 @@ import anyio
 import httpx2
 import pytest
 from mcp.client import Client
+from mcp.shared.exceptions import MCPError
 
-from flora_mcp._retry import RetryPolicy
+from flora_mcp.retry import RetryPolicy
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.server import create_server
-from tests.conftest import call, first_ids, settings, text_of
+from tests.helpers import call, first_ids, settings, text_of
 
 
 async def _ids(client: Client) -> dict:
@@ -94,7 +95,7 @@ async def test_a_call_cut_by_the_client_and_retried_pays_once(make_session, fast
     async with make_session(sandbox) as client:
         ids = await _ids(client)
         args = {"type": "video", "prompt": "waves", "model": "t2v-seedance-1-lite", **ids, "wait_seconds": 30}
-        with pytest.raises(Exception):
+        with pytest.raises(MCPError):
             await client.call_tool("start_generation", args, read_timeout_seconds=0.5)
         await anyio.sleep(0.2)
         result, data = await call(client, "start_generation", args)
@@ -108,7 +109,7 @@ async def test_a_call_cut_mid_post_still_records_the_run(make_session):
         ids = await _ids(client)
         await call(client, "start_generation", image(ids, dry_run=True))  # catalogue cached: the POST is next
         sandbox.faults.slow_seconds = 1.0  # every request, the POST included, takes 1 s
-        with pytest.raises(Exception):
+        with pytest.raises(MCPError):
             await client.call_tool("start_generation", image(ids), read_timeout_seconds=0.3)
         await anyio.sleep(1.5)  # the shielded POST finishes and is recorded
         sandbox.faults.slow_seconds = 0
@@ -346,3 +347,38 @@ async def test_a_call_waiting_on_an_identical_start_that_flora_refused_is_told_n
             tg.start_soon(go)
     assert all(r.is_error and "Nothing was started or charged" in text_of(r) for r, _ in answers)
     assert not any(d.get("status") == "unknown" for _, d in answers)
+
+
+# --- a paid tool reads top to bottom ---------------------------------------------------------------------------
+@pytest.mark.parametrize(("tool", "args"), [
+    ("start_generation", {"type": "image", "prompt": "a red fox", "model": "t2i-flux-2-schnell"}),
+    ("run_action", {"action_id": "split-text", "inputs": [{"type": "text", "text": "a, b"}],
+                    "params": {"delimiter": ","}}),
+])
+async def test_a_paid_start_reaches_its_post_in_three_of_our_frames(make_session, monkeypatch, tool, args):
+    """The dispatcher, the handler, the client's method: then the POST (client._request on down)."""
+    import inspect
+    from pathlib import Path
+
+    import flora_mcp
+    from flora_mcp.sandbox import _InProcessTransport
+
+    ours = Path(flora_mcp.__file__).parent
+    stacks: list[list[str]] = []
+    handle = _InProcessTransport.handle_async_request
+
+    async def recording(self, request):
+        if request.method == "POST":
+            frames = [f for f in inspect.stack() if Path(f.filename).is_relative_to(ours)
+                      and not Path(f.filename).is_relative_to(ours / "sandbox")]
+            stacks.append([f.function for f in reversed(frames)])
+        return await handle(self, request)
+
+    monkeypatch.setattr(_InProcessTransport, "handle_async_request", recording)
+    async with make_session() as client:
+        result, _ = await call(client, tool, args | await _ids(client))
+    assert not result.is_error, text_of(result)
+    [stack] = stacks
+    client_method = {"start_generation": "start_generation", "run_action": "start_action_run"}[tool]
+    assert stack[:3] == ["run", tool, client_method], stack
+    assert stack[3] == "_request", stack  # FloraClient's one request path: the POST itself

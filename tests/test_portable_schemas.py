@@ -14,7 +14,7 @@ import pytest
 from mcp.client import Client
 
 from flora_mcp.server import create_server
-from tests.conftest import settings
+from tests.helpers import settings
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 
-from tests.servers import running_sandbox
+from tests.helpers import running_sandbox
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ async def test_kill_9_mid_call_then_restart_finds_and_finishes_the_run(flora_url
 def test_two_hosted_processes_on_one_redis_share_key_checks_and_the_rate_limit(flora_url, redis_url):
     """A key one replica checked costs the other no FLORA call; the per-key rate limit counts requests
     wherever they land."""
-    from tests.servers import free_port, spawn
+    from tests.helpers import free_port, spawn
 
     key = f"sk_sandbox_limits{time.time_ns() % 10**9}"
     env = _env(flora_url, redis_url, FLORA_RATE_LIMIT="6", FLORA_API_KEY="")

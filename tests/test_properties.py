@@ -6,11 +6,11 @@ import httpx2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flora_mcp._retry import RetryPolicy, parse_retry_after
 from flora_mcp.client import _error_from_response
 from flora_mcp.models import Model
+from flora_mcp.retry import RetryPolicy, parse_retry_after
 from flora_mcp.sandbox.catalog import MODELS
-from flora_mcp.server.paramcheck import check_params
+from flora_mcp.server.param_checks import check_params
 
 CATALOG = [Model.model_validate(m) for m in MODELS]
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
@@ -109,7 +109,7 @@ def test_no_arguments_crash_a_tool(tool, arguments):
 
     from flora_mcp.sandbox import Sandbox
     from flora_mcp.server import create_server
-    from tests.conftest import settings as make_settings
+    from tests.helpers import settings as make_settings
 
     if isinstance(arguments.get("wait_seconds"), int | float):
         arguments["wait_seconds"] = 0
@@ -171,7 +171,7 @@ def _valid_arguments(ws: str, prj: str, run_id: str) -> dict[str, dict]:
 
 def _fuzz_cases() -> list[tuple[str, str, str]]:
     from flora_mcp.server import all_tools
-    from flora_mcp.server._registry import input_schema
+    from flora_mcp.server.tooling import input_schema
 
     cases = []
     for spec in all_tools():
@@ -188,7 +188,7 @@ def test_every_string_argument_of_every_tool_is_answered_by_name():
 
     from flora_mcp.sandbox import Sandbox
     from flora_mcp.server import create_server
-    from tests.conftest import settings as make_settings
+    from tests.helpers import settings as make_settings
 
     cases = _fuzz_cases()
     assert len(cases) >= 4 * 20  # every tool's string arguments, not a sample

@@ -10,8 +10,7 @@ from mcp.client import session as client_session
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 
-from tests.test_http import DEMO_KEY, generate, hosted, mcp_http
-from tests.test_stdio import _clean_env
+from tests.helpers import DEMO_KEY, clean_env, generate, hosted, mcp_http
 
 REVISIONS = ["2025-06-18", "2025-11-25", "2026-07-28"]
 
@@ -31,7 +30,7 @@ def _client(transport: str, base: str, revision: str, monkeypatch) -> Client:
         mode = "legacy"
     if transport == "stdio":
         params = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp", "--sandbox"],
-                                       env=_clean_env())
+                                       env=clean_env())
         return Client(params, mode=mode)
     if transport == "sse":
         return Client(sse_client(f"{base}/sse", headers={"Authorization": f"Bearer {DEMO_KEY}"}), mode=mode)

@@ -14,7 +14,7 @@ from qrcode.constants import ERROR_CORRECT_M
 from qrcode.util import MODE_8BIT_BYTE, QRData
 
 from flora_mcp.sandbox.qr import encode, matrix
-from tests.conftest import call, first_ids
+from tests.helpers import call, first_ids
 
 
 def reference(payload: bytes, version: int, mask: int) -> list[list[bool]] | None:

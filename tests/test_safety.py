@@ -19,7 +19,7 @@ from flora_mcp.models import RunOutput
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.server import create_server
 from flora_mcp.server import outputs as outputs_module
-from tests.conftest import call, first_ids, settings, text_of
+from tests.helpers import call, first_ids, settings, text_of
 
 KEY = "sk_live_Secret0123456789abcdefXYZ"
 
@@ -246,7 +246,7 @@ async def test_a_malformed_flora_answer_never_prints_the_key_as_input_value(capl
 # --- 4. one user cannot starve the rest ------------------------------------------------------------------
 async def test_a_bystander_stays_fast_while_another_user_saturates_slow_uploads(monkeypatch):
     """110 uploads from slow URLs by one user; another user's list_workspaces still answers at once."""
-    from tests.servers import running_sandbox
+    from tests.helpers import running_sandbox
 
     allow_loopback(monkeypatch)
     with running_sandbox(speed=100) as flora_url:
@@ -414,7 +414,7 @@ def test_half_sent_headers_do_not_hold_a_connection():
     import uvicorn
 
     from flora_mcp.transports.http import uvicorn_config
-    from tests.servers import free_port
+    from tests.helpers import free_port
 
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -464,7 +464,7 @@ async def test_retry_after_is_honoured_within_the_budget_and_named_beyond_it(mon
 
 # --- 7. SSE sessions belong to the key that opened them ------------------------------------------------------
 def test_another_key_cannot_post_into_someone_elses_sse_session():
-    from tests.test_http import hosted
+    from tests.helpers import hosted
 
     owner, intruder = "sk_sandbox_owner", "sk_sandbox_intruder"
     message = {"jsonrpc": "2.0", "id": 1, "method": "ping"}

@@ -10,8 +10,8 @@ from pathlib import Path
 from mcp.client import Client
 
 from flora_mcp.server import all_tools, create_server
-from flora_mcp.server._registry import PUBLISHED_SCHEMAS, input_schema, published_schemas
-from tests.conftest import settings
+from flora_mcp.server.tooling import PUBLISHED_SCHEMAS, input_schema, published_schemas
+from tests.helpers import settings
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
 

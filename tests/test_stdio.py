@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -11,17 +10,11 @@ import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 
-ENV = {"FLORA_SANDBOX_SPEED": "50", "FLORA_API_KEY": "", "FLORA_WORKSPACE_ID": "", "FLORA_PROJECT_ID": "",
-       "FLORA_OUTPUT_DIR": ""}
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}
-    return env | {k: v for k, v in (ENV | extra).items() if v}
+from tests.helpers import clean_env
 
 
 async def test_sdk_client_over_stdio_completes_a_generation():
-    params = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp", "--sandbox"], env=_clean_env())
+    params = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp", "--sandbox"], env=clean_env())
     async with Client(params) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         assert {"list_workspaces", "start_generation", "get_run"} <= names
@@ -39,7 +32,7 @@ class _RawSession:
 
     def __init__(self, *args: str, **env: str) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "flora_mcp", *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_clean_env(**env))
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(**env))
         self.stdout_lines: list[bytes] = []
         self._next_id = 0
 

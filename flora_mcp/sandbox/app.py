@@ -1,7 +1,9 @@
 """The sandbox's HTTP face: a Starlette app that answers like FLORA's public API v1.6.0.
 
-Routes under /api/v1 follow the contract. /files serves output bytes (like FLORA's media host).
-/_sandbox is the tests' control panel and is not part of the contract.
+Routes under /api/v1 follow the contract: a table of Starlette routes (_SandboxApi.app) behind
+_ApiGate, the middleware that does what FLORA does around every route (the key, rate limits,
+idempotent replays, and the faults tests turn on). /files serves output bytes (like FLORA's media
+host). /_sandbox is the tests' control panel and is not part of the contract.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import inspect
 import io
 import json
 import mimetypes
@@ -17,6 +20,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -28,7 +32,6 @@ from .media import render_output
 from .state import Account, SandboxState
 
 _ID_PATTERNS = {"workspace_id": re.compile(r"^ws_\S+$"), "project_id": re.compile(r"^prj_\S+$")}
-_PROJECT_ROUTE = re.compile(r"^/projects/([^/]+)(/canvas|/nodes|/actions|/actions/([^/]+)/run|/assets/([^/]+)/attach)?$")
 _ASSET_FIELDS = ("source", "workspace_id", "folder", "content_type", "file_name")
 _GENERATE_FIELDS = ("type", "prompt", "workspace_id", "project_id", "model", "params")
 _TYPES = ("image", "video", "audio", "text")
@@ -52,124 +55,199 @@ def _validation_error(fields: list[dict[str, str]]) -> JSONResponse:
     return error(400, "input_validation_error", message, fields)
 
 
-def build_app(state: SandboxState) -> Any:
-    async def api(request: Request) -> Response:
-        """Auth, rate limits and faults for every /api/v1 route, then the route itself."""
-        faults = state.faults
+def _page_window(q: Any) -> tuple[int, int] | Response:
+    """A list endpoint's (offset, limit) from its `cursor` and `limit` (1-100, default 20), or the 400."""
+    try:
+        limit = int(q.get("limit", 20))
+        offset = int(base64.urlsafe_b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
+    except ValueError:
+        return _validation_error([{"field": "limit/cursor", "message": "Invalid value"}])
+    if not 1 <= limit <= 100:
+        return _validation_error([{"field": "limit", "message": "Number must be between 1 and 100"}])
+    return offset, limit
+
+
+def _page_meta(offset: int, limit: int, total: int) -> dict[str, Any]:
+    more = offset + limit < total
+    cursor = base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
+    return {"next_cursor": cursor, "total_estimate": total}
+
+
+def _with_account(route: Route) -> Route:
+    """The route with its (request, account) handler called as a Starlette endpoint."""
+    handler = route.endpoint
+
+    async def endpoint(request: Request) -> Response:
+        answer = handler(request, request.state.sandbox_account)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    return Route(route.path, endpoint, methods=sorted(route.methods or ()), name=route.name)
+
+
+class _ApiGate:
+    """What FLORA does before and after every /api/v1 route: the bearer key, the request log, rate
+    limits, idempotent replays, and the faults tests turn on (slow, 5xx, dropped or late answers)."""
+
+    def __init__(self, app: Any, state: SandboxState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state, faults = self.state, self.state.faults
+        request = Request(scope, receive)
+        body = await request.body()  # read once here (the sandbox's bodies are small); the route reads it again
         if faults.slow_seconds:
             await anyio.sleep(faults.slow_seconds)
         auth = request.headers.get("authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
-            return error(401, "unauthorized", "Missing bearer token")
+            await error(401, "unauthorized", "Missing bearer token")(scope, receive, send)
+            return
         account = state.account_for(auth[7:].strip())
         if account is None:
-            return error(401, "invalid_api_key", "Invalid API key")
-        path = request.url.path.removeprefix("/api/v1")
+            await error(401, "invalid_api_key", "Invalid API key")(scope, receive, send)
+            return
+        path, post = request.url.path.removeprefix("/api/v1"), request.method == "POST"
         state.log_request(account.key_fingerprint, request.method, path)
         wait = state.rate_limited(account.key_fingerprint)
         if wait is not None:
-            return error(429, "rate_limited", "Too many requests", headers={"Retry-After": str(int(wait + 0.999))})
+            await error(429, "rate_limited", "Too many requests",
+                        headers={"Retry-After": str(int(wait + 0.999))})(scope, receive, send)
+            return
         if faults.server_errors and faults.applies(path):
             faults.server_errors -= 1
-            return error(503, "unknown_error", "Service temporarily unavailable")
-        replay = await _replayed(request, account) if request.method == "POST" else None
-        response = replay or await _route(request, account, path)
-        if request.method == "POST" and replay is None:
-            await _remember_answer(request, account, response)
-        if request.method == "POST" and faults.drop_after_processing and faults.applies(path):
+            await error(503, "unknown_error", "Service temporarily unavailable")(scope, receive, send)
+            return
+        scope.setdefault("state", {})["sandbox_account"] = account
+        replay = self._replayed(request, account, body) if post else None
+        if replay is not None:
+            answer = [{"type": "http.response.start", "status": replay.status_code, "headers": replay.raw_headers},
+                      {"type": "http.response.body", "body": replay.body}]
+        else:
+            answer = await self._route(scope, body, send)
+            status, content = answer[0]["status"], b"".join(m.get("body", b"") for m in answer[1:])
+            if post and 200 <= status < 300:
+                self._remember_answer(request, account, body, status, content)
+        if post and faults.drop_after_processing and faults.applies(path):
             faults.drop_after_processing -= 1
-            request.scope.setdefault("state", {})["sandbox_drop"] = True
-        if request.method == "POST" and faults.slow_answers and faults.applies(path):
+            scope["state"]["sandbox_drop"] = True
+        if post and faults.slow_answers and faults.applies(path):
             faults.slow_answers -= 1  # processed now, answered late: past a client's timeout
             await anyio.sleep(faults.slow_answer_seconds)
-        return response
+        for message in answer:
+            await send(message)
 
-    async def _replayed(request: Request, account: Account) -> Response | None:
+    async def _route(self, scope: dict, body: bytes, send: Any) -> list[dict]:
+        """Run the route on the body already read; keep its answer to send after the faults."""
+        answer: list[dict] = []
+        sent = False
+
+        async def receive() -> dict:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def keep(message: dict) -> None:
+            answer.append(message)
+
+        await self.app(scope, receive, keep)
+        return answer
+
+    def _replayed(self, request: Request, account: Account, body: bytes) -> Response | None:
         """FLORA's docs' behaviour (state.idempotency_mode == "replay"): a spent key with the same body
         replays the first answer; with another body, 422 idempotency_conflict."""
         key = request.headers.get("idempotency-key")
-        if state.idempotency_mode != "replay" or not key:
+        if self.state.idempotency_mode != "replay" or not key:
             return None
-        seen = state.answers.get((account.key_fingerprint, key))
+        seen = self.state.answers.get((account.key_fingerprint, key))
         if seen is None:
             return None
         body_hash, status, content = seen
-        if body_hash != hashlib.sha256(await request.body()).hexdigest():
+        if body_hash != hashlib.sha256(body).hexdigest():
             return error(422, "idempotency_conflict", "Idempotency key reused with a different request body")
         return Response(content, status_code=status, media_type="application/json",
-                         headers={"idempotent-replayed": "true"})
+                        headers={"idempotent-replayed": "true"})
 
-    async def _remember_answer(request: Request, account: Account, response: Response) -> None:
+    def _remember_answer(self, request: Request, account: Account, body: bytes, status: int, content: bytes) -> None:
         key = request.headers.get("idempotency-key")
-        if state.idempotency_mode == "replay" and key and 200 <= response.status_code < 300:
-            state.answers[(account.key_fingerprint, key)] = (
-                hashlib.sha256(await request.body()).hexdigest(), response.status_code, bytes(response.body))
+        if self.state.idempotency_mode == "replay" and key:
+            self.state.answers[(account.key_fingerprint, key)] = (hashlib.sha256(body).hexdigest(), status, content)
 
-    async def _route(request: Request, account: Account, path: str) -> Response:
-        method = request.method
-        if path == "/workspaces" and method == "GET":
-            return JSONResponse({"workspaces": account.workspaces})
-        if path == "/projects" and method == "GET":
-            return _list_projects(request, account)
-        if path == "/projects" and method == "POST":
-            return await _create_project(request, account)
-        if path == "/models" and method == "GET":
-            return _list_models(request)
-        if path in ("/generate", "/runs/generation") and method == "POST":
-            return await _generate(request, account)
-        if path == "/actions" and method == "GET":
-            return JSONResponse({"actions": [entry for entry, _ in ACTIONS.values()]})
-        if path == "/runs/action" and method == "POST":
-            return await _action_run(request, account)
-        if path == "/techniques" and method == "GET":
-            if denied := _owned(account, request.query_params.get("workspace_id", "")):
-                return denied
-            return JSONResponse({"techniques": [entry for entry, _ in TECHNIQUES.values()]})
-        if path == "/runs/technique" and method == "POST":
-            return await _technique_run(request, account)
-        if match := _PROJECT_ROUTE.match(path):
-            return await _project_route(request, account, match)
-        if path == "/assets" and method == "POST":
-            return await _asset_from_url(request, account)
-        if path == "/assets/uploads" and method == "POST":
-            return await _reserve_upload(request, account)
-        if path.startswith("/assets/") and path.endswith("/complete") and method == "POST":
-            return _complete_upload(path.split("/")[2], account)
-        if path.startswith("/runs/") and method == "GET":
-            run = state.runs.get(path.removeprefix("/runs/"))
-            if run is None or run.account != account.key_fingerprint:
-                return error(404, "not_found", "Run not found")
-            return JSONResponse(state.view_run(run))
-        return error(404, "not_found", f"No route for {method} {path}")
 
-    def _list_projects(request: Request, account: Account) -> Response:
+class _SandboxApi:
+    """The sandbox's routes over one SandboxState: each handler is a method; app() is the ASGI app."""
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+
+    def app(self) -> Any:
+        """The ASGI app: the /api/v1 routes behind _ApiGate (handlers take the request and the account),
+        then the media, upload, canvas, control and health routes."""
+        api_routes = [
+            Route("/workspaces", self._list_workspaces, methods=["GET"]),
+            Route("/projects", self._list_projects, methods=["GET"]),
+            Route("/projects", self._create_project, methods=["POST"]),
+            Route("/projects/{project_id}", self.project_route(self._get_project), methods=["GET"]),
+            Route("/projects/{project_id}/canvas", self.project_route(self._get_canvas), methods=["GET"]),
+            Route("/projects/{project_id}/canvas", self.project_route(self._patch_canvas), methods=["PATCH"]),
+            Route("/projects/{project_id}/nodes", self.project_route(self._get_nodes), methods=["GET"]),
+            Route("/projects/{project_id}/actions", self.project_route(self._create_canvas_action), methods=["POST"]),
+            Route("/projects/{project_id}/actions/{node_id}/run", self.project_route(self._run_canvas_action),
+                  methods=["POST"]),
+            Route("/projects/{project_id}/assets/{asset_id}/attach", self.project_route(self._attach),
+                  methods=["POST"]),
+            Route("/models", self._list_models, methods=["GET"]),
+            Route("/generate", self._generate, methods=["POST"]),
+            Route("/runs/generation", self._generate, methods=["POST"]),
+            Route("/runs/action", self._action_run, methods=["POST"]),
+            Route("/runs/technique", self._technique_run, methods=["POST"]),
+            Route("/runs/{run_id:path}", self._get_run, methods=["GET"]),
+            Route("/actions", self._list_actions, methods=["GET"]),
+            Route("/techniques", self._list_techniques, methods=["GET"]),
+            Route("/assets", self._asset_from_url, methods=["POST"]),
+            Route("/assets/uploads", self._reserve_upload, methods=["POST"]),
+            Route("/assets/{asset_id}/complete", self._complete_upload, methods=["POST"]),
+            # Last: any other path or method is FLORA's JSON 404 (after the gate's auth), never Starlette's 405.
+            Route("/{path:path}", self._no_route, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
+        ]
+        app = Starlette(routes=[
+            Mount("/api/v1", routes=[_with_account(r) for r in api_routes],
+                  middleware=[Middleware(_ApiGate, state=self.state)]),
+            Route("/files/{run_id}/{name}", self.files),
+            Route("/uploads/{asset_id}", self.upload, methods=["PUT"]),
+            Route("/media/assets/{asset_id}/{name}", self.asset_file),
+            Route("/canvas/{project_id}", self.canvas_page),
+            Route("/_sandbox", self.control, methods=["GET", "POST"]),
+            Route("/healthz", self.health),
+        ])
+        return _DropConnections(app)
+
+    def _list_projects(self, request: Request, account: Account) -> Response:
         q = request.query_params
         workspace_id = q.get("workspace_id")
         if not workspace_id:
             return _validation_error([{"field": "workspace_id", "message": "Required"}])
         if not _ID_PATTERNS["workspace_id"].match(workspace_id):
             return _validation_error([{"field": "workspace_id", "message": "Invalid workspace ID"}])
-        if denied := _owned(account, workspace_id):
+        if denied := self._owned(account, workspace_id):
             return denied
-        try:
-            limit = int(q.get("limit", 20))
-            offset = int(base64.urlsafe_b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
-        except ValueError:
-            return _validation_error([{"field": "limit/cursor", "message": "Invalid value"}])
-        if not 1 <= limit <= 100:
-            return _validation_error([{"field": "limit", "message": "Number must be between 1 and 100"}])
+        window = _page_window(q)
+        if isinstance(window, Response):
+            return window
+        offset, limit = window
         query = (q.get("query") or "").lower()
         matches = [
             p for p in account.projects
             if p["workspace_id"] == workspace_id and query in p["name"].lower()
         ]
         matches.sort(key=lambda p: p.get("last_modified") or p["created_at"], reverse=True)
-        page = matches[offset : offset + limit]
-        more = offset + limit < len(matches)
-        cursor = base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
-        return JSONResponse({"projects": page, "meta": {"next_cursor": cursor, "total_estimate": len(matches)}})
+        return JSONResponse({"projects": matches[offset:offset + limit],
+                             "meta": _page_meta(offset, limit, len(matches))})
 
-    async def _create_project(request: Request, account: Account) -> Response:
+    async def _create_project(self, request: Request, account: Account) -> Response:
         body = await _json_body(request)
         if isinstance(body, Response):
             return body
@@ -179,13 +257,11 @@ def build_app(state: SandboxState) -> Any:
                 problems.append({"field": key, "message": "Required"})
         if problems:
             return _validation_error(problems)
-        if denied := _owned(account, body["workspace_id"]):
-            return denied
-        if replay := _spent_key(request, account):
-            return replay
-        now = state.clock()
+        if refused := self._owned(account, body["workspace_id"]) or self._spent_key(request, account):
+            return refused
+        now = self.state.clock()
         project = {
-            "project_id": state.new_id("prj", account.key_fingerprint),
+            "project_id": self.state.new_id("prj", account.key_fingerprint),
             "name": body["name"].strip(),
             "workspace_id": body["workspace_id"],
             "origin": "api",
@@ -195,17 +271,17 @@ def build_app(state: SandboxState) -> Any:
         account.projects.append(project)
         return JSONResponse(project, status_code=201)
 
-    def _list_models(request: Request) -> Response:
+    def _list_models(self, request: Request, account: Account) -> Response:
         type_ = request.query_params.get("type")
         if type_ and type_ not in _TYPES:
             return _validation_error([{"field": "type", "message": "Invalid enum value. Expected " + " | ".join(_TYPES)}])
         return JSONResponse({"models": [m for m in MODELS if not type_ or m["type"] == type_]})
 
-    async def _generate(request: Request, account: Account) -> Response:
+    async def _generate(self, request: Request, account: Account) -> Response:
         body = await _json_body(request)
         if isinstance(body, Response):
             return body
-        problems = _ids_problems(body, _GENERATE_FIELDS, ("type", "prompt", "workspace_id", "project_id"))
+        problems = self._ids_problems(body, _GENERATE_FIELDS, ("type", "prompt", "workspace_id", "project_id"))
         if "type" in body and body["type"] not in _TYPES:
             problems.append({"field": "type", "message": "Invalid enum value. Expected " + " | ".join(_TYPES)})
         if "prompt" in body and (not isinstance(body["prompt"], str) or not body["prompt"]):
@@ -221,13 +297,13 @@ def build_app(state: SandboxState) -> Any:
             problems.append({"field": "params", "message": "Expected object"})
         if problems:
             return _validation_error(problems)
-        if denied := _owned(account, body["workspace_id"], body["project_id"]):
+        if denied := self._owned(account, body["workspace_id"], body["project_id"]):
             return denied
-        if account.credits is not None and account.credits < state.estimated_cost(body):
+        if account.credits is not None and account.credits < self.state.estimated_cost(body):
             return error(402, "insufficient_credits", "Insufficient credits")
-        if replay := _spent_key(request, account):
+        if replay := self._spent_key(request, account):
             return replay
-        run = state.start_run(account, body)
+        run = self.state.start_run(account, body)
         return JSONResponse(
             {
                 "run_id": run.run_id,
@@ -235,13 +311,14 @@ def build_app(state: SandboxState) -> Any:
                 "model": {"model_id": run.model_id},
                 "estimated_seconds": run.estimated_seconds,
                 "charged_cost": 0,
-                "poll_url": f"{state.public_base_url}/api/v1/runs/{run.run_id}",
+                "poll_url": f"{self.state.public_base_url}/api/v1/runs/{run.run_id}",
                 "project_id": run.project_id,
             },
             status_code=201,
         )
 
-    def _ids_problems(body: dict[str, Any], allowed: tuple[str, ...], required: tuple[str, ...]) -> list[dict[str, str]]:
+    def _ids_problems(self, body: dict[str, Any], allowed: tuple[str, ...],
+                      required: tuple[str, ...]) -> list[dict[str, str]]:
         problems = [{"field": k, "message": "Unrecognized key"} for k in body if k not in allowed]
         problems += [{"field": k, "message": "Required"} for k in required if k not in body]
         for key, pattern in _ID_PATTERNS.items():
@@ -249,7 +326,7 @@ def build_app(state: SandboxState) -> Any:
                 problems.append({"field": key, "message": f"Invalid {key.split('_')[0]} ID"})
         return problems
 
-    def _owned(account: Account, workspace_id: str, project_id: str | None = None) -> Response | None:
+    def _owned(self, account: Account, workspace_id: str, project_id: str | None = None) -> Response | None:
         if not any(w["workspace_id"] == workspace_id for w in account.workspaces):
             return error(404, "not_found", "Workspace not found")
         if project_id is not None and not any(
@@ -257,11 +334,11 @@ def build_app(state: SandboxState) -> Any:
             return error(404, "not_found", "Project not found")
         return None
 
-    async def _action_run(request: Request, account: Account) -> Response:
+    async def _action_run(self, request: Request, account: Account) -> Response:
         body = await _json_body(request)
         if isinstance(body, Response):
             return body
-        problems = _ids_problems(body, ("action_id", "workspace_id", "project_id", "inputs", "params"),
+        problems = self._ids_problems(body, ("action_id", "workspace_id", "project_id", "inputs", "params"),
                                  ("action_id", "workspace_id", "project_id", "inputs"))
         inputs = body.get("inputs")
         if "inputs" in body and (not isinstance(inputs, list) or not inputs):
@@ -275,13 +352,13 @@ def build_app(state: SandboxState) -> Any:
             return _validation_error(problems)
         if body["action_id"] not in ACTIONS:
             return _validation_error([{"field": "action_id", "message": "Action not available"}])
-        if denied := _owned(account, body["workspace_id"], body["project_id"]):
+        if denied := self._owned(account, body["workspace_id"], body["project_id"]):
             return denied
         images, texts = [], []
         for i, item in enumerate(inputs):
             if item.get("url"):
                 try:
-                    images.append(state.read_url(item["url"], account))
+                    images.append(self.state.read_url(item["url"], account))
                 except LookupError as exc:
                     return _validation_error([{"field": f"inputs.{i}.url", "message": str(exc)}])
             elif item.get("text") is not None:
@@ -293,24 +370,24 @@ def build_app(state: SandboxState) -> Any:
             produced = await anyio.to_thread.run_sync(run_action, body["action_id"], images, texts, params)
         except ActionInputError as exc:
             return _validation_error([{"field": "inputs/params", "message": str(exc)}])
-        if replay := _spent_key(request, account):
+        if replay := self._spent_key(request, account):
             return replay
         entry = ACTIONS[body["action_id"]][0]
-        run = state.start_processed_run(account, kind="action", workspace_id=body["workspace_id"],
+        run = self.state.start_processed_run(account, run_type="action", workspace_id=body["workspace_id"],
                                         project_id=body["project_id"], label=body["action_id"], produced=produced,
                                         seconds=ACTION_SECONDS, cost=entry["charged_cost"])
-        return _started(run, {"action": {"action_id": body["action_id"]}, "project_id": run.project_id})
+        return self._started(run, {"action": {"action_id": body["action_id"]}, "project_id": run.project_id})
 
-    async def _technique_run(request: Request, account: Account) -> Response:
+    async def _technique_run(self, request: Request, account: Account) -> Response:
         body = await _json_body(request)
         if isinstance(body, Response):
             return body
-        problems = _ids_problems(body, ("technique_id", "workspace_id", "inputs"), ("technique_id", "workspace_id", "inputs"))
+        problems = self._ids_problems(body, ("technique_id", "workspace_id", "inputs"), ("technique_id", "workspace_id", "inputs"))
         if "inputs" in body and not isinstance(body["inputs"], dict):
             problems.append({"field": "inputs", "message": "Expected object"})
         if problems:
             return _validation_error(problems)
-        if denied := _owned(account, body["workspace_id"]):
+        if denied := self._owned(account, body["workspace_id"]):
             return denied
         if body["technique_id"] not in TECHNIQUES:
             return error(404, "not_found", "Technique not found")
@@ -325,50 +402,49 @@ def build_app(state: SandboxState) -> Any:
             if slot["type"] == "image":
                 url = value.get("url") if isinstance(value, dict) else value
                 try:
-                    images[slot["name"]] = state.read_url(str(url), account)
+                    images[slot["name"]] = self.state.read_url(str(url), account)
                 except LookupError as exc:
                     return _validation_error([{"field": f"inputs.{slot['name']}", "message": str(exc)}])
         try:
             produced = await anyio.to_thread.run_sync(produce, values, images)
         except ActionInputError as exc:
             return _validation_error([{"field": "inputs", "message": str(exc)}])
-        if replay := _spent_key(request, account):
+        if replay := self._spent_key(request, account):
             return replay
-        run = state.start_processed_run(account, kind="technique", workspace_id=body["workspace_id"], project_id="",
+        run = self.state.start_processed_run(account, run_type="technique", workspace_id=body["workspace_id"], project_id="",
                                         label=entry["name"], produced=produced, seconds=entry["estimated_seconds"],
                                         cost=TECHNIQUE_COST)
-        return _started(run, {"technique": {"technique_id": entry["technique_id"], "name": entry["name"]}})
+        return self._started(run, {"technique": {"technique_id": entry["technique_id"], "name": entry["name"]}})
 
-    def _started(run: Any, extra: dict[str, Any]) -> JSONResponse:
-        return JSONResponse({"run_id": run.run_id, "type": run.kind, "estimated_seconds": run.estimated_seconds,
-                             "charged_cost": 0, "poll_url": f"{state.public_base_url}/api/v1/runs/{run.run_id}"}
+    def _started(self, run: Any, extra: dict[str, Any]) -> JSONResponse:
+        return JSONResponse({"run_id": run.run_id, "type": run.run_type, "estimated_seconds": run.estimated_seconds,
+                             "charged_cost": 0, "poll_url": f"{self.state.public_base_url}/api/v1/runs/{run.run_id}"}
                             | extra, status_code=201)
 
-    async def _reserve_upload(request: Request, account: Account) -> Response:
+    async def _reserve_upload(self, request: Request, account: Account) -> Response:
         body = await _json_body(request)
         if isinstance(body, Response):
             return body
         fields = ("workspace_id", "filename", "content_type", "size")
-        problems = _ids_problems(body, fields, fields)
+        problems = self._ids_problems(body, fields, fields)
         if "size" in body and not (isinstance(body["size"], int) and 0 < body["size"] <= MAX_UPLOAD):
             problems.append({"field": "size", "message": f"Must be 1-{MAX_UPLOAD} bytes"})
         if problems:
             return _validation_error(problems)
-        if denied := _owned(account, body["workspace_id"]):
-            return denied
-        if replay := _spent_key(request, account):
-            return replay
-        asset_id = state.new_id("asset", account.key_fingerprint)
-        state.assets[asset_id] = {"account": account.key_fingerprint, "filename": body["filename"],
+        if refused := self._owned(account, body["workspace_id"]) or self._spent_key(request, account):
+            return refused
+        asset_id = self.state.new_id("asset", account.key_fingerprint)
+        self.state.assets[asset_id] = {"account": account.key_fingerprint, "filename": body["filename"],
                                   "content_type": body["content_type"], "size": body["size"], "data": None,
-                                  "status": "pending", "signature": state.new_id("sig", asset_id)}
-        signature = state.assets[asset_id]["signature"]
+                                  "status": "pending", "signature": self.state.new_id("sig", asset_id)}
+        signature = self.state.assets[asset_id]["signature"]
         return JSONResponse({"asset_id": asset_id, "upload_method": "PUT", "upload_headers": {},
-                             "upload_url": f"{state.public_base_url}/uploads/{asset_id}?signature={signature}"},
+                             "upload_url": f"{self.state.public_base_url}/uploads/{asset_id}?signature={signature}"},
                             status_code=201)
 
-    def _complete_upload(asset_id: str, account: Account) -> Response:
-        asset = state.assets.get(asset_id)
+    def _complete_upload(self, request: Request, account: Account) -> Response:
+        asset_id = request.path_params["asset_id"]
+        asset = self.state.assets.get(asset_id)
         if asset is None or asset["account"] != account.key_fingerprint:
             return error(404, "not_found", "Asset not found")
         if asset["data"] is None or len(asset["data"]) != asset["size"]:
@@ -376,69 +452,76 @@ def build_app(state: SandboxState) -> Any:
         asset["status"] = "ready"
         kind = asset["content_type"].split("/")[0]
         safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", asset["filename"])
-        asset["url"] = f"{state.public_base_url}/media/assets/{asset_id}/{safe_name}"
+        asset["url"] = f"{self.state.public_base_url}/media/assets/{asset_id}/{safe_name}"
         return JSONResponse({"asset_id": asset_id, "status": "ready", "content_type": asset["content_type"],
                              "size": asset["size"], "type": kind if kind in _TYPES else None,
-                             "url": f"{state.public_base_url}/media/assets/{asset_id}/{safe_name}"})
+                             "url": f"{self.state.public_base_url}/media/assets/{asset_id}/{safe_name}"})
 
     # --- projects and their canvas -----------------------------------------------------------------
-    async def _project_route(request: Request, account: Account, match: re.Match) -> Response:
-        project_id, tail, method = match.group(1), match.group(2) or "", request.method
+    def _project(self, request: Request, account: Account) -> dict[str, Any] | Response:
+        """The path's project, if this account may see it (missing and inaccessible look the same, as on FLORA)."""
+        project_id = request.path_params["project_id"]
         if not _ID_PATTERNS["project_id"].match(project_id):
             return _validation_error([{"field": "projectId", "message": "Invalid project ID"}])
         project = next((p for p in account.projects if p["project_id"] == project_id), None)
-        if project is None:  # missing and inaccessible look the same, as on FLORA
+        if project is None:
             return error(404, "not_found", "Project not found")
-        canvas = state.canvas(project_id)
-        url = state.canvas_url(project_id)
-        if tail == "" and method == "GET":
-            return JSONResponse(project)
-        if tail == "/canvas" and method == "GET":
-            return JSONResponse({"project_id": project_id, "canvas_url": url, "diagram": canvas.diagram(),
-                                 "summary": canvas.summary()})
-        if tail == "/canvas" and method == "PATCH":
-            body = await _json_body(request)
-            if isinstance(body, Response):
-                return body
-            problems = [{"field": k, "message": "Unrecognized key"} for k in body if k not in ("diagram", "node_params")]
-            if not isinstance(body.get("diagram"), str) or not body.get("diagram"):
-                problems.append({"field": "diagram", "message": "Required"})
-            if problems:
-                return _validation_error(problems)
-            try:
-                applied = canvas.apply(body["diagram"], body.get("node_params") or {}, set(MODELS_BY_ID))
-            except CanvasProblem as exc:
-                return _validation_error(exc.fields)
-            project["last_modified"] = state.clock()
-            return JSONResponse({"project_id": project_id, "canvas_url": url, **applied})
-        if tail == "/nodes" and method == "GET":
-            return _list_nodes(request, project_id, canvas.media(), url)
-        if tail == "/actions" and method == "POST":
-            return await _create_canvas_action(request, account, project, canvas, url)
-        if match.group(3) and method == "POST":
-            return await _run_canvas_action(request, account, project, canvas, match.group(3))
-        if match.group(4) and method == "POST":
-            return _attach(request, account, project, canvas, match.group(4), url)
-        return error(404, "not_found", f"No route for {method} {request.url.path.removeprefix('/api/v1')}")
+        return project
 
-    def _list_nodes(request: Request, project_id: str, nodes: list[dict[str, Any]], url: str) -> Response:
-        q = request.query_params
+    def project_route(self, handler: Any) -> Any:
+        """A /projects/{project_id}/… handler, called with the project, its canvas and its canvas URL."""
+
+        async def endpoint(request: Request, account: Account) -> Response:
+            project = self._project(request, account)
+            if isinstance(project, Response):
+                return project
+            project_id = project["project_id"]
+            canvas, url = self.state.canvas(project_id), self.state.canvas_url(project_id)
+            answer = handler(request, account, project, canvas, url)
+            return await answer if inspect.isawaitable(answer) else answer
+
+        return endpoint
+
+    def _get_project(self, request: Request, account: Account, project: dict, canvas: Any, url: str) -> Response:
+        return JSONResponse(project)
+
+    def _get_canvas(self, request: Request, account: Account, project: dict, canvas: Any, url: str) -> Response:
+        return JSONResponse({"project_id": project["project_id"], "canvas_url": url, "diagram": canvas.diagram(),
+                             "summary": canvas.summary()})
+
+    async def _patch_canvas(self, request: Request, account: Account, project: dict, canvas: Any, url: str) -> Response:
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        problems = [{"field": k, "message": "Unrecognized key"} for k in body if k not in ("diagram", "node_params")]
+        if not isinstance(body.get("diagram"), str) or not body.get("diagram"):
+            problems.append({"field": "diagram", "message": "Required"})
+        if problems:
+            return _validation_error(problems)
         try:
-            limit = int(q.get("limit", 20))
-            offset = int(base64.urlsafe_b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
-        except ValueError:
-            return _validation_error([{"field": "limit/cursor", "message": "Invalid value"}])
-        if not 1 <= limit <= 100:
-            return _validation_error([{"field": "limit", "message": "Number must be between 1 and 100"}])
-        more = offset + limit < len(nodes)
-        cursor = base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
-        return JSONResponse({"project_id": project_id, "canvas_url": url, "nodes": nodes[offset:offset + limit],
-                             "meta": {"next_cursor": cursor, "total_estimate": len(nodes)}})
+            applied = canvas.apply(body["diagram"], body.get("node_params") or {}, set(MODELS_BY_ID))
+        except CanvasProblem as exc:
+            return _validation_error(exc.fields)
+        project["last_modified"] = self.state.clock()
+        return JSONResponse({"project_id": project["project_id"], "canvas_url": url, **applied})
 
-    def _attach(request: Request, account: Account, project: dict, canvas: Any, asset_id: str, url: str) -> Response:
+    def _get_nodes(self, request: Request, account: Account, project: dict, canvas: Any, url: str) -> Response:
+        return self._list_nodes(request, project["project_id"], canvas.media(), url)
+
+    def _list_nodes(self, request: Request, project_id: str, nodes: list[dict[str, Any]], url: str) -> Response:
+        q = request.query_params
+        window = _page_window(q)
+        if isinstance(window, Response):
+            return window
+        offset, limit = window
+        return JSONResponse({"project_id": project_id, "canvas_url": url, "nodes": nodes[offset:offset + limit],
+                             "meta": _page_meta(offset, limit, len(nodes))})
+
+    def _attach(self, request: Request, account: Account, project: dict, canvas: Any, url: str) -> Response:
+        asset_id = request.path_params["asset_id"]
         if not asset_id.startswith("asset_"):
             return _validation_error([{"field": "assetId", "message": "Invalid asset ID"}])
-        asset = state.assets.get(asset_id)
+        asset = self.state.assets.get(asset_id)
         if asset is None or asset["account"] != account.key_fingerprint:
             return error(404, "not_found", "Asset not found")
         if asset["status"] != "ready":
@@ -447,15 +530,15 @@ def build_app(state: SandboxState) -> Any:
         if kind not in MEDIA_KINDS:
             return _validation_error([{"field": "assetId", "message": f"A {asset['content_type']} asset cannot go "
                                        "on a canvas (image, video, audio or text only)"}])
-        if replay := _spent_key(request, account):
+        if replay := self._spent_key(request, account):
             return replay
         width, height = _image_size(asset["data"]) if kind == "image" else (None, None)
         node = canvas.add(kind, asset["filename"], url=asset["url"], asset_id=asset_id, width=width, height=height)
-        project["last_modified"] = state.clock()
+        project["last_modified"] = self.state.clock()
         return JSONResponse({"project_id": project["project_id"], "asset_id": asset_id, "node_id": node.node_id,
                              "canvas_url": url}, status_code=201)
 
-    async def _create_canvas_action(request: Request, account: Account, project: dict, canvas: Any,
+    async def _create_canvas_action(self, request: Request, account: Account, project: dict, canvas: Any,
                                     url: str) -> Response:
         body = await _json_body(request)
         if isinstance(body, Response):
@@ -469,16 +552,17 @@ def build_app(state: SandboxState) -> Any:
             problems.append({"field": "params", "message": "Expected object"})
         if problems:
             return _validation_error(problems)
-        if replay := _spent_key(request, account):
+        if replay := self._spent_key(request, account):
             return replay
         entry = ACTIONS[body["action_id"]][0]
         node = canvas.add("action", entry["name"], action_id=body["action_id"], action_params=body.get("params") or {})
-        project["last_modified"] = state.clock()
+        project["last_modified"] = self.state.clock()
         return JSONResponse({"project_id": project["project_id"], "node_id": node.node_id,
                              "action_id": body["action_id"], "canvas_url": url}, status_code=201)
 
-    async def _run_canvas_action(request: Request, account: Account, project: dict, canvas: Any,
-                                 node_id: str) -> Response:
+    async def _run_canvas_action(self, request: Request, account: Account, project: dict, canvas: Any,
+                                 url: str) -> Response:
+        node_id = request.path_params["node_id"]
         node = canvas.nodes.get(node_id)
         if node is None:
             return error(404, "not_found", "Canvas node not found")
@@ -492,7 +576,7 @@ def build_app(state: SandboxState) -> Any:
                 return _validation_error([{"field": "nodeId", "message": f"input {source.node_id} has no media yet"}])
             else:
                 try:
-                    images.append(state.read_url(source.url, account))
+                    images.append(self.state.read_url(source.url, account))
                 except LookupError as exc:
                     return _validation_error([{"field": "nodeId", "message": f"input {source.node_id}: {exc}"}])
         try:
@@ -500,21 +584,21 @@ def build_app(state: SandboxState) -> Any:
         except ActionInputError as exc:
             hint = f": connect an input node to {node_id} (PATCH the canvas with an edge into it)"
             return _validation_error([{"field": "nodeId", "message": str(exc) + (hint if "needs" in str(exc) else "")}])
-        if replay := _spent_key(request, account):
+        if replay := self._spent_key(request, account):
             return replay
         entry = ACTIONS[node.action_id][0]
-        run = state.start_processed_run(account, kind="action", workspace_id=project["workspace_id"],
+        run = self.state.start_processed_run(account, run_type="action", workspace_id=project["workspace_id"],
                                         project_id=project["project_id"], label=node.label, produced=produced,
                                         seconds=ACTION_SECONDS, cost=entry["charged_cost"], canvas_node=node_id)
-        return _started(run, {"model": None, "technique": None, "action": {"action_id": node.action_id},
+        return self._started(run, {"model": None, "technique": None, "action": {"action_id": node.action_id},
                               "project_id": project["project_id"]})
 
-    async def _asset_from_url(request: Request, account: Account) -> Response:
+    async def _asset_from_url(self, request: Request, account: Account) -> Response:
         """POST /assets with a source URL (FLORA copies it from an allowlisted host; here: URLs it served)."""
         body = await _json_body(request)
         if isinstance(body, Response):
             return body
-        problems = _ids_problems(body, _ASSET_FIELDS, ("source", "workspace_id"))
+        problems = self._ids_problems(body, _ASSET_FIELDS, ("source", "workspace_id"))
         problems += [{"field": k, "message": "Expected string"} for k in _ASSET_FIELDS
                      if k in body and not isinstance(body[k], str)]
         if problems:
@@ -522,50 +606,50 @@ def build_app(state: SandboxState) -> Any:
         if body["source"] == "signed-url":
             return _validation_error([{"field": "source", "message": "The sandbox takes signed uploads through "
                                        "POST /assets/uploads; here, pass a URL it served"}])
-        if denied := _owned(account, body["workspace_id"]):
+        if denied := self._owned(account, body["workspace_id"]):
             return denied
         try:
-            data = state.read_url(body["source"], account)
+            data = self.state.read_url(body["source"], account)
         except LookupError as exc:
             return _validation_error([{"field": "source", "message": f"Source URL is not allowlisted: {exc}"}])
-        if replay := _spent_key(request, account):
+        if replay := self._spent_key(request, account):
             return replay
         name = body.get("file_name") or body["source"].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "asset"
         content_type = body.get("content_type") or mimetypes.guess_type(name)[0] or "application/octet-stream"
-        asset_id = state.new_id("asset", account.key_fingerprint)
+        asset_id = self.state.new_id("asset", account.key_fingerprint)
         safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-        url = f"{state.public_base_url}/media/assets/{asset_id}/{safe_name}"
-        state.assets[asset_id] = {"account": account.key_fingerprint, "filename": name, "content_type": content_type,
+        url = f"{self.state.public_base_url}/media/assets/{asset_id}/{safe_name}"
+        self.state.assets[asset_id] = {"account": account.key_fingerprint, "filename": name, "content_type": content_type,
                                   "size": len(data), "data": data, "status": "ready", "url": url,
-                                  "signature": state.new_id("sig", asset_id)}
+                                  "signature": self.state.new_id("sig", asset_id)}
         return JSONResponse({"asset_id": asset_id, "uploaded_via": "url", "url": url,
                              "workspace_id": body["workspace_id"], "visibility": "workspace", "status": "ready"},
                             status_code=201)
 
-    def _spent_key(request: Request, account: Account) -> Response | None:
+    def _spent_key(self, request: Request, account: Account) -> Response | None:
         key = request.headers.get("idempotency-key")
-        if state.idempotency_mode == "replay":
-            return None  # spent keys were answered by _replayed before the route ran
-        if key and not state.claim_idempotency_key(account.key_fingerprint, key):
+        if self.state.idempotency_mode == "replay":
+            return None  # spent keys were answered by the gate (_ApiGate._replayed) before the route ran
+        if key and not self.state.claim_idempotency_key(account.key_fingerprint, key):
             return error(409, "idempotency_duplicate", "Idempotency key already used")
         return None
 
-    async def files(request: Request) -> Response:
-        run = state.runs.get(request.path_params["run_id"])
+    async def files(self, request: Request) -> Response:
+        run = self.state.runs.get(request.path_params["run_id"])
         name = request.path_params["name"]
         output = next((o for o in (run.outputs if run else []) if o["url"].endswith(f"/{name}")), None)
         if run is None or output is None:
             return error(404, "not_found", "File not found")
         cache_key = f"{run.run_id}/{name}"
-        if cache_key not in state.files:
-            state.files[cache_key] = await anyio.to_thread.run_sync(render_output, run, name)
-        data, mime = state.files[cache_key]
-        state.downloads.append(cache_key)
+        if cache_key not in self.state.files:
+            self.state.files[cache_key] = await anyio.to_thread.run_sync(render_output, run, name)
+        data, mime = self.state.files[cache_key]
+        self.state.downloads.append(cache_key)
         return Response(data, media_type=mime)
 
-    async def upload(request: Request) -> Response:
+    async def upload(self, request: Request) -> Response:
         """The signed upload URL (like a storage bucket): no bearer key, the signature is the permission."""
-        asset = state.assets.get(request.path_params["asset_id"])
+        asset = self.state.assets.get(request.path_params["asset_id"])
         if asset is None or request.query_params.get("signature") != asset["signature"]:
             return error(403, "forbidden", "Bad or expired upload signature")
         data = await request.body()
@@ -574,55 +658,69 @@ def build_app(state: SandboxState) -> Any:
         asset["data"] = data
         return Response(status_code=200)
 
-    async def asset_file(request: Request) -> Response:
-        asset = state.assets.get(request.path_params["asset_id"])
+    async def asset_file(self, request: Request) -> Response:
+        asset = self.state.assets.get(request.path_params["asset_id"])
         if asset is None or asset["status"] != "ready":
             return error(404, "not_found", "Asset not found")
         return Response(asset["data"], media_type=asset["content_type"])
 
-    async def canvas_page(request: Request) -> Response:
+    async def canvas_page(self, request: Request) -> Response:
         """Where canvas_url points in the sandbox: the canvas as Mermaid text (FLORA shows its editor)."""
         project_id = request.path_params["project_id"]
-        if project_id not in state.canvases:
+        if project_id not in self.state.canvases:
             return error(404, "not_found", "Canvas not found")
-        return Response(state.canvases[project_id].diagram() + "\n", media_type="text/plain")
+        return Response(self.state.canvases[project_id].diagram() + "\n", media_type="text/plain")
 
-    async def control(request: Request) -> Response:
+    async def control(self, request: Request) -> Response:
         """Test control panel: read and set faults and credits (not part of FLORA's API)."""
         if request.method == "POST":
             changes = await request.json()
-            known = {f.name for f in dataclasses.fields(state.faults)}
+            known = {f.name for f in dataclasses.fields(self.state.faults)}
             for key, value in changes.get("faults", {}).items():
                 if key not in known:
                     return error(400, "input_validation_error", f"Unknown fault {key!r}; known: {sorted(known)}")
-                setattr(state.faults, key, tuple(value) if key == "only_paths" else value)
+                setattr(self.state.faults, key, tuple(value) if key == "only_paths" else value)
             if "idempotency_mode" in changes:
                 if changes["idempotency_mode"] not in ("conflict", "replay"):
                     return error(400, "input_validation_error", "idempotency_mode is 'conflict' or 'replay'")
-                state.idempotency_mode = changes["idempotency_mode"]
+                self.state.idempotency_mode = changes["idempotency_mode"]
             if "credits" in changes:
-                state.default_credits = changes["credits"]
-                for account in state.accounts.values():
+                self.state.default_credits = changes["credits"]
+                for account in self.state.accounts.values():
                     account.credits = changes["credits"]
         return JSONResponse({
-            "charges": [{"account": a, "run_id": r, "usd": c} for a, r, c in state.charges],
-            "runs": len(state.runs),
-            "requests": state.requests_seen,
+            "charges": [{"account": a, "run_id": r, "usd": c} for a, r, c in self.state.charges],
+            "runs": len(self.state.runs),
+            "requests": self.state.requests_seen,
         })
 
-    async def health(request: Request) -> Response:
+    async def health(self, request: Request) -> Response:
         return JSONResponse({"ok": True, "sandbox": True})
 
-    app = Starlette(routes=[
-        Mount("/api/v1", routes=[Route("/{path:path}", api, methods=["GET", "POST", "PATCH"])]),
-        Route("/files/{run_id}/{name}", files),
-        Route("/uploads/{asset_id}", upload, methods=["PUT"]),
-        Route("/media/assets/{asset_id}/{name}", asset_file),
-        Route("/canvas/{project_id}", canvas_page),
-        Route("/_sandbox", control, methods=["GET", "POST"]),
-        Route("/healthz", health),
-    ])
-    return _DropConnections(app)
+    # --- small handlers --------------------------------------------------------------------------------
+    def _list_workspaces(self, request: Request, account: Account) -> Response:
+        return JSONResponse({"workspaces": account.workspaces})
+
+    def _list_actions(self, request: Request, account: Account) -> Response:
+        return JSONResponse({"actions": [entry for entry, _ in ACTIONS.values()]})
+
+    def _list_techniques(self, request: Request, account: Account) -> Response:
+        if denied := self._owned(account, request.query_params.get("workspace_id", "")):
+            return denied
+        return JSONResponse({"techniques": [entry for entry, _ in TECHNIQUES.values()]})
+
+    def _get_run(self, request: Request, account: Account) -> Response:
+        run = self.state.runs.get(request.path_params["run_id"])
+        if run is None or run.account != account.key_fingerprint:
+            return error(404, "not_found", "Run not found")
+        return JSONResponse(self.state.view_run(run))
+
+    def _no_route(self, request: Request, account: Account) -> Response:
+        return error(404, "not_found", f"No route for {request.method} {request.url.path.removeprefix('/api/v1')}")
+
+
+def build_app(state: SandboxState) -> Any:
+    return _SandboxApi(state).app()
 
 
 def _image_size(data: bytes) -> tuple[int | None, int | None]:

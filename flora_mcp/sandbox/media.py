@@ -121,13 +121,13 @@ def render_text(prompt: str, model_name: str) -> bytes:
 def render_output(run: Any, name: str) -> tuple[bytes, str]:
     index = int(name.split("_")[1].split(".")[0]) if "_" in name else 1
     seed = int(run.params.get("seed", 0) or 0) + index - 1 if isinstance(run.params.get("seed", 0), int) else index
-    if run.type == "image":
+    if run.media_type == "image":
         return render_png(run.prompt, image_size(run.params), seed=seed), "image/png"
-    if run.type == "video":
+    if run.media_type == "video":
         size = (640, 360) if run.params.get("aspect_ratio", "16:9") != "9:16" else (360, 640)
         seconds = run.params.get("duration", 5)  # the video models' default length
         seconds = min(float(seconds), 10.0) if isinstance(seconds, int | float) and seconds > 0 else 5.0
         return render_mp4(run.prompt, size, seconds=seconds, seed=seed), "video/mp4"
-    if run.type == "audio":
+    if run.media_type == "audio":
         return render_wav(run.prompt), "audio/wav"
     return render_text(run.prompt, MODELS_BY_ID[run.model_id]["name"]), "text/plain; charset=utf-8"

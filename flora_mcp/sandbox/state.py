@@ -69,7 +69,7 @@ class SandboxRun:
     account: str
     workspace_id: str
     project_id: str
-    type: str
+    media_type: str  # image | video | audio | text: what a generation makes
     model_id: str
     prompt: str
     params: dict[str, Any]
@@ -78,7 +78,7 @@ class SandboxRun:
     final_cost: float
     fails: bool
     outputs: list[dict[str, Any]] = field(default_factory=list)
-    kind: str = "generation"  # generation | action | technique
+    run_type: str = "generation"  # generation | action | technique: what started it (the start answer's `type`)
     produced: list[tuple[str, str, bytes, str]] | None = None  # action/technique results, shown on completion
     canvas_node: str | None = None  # a canvas action run: its outputs appear on the canvas, wired from this node
 
@@ -181,7 +181,10 @@ class SandboxState:
             del self.request_log[:-REQUEST_LOG_SIZE]
 
     def rate_limited(self, account: str) -> float | None:
-        """Seconds to wait if this request exceeds the configured rate, else None (and it is counted)."""
+        """Seconds to wait if this request exceeds the configured rate, else None (and it is counted).
+
+        FLORA's own limit, played by the sandbox on its clock (a fault a test turns on). Not the hosted
+        server's limit on its callers (transports/http.py), which counts in the ledger's shared store."""
         limit = self.faults.rate_limit
         if not limit:
             return None
@@ -224,7 +227,7 @@ class SandboxState:
             account=account.key_fingerprint,
             workspace_id=body["workspace_id"],
             project_id=body["project_id"],
-            type=model["type"],
+            media_type=model["type"],
             model_id=model_id,
             prompt=body["prompt"],
             params=params,
@@ -240,7 +243,7 @@ class SandboxState:
                 account.credits -= final_cost / USD_PER_CREDIT
         return run
 
-    def start_processed_run(self, account: Account, *, kind: str, workspace_id: str, project_id: str, label: str,
+    def start_processed_run(self, account: Account, *, run_type: str, workspace_id: str, project_id: str, label: str,
                             produced: list[tuple[str, str, bytes, str]], seconds: int, cost: float,
                             canvas_node: str | None = None) -> SandboxRun:
         """An action or technique run: its outputs are already computed and appear on completion."""
@@ -250,9 +253,9 @@ class SandboxState:
             fails = True
         run = SandboxRun(
             run_id=self.new_id("run", account.key_fingerprint), account=account.key_fingerprint,
-            workspace_id=workspace_id, project_id=project_id, type="image", model_id=label, prompt=label,
+            workspace_id=workspace_id, project_id=project_id, media_type="image", model_id=label, prompt=label,
             params={}, created_at=self.clock(), estimated_seconds=seconds, final_cost=cost, fails=fails,
-            kind=kind, produced=produced, canvas_node=canvas_node,
+            run_type=run_type, produced=produced, canvas_node=canvas_node,
         )
         with self._lock:
             self.runs[run.run_id] = run
@@ -333,8 +336,8 @@ class SandboxState:
             "video": ("videoUrl", "mp4"),
             "audio": ("audioUrl", "wav"),
             "text": ("text", "txt"),
-        }[run.type]
-        count = run.params.get("num_images", 1) if run.type == "image" else 1
+        }[run.media_type]
+        count = run.params.get("num_images", 1) if run.media_type == "image" else 1
         count = count if isinstance(count, int) and 1 <= count <= 4 else 1
         return [
             {

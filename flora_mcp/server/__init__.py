@@ -24,10 +24,10 @@ from mcp_types import EmptyResult, SetLevelRequestParams
 from .. import __version__
 from .._recent import Recent
 from ..config import Settings, load_settings, state_url
+from ..connect import build_client
 from ..toolsets import parse_toolsets
-from ._registry import ToolSpec, build_tool
-from .guidance import explain
 from .session import ToolCall, UserState, connection_of
+from .tooling import ToolSpec, build_tool
 
 if TYPE_CHECKING:
     from ..client import FloraClient
@@ -56,27 +56,6 @@ def select_tools(settings: Settings) -> list[ToolSpec]:
     """The tools this configuration exposes: chosen toolsets, minus anything paid in read-only mode."""
     wanted = parse_toolsets(settings.toolsets)
     return [t for t in all_tools() if t.toolset in wanted and (t.read_only or not settings.read_only)]
-
-
-def build_client(settings: Settings, api_key: str | None, *, per_request_keys: bool = False) -> FloraClient:
-    """The FLORA client these settings describe: FLORA itself, or the embedded sandbox in-process.
-
-    The one place that chooses; everything after it speaks to a FloraClient either way. With
-    `per_request_keys` (hosted mode) the client holds no key: each user's view brings theirs.
-    """
-    from .._retry import RetryPolicy
-    from ..client import FloraClient  # on first use: keeps the API models off the start-up path
-
-    retry = RetryPolicy(max_retries=settings.max_retries)
-    if per_request_keys:
-        api_key = None
-    if settings.sandbox:
-        from ..sandbox import SANDBOX_API_KEY, Sandbox  # only in sandbox mode
-
-        if not per_request_keys and not (api_key or "").startswith("sk_sandbox_"):
-            api_key = SANDBOX_API_KEY  # a live key in the environment is never handed to the sandbox
-        return Sandbox(speed=settings.sandbox_speed).client(api_key, timeout=settings.timeout, retry=retry)
-    return FloraClient(api_key, base_url=settings.base_url, timeout=settings.timeout, retry=retry)
 
 
 class _Backend:
@@ -126,13 +105,13 @@ def create_server(
     settings = settings or load_settings()
     backend = _Backend(settings, client, ledger)
 
-    async def prepare(ctx: Context) -> ToolCall:
+    async def open_call(ctx: Context) -> ToolCall:
         base = backend.client()
         if api_key_for is None:
             return backend.call(base, ctx)
         return backend.call(base.with_api_key(api_key_for(ctx)), ctx, hosted=True)
 
-    tools = [build_tool(spec, prepare, explain) for spec in select_tools(settings)]
+    tools = [build_tool(spec, open_call) for spec in select_tools(settings)]
     server = MCPServer(
         name="flora-mcp",
         title="FLORA",
@@ -144,9 +123,8 @@ def create_server(
         subscriptions=False,  # nothing here changes while connected: no listChanged or subscribe to promise
     )
     _serve_log_levels(server, backend.log_levels)
-    _serve_outputs(server, prepare)
+    _serve_outputs(server, open_call)
     _drop_prompts(server)
-    server.flora_backend = backend  # type: ignore[attr-defined]  # for the demo and tests
     return server
 
 
@@ -184,12 +162,12 @@ class _OutputTemplate(ResourceTemplate):
             else BinaryResource(uri=uri, name=self.name, data=content, mime_type=mime)
 
 
-def _serve_outputs(server: MCPServer, prepare: Callable[[Context], Any]) -> None:
+def _serve_outputs(server: MCPServer, open_call: Callable[[Context], Any]) -> None:
     """The resource links in tool results point here; resources/read streams the file through us."""
     from .outputs import OUTPUT_URI
 
     template = _OutputTemplate(
-        uri_template=OUTPUT_URI, name="run_output", fn=prepare, parsed_template=UriTemplate.parse(OUTPUT_URI),
+        uri_template=OUTPUT_URI, name="run_output", fn=open_call, parsed_template=UriTemplate.parse(OUTPUT_URI),
         description="A finished run's output file (links in start_generation/get_run results); read with your key",
         mime_type="application/octet-stream", security=DEFAULT_RESOURCE_SECURITY,
         parameters={"type": "object", "properties": {"run_id": {"type": "string"}, "output_id": {"type": "string"}}})

@@ -50,7 +50,7 @@ def as_value(value: Any) -> Any:
 async def resolve_output_uris(client: FloraClient, values: list[Any]) -> list[Any]:
     """Each flora://runs/{run_id}/outputs/{output_id} (a resource link's URI) becomes the output's URL."""
     from ..errors import FloraError
-    from ._registry import ToolInputError
+    from .tooling import ToolInputError
 
     resolved = []
     for value in values:

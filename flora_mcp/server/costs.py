@@ -12,8 +12,8 @@ from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, Inpu
 from pydantic import BaseModel, Field
 
 from ..config import budget_usd
-from ._registry import NOTHING_STARTED, NeedsInput, ToolInputError
 from .session import ToolCall
+from .tooling import NOTHING_STARTED, NeedsInput, ToolInputError
 
 if TYPE_CHECKING:
     from .estimates import Estimate

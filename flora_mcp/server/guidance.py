@@ -15,9 +15,9 @@ from pydantic import BaseModel, ValidationError
 
 from .._ids import GENERATION_TYPES
 from ..errors import FloraError
-from ._registry import ToolInputError
-from .params import PROMPT_MAX_CHARS
+from .arguments import PROMPT_MAX_CHARS
 from .session import ToolCall
+from .tooling import ToolInputError
 
 if TYPE_CHECKING:
     from ..models import Model, Project, Workspace

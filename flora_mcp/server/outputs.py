@@ -35,8 +35,8 @@ from ..errors import FloraError
 if TYPE_CHECKING:
     from ..client import FloraClient
     from ..models import Run, RunOutput
-    from ._registry import ToolResult
     from .session import ToolCall
+    from .tooling import ToolResult
 
 logger = logging.getLogger("flora_mcp.server")
 

@@ -1,23 +1,25 @@
 """Every paid start goes through here: recall before the POST, remember after it.
 
-    starts = [paid_start(call, "start_generation", body, estimate, idempotency_key=…)]
-    await reserve(call, starts, "Generation")        # guards, then the ledger's write-ahead intent
-    await send(call, starts[0], lambda key, resend: call.client.start_generation(…, idempotency_key=key,
-                                                                                    resend=resend))
-    return await answer(call, starts[0], wait_seconds)
+    start = paid_start(call, "start_generation", body, estimate, idempotency_key=…)
+    await reserve(call, [start], "Generation")   # recall: guards, the ledger's write-ahead intent, earlier runs
+    if start.must_post:
+        async with remember(call, start):        # shielded; records what FLORA said
+            start.started = await call.client.start_generation(…, idempotency_key=start.key, resend=start.resend)
+    return await answer(call, start, wait_seconds)
 
 `reserve` answers from the ledger what was asked before (the same idempotency key, or the same
 request moments ago) and holds the budget for what is new, atomically across processes and replicas.
-`send` makes the POST shielded from cancellation (a client that gives up mid-POST must not lose a
-run FLORA accepted) and records what FLORA said. Whatever fails after FLORA accepted a start, the
-answer carries the run ID and the idempotency key.
+`remember` shields the POST from cancellation (a client that gives up mid-POST must not lose a run
+FLORA accepted), bounds it, and records what FLORA said. Whatever fails after FLORA accepted a start,
+the answer carries the run ID and the idempotency key.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +29,11 @@ from .._ids import new_idempotency_key
 from ..config import budget_usd
 from ..errors import AcceptedRunLostError, FloraError
 from ..ledger import Decision, Intent, OverBudget, request_fingerprint
-from ._registry import ToolInputError, ToolResult
 from .canvas_links import note_run_project
-from ._registry import NOTHING_STARTED
 from .costs import guard_cost, over_budget_message
 from .runs import describe_run, unknown_status_row, wait_budget
 from .session import ToolCall
+from .tooling import NOTHING_STARTED, ToolInputError, ToolResult
 from .waiting import follow
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flora_mcp.server")
 
 POST_DEADLINE = 120.0  # longest a shielded start may take (the client's own retries stop well before)
-Send = Callable[[str, bool], Awaitable["RunStarted"]]
 
 
 @dataclass
@@ -55,11 +55,25 @@ class PaidStart:
     outcome: str = "new"  # started | unknown | accepted | refused
     note: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    started: RunStarted | None = None  # FLORA's answer to the POST, set inside `remember`
 
     @property
     def key(self) -> str:
         """The idempotency key in force: an earlier identical start's, when the ledger answered with it."""
         return self.decision.key if self.decision is not None else self.intent.key
+
+    @property
+    def must_post(self) -> bool:
+        """Whether this start needs its POST (False: `reserve` answered it with an earlier run)."""
+        assert self.decision is not None, "reserve() first"
+        return self.decision.kind not in ("wait", "follow", "accepted", "expired")
+
+    @property
+    def resend(self) -> bool:
+        """The key may have reached FLORA before, so a 409 means FLORA has the start: a POST repeating
+        one whose answer was lost, or a key the agent chose (another server or a lost ledger may have
+        used it)."""
+        return self.decision is not None and (self.decision.kind == "resend" or self.intent.key_given)
 
 
 def paid_start(call: ToolCall, tool: str, body: dict[str, Any], estimate: Estimate, *,
@@ -94,59 +108,66 @@ async def reserve(call: ToolCall, starts: list[PaidStart], what: str) -> None:
                 f"(run {decision.row.get('run_id') or 'unknown'}). {NOTHING_STARTED}. To repeat that run call again "
                 "with its exact arguments; for a new run use a new idempotency_key")
         start.decision = decision
+        if decision.kind in ("follow", "accepted", "expired"):
+            _adopt(start, decision.row)
+            if decision.kind == "expired":
+                start.outcome = "expired"
+    waiting = [s for s in starts if s.decision is not None and s.decision.kind == "wait"]
+    if waiting:  # an identical call is starting these right now: use its starts
+        async with anyio.create_task_group() as tg:
+            for start in waiting:
+                tg.start_soon(_adopt_when_started, call, start)
+        if any(s.outcome == "refused" for s in waiting):  # FLORA refused that start: nothing was charged
+            raise ToolInputError(f"an identical call that was starting this was refused by FLORA. {NOTHING_STARTED}; "
+                                 "call again to try it yourself")
 
 
-async def send(call: ToolCall, start: PaidStart, post: Send) -> None:
-    """Make the POST the ledger decided on (or adopt the earlier run it found) and record the outcome."""
-    decision = start.decision
-    assert decision is not None, "reserve() first"
-    if decision.kind == "wait":  # an identical call is starting it right now: use its start
-        row = await call.ledger.wait_for_start(call.user_id, decision.key)
-        if row is None:  # FLORA refused that start, so nothing was charged; this call may do better
-            raise ToolInputError(f"an identical {start.tool} call that was starting this was refused by FLORA. "
-                                 f"{NOTHING_STARTED}; call again to try it yourself")
+async def _adopt_when_started(call: ToolCall, start: PaidStart) -> None:
+    assert start.decision is not None
+    row = await call.ledger.wait_for_start(call.user_id, start.decision.key)
+    if row is None:
+        start.outcome = "refused"
+    else:
         _adopt(start, row)
-        return
-    if decision.kind in ("follow", "accepted", "expired"):
-        _adopt(start, decision.row)
-        if decision.kind == "expired":
-            start.outcome = "expired"
-        return
-    # A key the agent chose may have reached FLORA before (another server, a lost ledger): a 409 for it
-    # means "accepted then", never "refused".
-    resend = decision.kind == "resend" or start.intent.key_given
-    refused: FloraError | None = None
+
+
+@asynccontextmanager
+async def remember(call: ToolCall, start: PaidStart) -> AsyncIterator[None]:
+    """Around a paid tool's POST (which sets `start.started`): shielded from cancellation, bounded by
+    POST_DEADLINE, and its outcome written to the ledger. A refusal is raised, saying nothing was charged."""
+    user, refused = call.user_id, None
     with anyio.CancelScope(shield=True):  # a client that gives up mid-POST must not lose an accepted run
         with anyio.move_on_after(POST_DEADLINE):
-            refused = await _post_and_record(call, start, post, resend=resend)
+            try:
+                yield
+            except AcceptedRunLostError:
+                start.outcome = "accepted"
+                await call.ledger.accepted_without_id(user, start.key)
+            except FloraError as exc:
+                if exc.may_have_started:
+                    start.outcome, start.note = "unknown", exc.message
+                    await call.ledger.outcome_unknown(user, start.key, exc.message)
+                else:
+                    start.outcome = "refused"
+                    await call.ledger.release(user, start.key)
+                    refused = _nothing_charged(exc)
+            except Exception as exc:  # a bug or an unreadable answer after the POST went out: it may have started
+                logger.warning("start %s: %s after the POST; outcome unknown", start.key, type(exc).__name__)
+                start.outcome, start.note = "unknown", f"its answer could not be read ({type(exc).__name__})"
+                await call.ledger.outcome_unknown(user, start.key, start.note)
+            else:
+                await _started(call, start)
         if start.outcome == "new":  # the deadline passed mid-POST
             start.outcome, start.note = "unknown", f"FLORA did not answer within {POST_DEADLINE:g} s"
-            await call.ledger.outcome_unknown(call.user_id, start.key, start.note)
+            await call.ledger.outcome_unknown(user, start.key, start.note)
     if refused is not None:
         raise refused
 
 
-async def _post_and_record(call: ToolCall, start: PaidStart, post: Send, *, resend: bool) -> FloraError | None:
-    user = call.user_id
-    try:
-        started = await post(start.key, resend)
-    except AcceptedRunLostError:
-        start.outcome = "accepted"
-        await call.ledger.accepted_without_id(user, start.key)
-        return None
-    except FloraError as exc:
-        if exc.may_have_started:
-            start.outcome, start.note = "unknown", exc.message
-            await call.ledger.outcome_unknown(user, start.key, exc.message)
-            return None
-        start.outcome = "refused"
-        await call.ledger.release(user, start.key)
-        return _nothing_charged(exc)
-    except Exception as exc:  # a bug or an unreadable answer after the POST went out: it may have started
-        logger.warning("start %s: %s after the POST; outcome unknown", start.key, type(exc).__name__)
-        start.outcome, start.note = "unknown", f"its answer could not be read ({type(exc).__name__})"
-        await call.ledger.outcome_unknown(user, start.key, start.note)
-        return None
+async def _started(call: ToolCall, start: PaidStart) -> None:
+    """FLORA accepted the start and named its run: remember it."""
+    started = start.started
+    assert started is not None, "the POST inside remember() sets start.started"
     start.run_id, start.outcome = started.run_id, "started"
     note_run_project(started)
     model = started.model.model_id if started.model else None
@@ -157,7 +178,6 @@ async def _post_and_record(call: ToolCall, start: PaidStart, post: Send, *, rese
         call.user.estimates[started.run_id] = started.estimated_seconds
     await _record_started(call, start, started.estimated_seconds)
     await call.info(f"started {started.run_id}")
-    return None
 
 
 async def _record_started(call: ToolCall, start: PaidStart, estimated_seconds: int | None) -> None:

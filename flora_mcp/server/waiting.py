@@ -1,6 +1,6 @@
 """Following runs inside one tool call: bounded waits, polling shaped by the estimate, progress.
 
-A wait never outlives `wait_seconds` (capped well under the ~60 s at which common clients give up);
+A wait never outlives `wait_seconds` (capped at MAX_WAIT_SECONDS, under the ~60 s clients allow);
 when it runs out the caller gets the current state and a plain next step. Cancellation by the
 client cancels the sleep and stops polling.
 """
@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ..config import MAX_WAIT_SECONDS
 from ..errors import FloraError
 from .session import ToolCall
 
 if TYPE_CHECKING:
     from ..models import Run
 
-MAX_WAIT = 50.0
 MIN_INTERVAL = 0.25
 MAX_INTERVAL = 5.0
 
@@ -40,7 +40,7 @@ async def follow(call: ToolCall, run_ids: list[str], wait_seconds: float,
 
     A run that cannot be read (unknown ID, say) comes back as its FloraError, in its place.
     """
-    wait_seconds = min(max(wait_seconds, 0.0), MAX_WAIT)
+    wait_seconds = min(max(wait_seconds, 0.0), MAX_WAIT_SECONDS)
     deadline = time.monotonic() + wait_seconds
     runs: dict[str, Run | FloraError] = {}
     interval = first_interval(estimated_seconds)

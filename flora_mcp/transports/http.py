@@ -9,7 +9,6 @@ behind any load balancer serve the same users without sticky sessions (SSE still
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -28,12 +27,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .._ids import key_hash
 from .._recent import Recent
 from ..client import FloraClient
 from ..config import Settings, load_settings, state_url
+from ..connect import build_client
 from ..errors import AuthenticationError, FloraError
 from ..ledger import open_ledger
-from ..server import build_client, create_server
+from ..server import create_server
 from .fastpath import with_fast_path
 
 logger = logging.getLogger("flora_mcp.http")
@@ -56,8 +57,8 @@ MAX_CONNECTIONS = 1000  # connections and requests at once before uvicorn answer
 
 
 def fingerprint(key: str) -> str:
-    """What logs may say about a key: a short hash, never the key."""
-    return hashlib.sha256(key.encode()).hexdigest()[:10]
+    """What logs may say about a key: the start of its hash, never the key."""
+    return key_hash(key)[:10]
 
 
 def bearer(headers: Any) -> str | None:
@@ -112,7 +113,7 @@ class _KeyGate:
     async def check(self, key: str | None, address: str | None = None) -> JSONResponse | None:
         if key is None:
             return _unauthorized("Send your FLORA API key as 'Authorization: Bearer sk_live_…'")
-        fp = _store_name(key)
+        fp = key_hash(key)  # the full hash: the shared store's name for the key
         accepted = await self._verdict(fp)
         if accepted is None:
             outcome = await self._verify(key, fp, address or "unknown")
@@ -184,11 +185,6 @@ class _KeyGate:
         if await self.store.count(name, 60.0) <= limit:
             return None
         return max(1, int(60.0 - time.time() % 60.0 + 0.999))
-
-
-def _store_name(key: str) -> str:
-    """A key's name in the shared store: its full SHA-256 (a short fingerprint could be forged to collide)."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _too_many(message: str, wait: int) -> JSONResponse:
@@ -306,7 +302,6 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
         from .oauth import OAuthGate
 
         app.add_middleware(OAuthGate, provider=provider, mcp_paths=MCP_PATHS)  # type: ignore[arg-type]
-    app.state.flora_server = server
     return app
 
 

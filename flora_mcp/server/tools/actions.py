@@ -8,13 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from ..._ids import TECHNIQUE_ID_PATTERN
-from .._registry import ToolInputError, ToolResult, ToolSpec
-from .._registry import NOTHING_STARTED
-from ..chaining import as_input_item, resolve_output_uris
-from ..estimates import fixed
-from ..guidance import closest_ids, recent_project, resolve_workspace
-from ..paid import answer, paid_start, reserve, send
-from ..params import (
+from ..arguments import (
     IdempotencyKeyParam,
     NewRunParam,
     ParamsParam,
@@ -25,12 +19,17 @@ from ..params import (
     WorkspaceParam,
     named_values,
     parse_named_values,
-    typed,
 )
+from ..chaining import as_input_item, resolve_output_uris
+from ..estimates import fixed
+from ..guidance import closest_ids, recent_project, resolve_workspace
+from ..paid import answer, paid_start, remember, reserve
+from ..param_checks import check_action, describe_action_param
 from ..session import ToolCall
+from ..tooling import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
 
 if TYPE_CHECKING:
-    from ...models import Action, ActionParam, Technique
+    from ...models import Action, Technique
 
 
 class ListActions(ToolArgs):
@@ -81,67 +80,14 @@ class RunTechnique(ToolArgs):
 
 
 # --- actions -------------------------------------------------------------------------------------
-def _describe_param(p: ActionParam) -> str:
-    text = p.key + ("*" if p.required else "")
-    if p.available_values:
-        return f"{text}({'|'.join(str(v) for v in p.available_values)})"
-    if p.min is not None and p.max is not None:
-        return f"{text}({p.min:g}-{p.max:g})"
-    return f"{text}:{p.type}"
-
-
 def compact_action(a: Action) -> dict[str, Any]:
     return {"id": a.action_id, "name": a.name, "does": a.description, "in": " ".join(s.type for s in a.inputs),
-            "out": " ".join(s.type for s in a.outputs), "params": " ".join(_describe_param(p) for p in a.params),
+            "out": " ".join(s.type for s in a.outputs), "params": " ".join(describe_action_param(p) for p in a.params),
             "usd": a.charged_cost}
 
 
 async def _actions(call: ToolCall) -> dict[str, Action]:
     return {a.action_id: a for a in (await call.client.list_actions()).actions}
-
-
-def check_action(action: Action, inputs: list[InputItem], params: dict[str, Any] | None) -> list[str]:
-    """Problems with inputs/params for this action, each naming what is allowed."""
-    problems = []
-    params = params or {}
-    declared = {p.key: p for p in action.params}
-    for key, value in list(params.items()):
-        spec = declared.get(key)
-        if spec is not None:
-            value = params[key] = typed(spec.type, value)  # strict clients send every value as text
-        if spec is None:
-            close = difflib.get_close_matches(key, declared, n=1, cutoff=0.6)
-            problems.append(f"params.{key}: {action.action_id} has no such param."
-                            + (f" Did you mean {close[0]!r}?" if close else "")
-                            + f" Allowed: {', '.join(_describe_param(p) for p in action.params) or 'none'}")
-            continue
-        if spec.available_values and value not in spec.available_values and str(value) not in map(str, spec.available_values):
-            same = [v for v in spec.available_values if str(v).lower() == str(value).lower()]
-            if len(same) == 1:  # 'Horizontal' for 'horizontal': unambiguous
-                params[key] = same[0]
-                continue
-            problems.append(f"params.{key}: {value!r} is not allowed. Allowed: "
-                            + ", ".join(str(v) for v in spec.available_values))
-        elif spec.type == "number":
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                problems.append(f"params.{key}: must be a number, got {value!r}")
-            elif (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
-                problems.append(f"params.{key}: {value} is outside {spec.min:g}-{spec.max:g}")
-        elif spec.type == "boolean" and not isinstance(value, bool):
-            problems.append(f"params.{key}: must be true or false")
-    for spec in action.params:
-        if spec.required and spec.key not in params:
-            problems.append(f"params.{spec.key}: required by {action.action_id}")
-    given = {i.type for i in inputs}
-    for slot in action.inputs:
-        if slot.required and slot.type not in given:
-            problems.append(f"inputs: {action.action_id} needs a {slot.type} input ({slot.name})")
-    for index, item in enumerate(inputs):
-        if item.type == "text" and item.text is None:
-            problems.append(f"inputs.{index}: a text input needs text")
-        elif item.type != "text" and not (item.url and item.url.startswith(("http://", "https://"))):
-            problems.append(f"inputs.{index}: a {item.type} input needs an http(s) url (a run output or upload_asset)")
-    return problems
 
 
 async def list_actions(req: ListActions, call: ToolCall) -> ToolResult:
@@ -176,7 +122,9 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
                        idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="action",
                        model=action.action_id, project_id=project_id, label=action.action_id)
     await reserve(call, [start], f"Action {action.action_id}")
-    await send(call, start, lambda key, resend: call.client.start_action_run(body, idempotency_key=key, resend=resend))
+    if start.must_post:
+        async with remember(call, start):
+            start.started = await call.client.start_action_run(body, idempotency_key=start.key, resend=start.resend)
     result = await answer(call, start, req.wait_seconds)
     if not req.project_id:
         result.structured["project_id"] = project_id  # chosen for the agent: say which
@@ -226,8 +174,10 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
                        idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="technique",
                        model=technique.technique_id, label=technique.name[:40])
     await reserve(call, [start], f"Technique {technique.technique_id}")
-    await send(call, start, lambda key, resend: call.client.start_technique_run(body, idempotency_key=key,
-                                                                                 resend=resend))
+    if start.must_post:
+        async with remember(call, start):
+            start.started = await call.client.start_technique_run(body, idempotency_key=start.key,
+                                                                  resend=start.resend)
     return await answer(call, start, req.wait_seconds)
 
 

@@ -17,10 +17,10 @@ from pydantic import Field
 
 from ...errors import FloraError
 from ...urlfetch import MAX_URL_LENGTH, UrlRefused, check_url, spool
-from .._registry import ToolInputError, ToolResult, ToolSpec
+from ..arguments import ToolArgs, WorkspaceParam
 from ..guidance import resolve_workspace
-from ..params import ToolArgs, WorkspaceParam
 from ..session import ToolCall
+from ..tooling import ToolInputError, ToolResult, ToolSpec
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 

@@ -15,14 +15,14 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 from ..._ids import ASSET_ID_PATTERN
 from ...errors import BadRequestError
 from ...mermaid import Flowchart, MermaidError, parse
-from .._registry import ToolInputError, ToolResult, ToolSpec
+from ..arguments import IdempotencyKeyParam, NewRunParam, ParamsParam, ProjectParam, RunIdParam, ToolArgs, WaitParam
 from ..canvas_links import remember_canvas_url
 from ..estimates import fixed
 from ..guidance import closest_ids, find_model, resolve_project, resolve_workspace
-from ..paid import answer, paid_start, reserve, send
-from ..params import IdempotencyKeyParam, NewRunParam, ParamsParam, ProjectParam, RunIdParam, ToolArgs, WaitParam
+from ..paid import answer, paid_start, remember, reserve
+from ..param_checks import check_action
 from ..session import ToolCall
-from .actions import check_action
+from ..tooling import ToolInputError, ToolResult, ToolSpec
 
 if TYPE_CHECKING:
     from ...models import Action, Canvas
@@ -359,8 +359,10 @@ async def run_canvas_action(req: RunCanvasAction, call: ToolCall) -> ToolResult:
                        idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="action",
                        model=action.action_id if action else None, project_id=project_id, label=req.node_id)
     await reserve(call, [start], f"Canvas action {req.node_id}")
-    await send(call, start, lambda key, resend: call.client.run_canvas_action(
-        project_id, req.node_id, idempotency_key=key, resend=resend))
+    if start.must_post:
+        async with remember(call, start):
+            start.started = await call.client.run_canvas_action(project_id, req.node_id, idempotency_key=start.key,
+                                                                resend=start.resend)
     result = await answer(call, start, req.wait_seconds)
     result.structured.setdefault("canvas_url", canvas.canvas_url)
     if action is not None:

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import Field
 
 from ..._ids import GenerationType
-from .._registry import ToolInputError, ToolResult, ToolSpec
+from ..arguments import ToolArgs, WorkspaceParam
 from ..guidance import find_model, resolve_workspace
-from ..paramcheck import describe_param
-from ..params import ToolArgs, WorkspaceParam
+from ..param_checks import describe_param
 from ..session import ToolCall
+from ..tooling import ToolInputError, ToolResult, ToolSpec
 
 if TYPE_CHECKING:
     from ...models import Model

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
-
 import time
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 from pydantic import Field, ValidationError, WithJsonSchema
@@ -12,17 +11,11 @@ from pydantic import Field, ValidationError, WithJsonSchema
 from ..._ids import GENERATION_TYPES, RUN_ID_PATTERN
 from ...config import budget_usd
 from ...errors import FloraError
-from .._registry import ToolInputError, ToolResult, ToolSpec
-from .._registry import NOTHING_STARTED
 from ...ledger.book import STALE_START_SECONDS
-from ..estimates import Estimate, estimate
-from ..guidance import explain, find_model, resolve_project, resolve_workspace
-from ..paid import PaidStart, answer, paid_start, pending_row, reserve, send, start_facts
-from ..paramcheck import check_params
-from ..params import (
+from ..arguments import (
     PARAMS_SCHEMA,
     IdempotencyKeyParam,
-    ModelParam,
+    ModelIdParam,
     NewRunParam,
     ParamsParam,
     PreviewsParam,
@@ -34,8 +27,13 @@ from ..params import (
     WaitParam,
     WorkspaceParam,
 )
+from ..estimates import Estimate, estimate
+from ..guidance import explain, find_model, resolve_project, resolve_workspace
+from ..paid import PaidStart, answer, paid_start, pending_row, remember, reserve, start_facts
+from ..param_checks import check_params
 from ..runs import describe_run, is_transient, remember_status, unknown_status_row, wait_budget
 from ..session import ToolCall
+from ..tooling import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
 from ..waiting import follow
 
 if TYPE_CHECKING:
@@ -47,7 +45,7 @@ MAX_BATCH = 20
 class GenerationItem(ToolArgs):
     type: TypeParam
     prompt: PromptParam
-    model: ModelParam = None
+    model: ModelIdParam = None
     params: ParamsParam = None
     workspace_id: WorkspaceParam = None
     project_id: ProjectParam = None
@@ -132,8 +130,10 @@ async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
         return _dry_run(prepared)
     start = prepared.start(call, "start_generation", idempotency_key=req.idempotency_key, new_run=req.new_run)
     await reserve(call, [start], "Generation")
-    await send(call, start, lambda key, resend: call.client.start_generation(
-        prepared.request, idempotency_key=key, resend=resend))
+    if start.must_post:
+        async with remember(call, start):
+            start.started = await call.client.start_generation(prepared.request, idempotency_key=start.key,
+                                                               resend=start.resend)
     return await answer(call, start, req.wait_seconds)
 
 
@@ -217,9 +217,12 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
     async def start_one(index: int, start: PaidStart) -> None:
         item = prepared[index]
         assert isinstance(item, _Prepared)
+        if not start.must_post:
+            return
         try:
-            await send(call, start, lambda key, resend: call.client.start_generation(
-                item.request, idempotency_key=key, resend=resend))
+            async with remember(call, start):
+                start.started = await call.client.start_generation(item.request, idempotency_key=start.key,
+                                                                   resend=start.resend)
         except (FloraError, ToolInputError) as exc:  # refused before anything started: its own row
             rows.append({"item": index, "error": str(exc), "idempotency_key": start.key})
 

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from .._ids import PROJECT_ID_PATTERN, RUN_ID_PATTERN, WORKSPACE_ID_PATTERN, GenerationType
+from ..config import MAX_WAIT_SECONDS
 from .chaining import as_value
 
 
@@ -33,7 +34,6 @@ ProjectParam = Annotated[
     str | None,
     Field(pattern=PROJECT_ID_PATTERN, description="From list_projects; sets the workspace"),
 ]
-RequiredWorkspaceParam = Annotated[str, Field(pattern=WORKSPACE_ID_PATTERN, description="From list_workspaces")]
 RunIdParam = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="From start_generation")]
 
 
@@ -57,13 +57,12 @@ def _prompt_fits(prompt: str, info: ValidationInfo) -> str:
 
 
 PromptParam = Annotated[str, Field(min_length=1), AfterValidator(_prompt_fits)]
-ModelParam = Annotated[
+ModelIdParam = Annotated[
     str | None,
     Field(pattern=r"^\S+$", description="Endpoint ID from list_models"),
 ]
-# Seconds to wait inside one call (default FLORA_WAIT_SECONDS, 25): capped well under the ~60 s
-# after which common clients give up on a call.
-WaitParam = Annotated[float | None, Field(ge=0, le=50)]
+# Seconds to wait inside one call (default FLORA_WAIT_SECONDS, 25), up to MAX_WAIT_SECONDS.
+WaitParam = Annotated[float | None, Field(ge=0, le=MAX_WAIT_SECONDS)]
 IdempotencyKeyParam = Annotated[
     str | None,
     Field(pattern=r"^[!-~]{1,255}$", description="Same key: same run"),  # an HTTP header value

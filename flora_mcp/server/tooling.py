@@ -1,4 +1,7 @@
-"""Turning a tool's pydantic request model and async handler into an MCP tool.
+"""The server's vocabulary, and turning a tool's pydantic request model and async handler into an MCP tool.
+
+Every tool module speaks in these names: ToolSpec (one tool), ToolResult (what a handler returns),
+ToolInputError (a bad argument, answered as guidance), NeedsInput (ask the user first).
 
 The input schema is the request model's JSON schema (compacted: agents pay for every byte of
 tools/list). Arguments are validated by the same model inside the call, so a wrong value becomes
@@ -129,21 +132,22 @@ def _compact(node: Any) -> Any:
     return out
 
 
-def build_tool(spec: ToolSpec, prepare: Callable[[Context], Awaitable[Any]],
-               explain: Callable[[ValidationError, dict[str, Any], Any, type[BaseModel]], Awaitable[str]]) -> Tool:
+def build_tool(spec: ToolSpec, open_call: Callable[[Context], Awaitable[Any]]) -> Tool:
     """An SDK Tool whose schema is `spec.request`'s and whose body is our dispatcher.
 
-    `prepare` builds the per-call session (client, defaults, caches) from the MCP context;
-    `explain` turns a validation failure into guidance, looking values up when it can.
+    `open_call` builds the per-call session (client, defaults, caches) from the MCP context. A
+    validation failure becomes guidance (guidance.explain), looking values up when it can.
     """
 
     async def run(arguments: dict[str, Any], ctx: Context) -> CallToolResult | InputRequiredResult:
         call = None
         try:
-            call = await prepare(ctx)
+            call = await open_call(ctx)
             try:
                 request = spec.request.model_validate(arguments)
             except ValidationError as exc:
+                from .guidance import explain  # here, not at the top: guidance speaks this module's ToolInputError
+
                 raise ToolInputError(await explain(exc, arguments, call, spec.request)) from None
             call.previews = getattr(request, "previews", None)
             result = await spec.handler(request, call)

@@ -1,4 +1,5 @@
-"""Checking generation `params` against the model's declared params before any money is spent.
+"""Checking `params` against what FLORA declares (a model's params, an action's params and inputs)
+before any money is spent.
 
 FLORA accepts and bills unknown or out-of-range params without an error, so this check is the
 only thing standing between a typo and a paid run.
@@ -7,12 +8,29 @@ only thing standing between a typo and a paid run.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .params import typed
+from .arguments import typed
 
 if TYPE_CHECKING:
-    from ..models import Model, ModelParam
+    from ..models import Action, ActionParam, Model, ModelParam
+    from .tools.actions import InputItem
+
+
+def _declared(params: dict[str, Any], declared: dict[str, Any], owner: str, allowed: str,
+              problems: list[str]) -> Iterator[tuple[str, Any, Any]]:
+    """Each given param that `owner` declares, as (name, spec, value), its value typed in `params`
+    (strict clients send every value as text). An undeclared one is a problem naming the closest."""
+    for name, value in list(params.items()):
+        spec = declared.get(name)
+        if spec is None:
+            close = difflib.get_close_matches(name, declared, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            problems.append(f"params.{name}: {owner} has no such param.{hint} Allowed: {allowed or 'none'}")
+            continue
+        params[name] = typed(spec.type, value)
+        yield name, spec, params[name]
 
 
 def _type_ok(spec: ModelParam, value: Any) -> bool:
@@ -68,15 +86,8 @@ def check_params(model: Model, params: dict[str, Any] | None) -> list[str]:
     params = params or {}
     declared = {p.name: p for p in model.params}
     problems: list[str] = []
-    for name, value in list(params.items()):
-        spec = declared.get(name)
-        if spec is None:
-            close = difflib.get_close_matches(name, declared, n=1, cutoff=0.6)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            allowed = ", ".join(describe_param(p) for p in model.params) or "none"
-            problems.append(f"params.{name}: {model.model_id} has no such param.{hint} Allowed: {allowed}")
-            continue
-        value = params[name] = typed(spec.type, value)  # strict clients send every value as text
+    allowed = ", ".join(describe_param(p) for p in model.params)
+    for name, spec, value in _declared(params, declared, model.model_id, allowed, problems):
         if spec.options:
             value = params[name] = _same_option(spec, value)
         if not _type_ok(spec, value):
@@ -105,4 +116,51 @@ def check_params(model: Model, params: dict[str, Any] | None) -> list[str]:
     for spec in model.params:
         if spec.required and spec.name not in params:
             problems.append(f"params.{spec.name}: required by {model.model_id} ({spec.description or spec.label or spec.type})")
+    return problems
+
+
+# --- actions -------------------------------------------------------------------------------------
+def describe_action_param(p: ActionParam) -> str:
+    """Compact, as describe_param: key, then allowed values or range; * marks required."""
+    text = p.key + ("*" if p.required else "")
+    if p.available_values:
+        return f"{text}({'|'.join(str(v) for v in p.available_values)})"
+    if p.min is not None and p.max is not None:
+        return f"{text}({p.min:g}-{p.max:g})"
+    return f"{text}:{p.type}"
+
+
+def check_action(action: Action, inputs: list[InputItem], params: dict[str, Any] | None) -> list[str]:
+    """Problems with inputs/params for this action, each naming what is allowed."""
+    problems: list[str] = []
+    params = params or {}
+    declared = {p.key: p for p in action.params}
+    allowed = ", ".join(describe_action_param(p) for p in action.params)
+    for key, spec, value in _declared(params, declared, action.action_id, allowed, problems):
+        if spec.available_values and value not in spec.available_values and str(value) not in map(str, spec.available_values):
+            same = [v for v in spec.available_values if str(v).lower() == str(value).lower()]
+            if len(same) == 1:  # 'Horizontal' for 'horizontal': unambiguous
+                params[key] = same[0]
+                continue
+            problems.append(f"params.{key}: {value!r} is not allowed. Allowed: "
+                            + ", ".join(str(v) for v in spec.available_values))
+        elif spec.type == "number":
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                problems.append(f"params.{key}: must be a number, got {value!r}")
+            elif (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
+                problems.append(f"params.{key}: {value} is outside {spec.min:g}-{spec.max:g}")
+        elif spec.type == "boolean" and not isinstance(value, bool):
+            problems.append(f"params.{key}: must be true or false")
+    for spec in action.params:
+        if spec.required and spec.key not in params:
+            problems.append(f"params.{spec.key}: required by {action.action_id}")
+    given = {i.type for i in inputs}
+    for slot in action.inputs:
+        if slot.required and slot.type not in given:
+            problems.append(f"inputs: {action.action_id} needs a {slot.type} input ({slot.name})")
+    for index, item in enumerate(inputs):
+        if item.type == "text" and item.text is None:
+            problems.append(f"inputs.{index}: a text input needs text")
+        elif item.type != "text" and not (item.url and item.url.startswith(("http://", "https://"))):
+            problems.append(f"inputs.{index}: a {item.type} input needs an http(s) url (a run output or upload_asset)")
     return problems
