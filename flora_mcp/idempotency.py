@@ -39,7 +39,7 @@ def key_was_spent(error: FloraError, *, resent: bool) -> bool:
     """Does this refusal mean "FLORA already accepted a start with this key"? A 409 says so whenever the
     key was ours to have sent before (a retry, a resend, or a key the agent chose and may have used);
     a 422 conflict says so for a resend, whose normalised body the ledger matched to the first one."""
-    return error.code in SPENT_KEY_CODES and resent or error.code in CONFLICT_CODES and resent
+    return resent and error.code in SPENT_KEY_CODES + CONFLICT_CODES
 
 
 def canonical_json(body: dict[str, Any]) -> bytes:

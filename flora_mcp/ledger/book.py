@@ -84,7 +84,8 @@ def window_totals(book: Book, now: float, window_seconds: float) -> tuple[float,
     return round(spent, 6), round(reserved, 6)
 
 
-def _is_stale_start(row: Row, now: float) -> bool:
+def is_stale_start(row: Row, now: float) -> bool:
+    """A 'starting' row whose process died mid-POST (kill -9): its outcome is unknown."""
     return row["status"] == "starting" and now - row["updated"] > STALE_START_SECONDS
 
 
@@ -93,7 +94,7 @@ def _decide_existing(row: Row, now: float, owner: str, reused: bool) -> Decision
         return Decision("accepted", row["key"], row, reused)
     if row["run_id"]:
         return Decision("follow", row["key"], row, reused)
-    if row["status"] == "starting" and not _is_stale_start(row, now):
+    if row["status"] == "starting" and not is_stale_start(row, now):
         return Decision("wait", row["key"], row, reused)
     if now - row["created"] > KEY_SAFE_SECONDS:  # FLORA may have forgotten the key: a resend could charge again
         return Decision("expired", row["key"], row, reused)
@@ -110,8 +111,6 @@ def _identical(book: Book, intent: Intent, now: float) -> Row | None:
         if row["tool"] != intent.tool or row["fingerprint"] != intent.fingerprint or row["status"] == "failed":
             continue
         if row["status"] in SETTLED and now - row["created"] > REUSE_SECONDS:
-            continue
-        if row["status"] not in SETTLED and row["status"] != "accepted" and now - row["created"] > RETENTION_SECONDS:
             continue
         if best is None or row["created"] > best["created"]:
             best = row

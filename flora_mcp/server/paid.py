@@ -151,7 +151,7 @@ async def remember(call: ToolCall, start: PaidStart) -> AsyncIterator[None]:
                     start.outcome = "refused"
                     await call.ledger.release(user, start.key)
                     refused = _nothing_charged(exc)
-            except Exception as exc:  # a bug or an unreadable answer after the POST went out: it may have started
+            except Exception as exc:  # noqa: BLE001 - a bug or an unreadable answer after the POST went out: it may have started
                 logger.warning("start %s: %s after the POST; outcome unknown", start.key, type(exc).__name__)
                 start.outcome, start.note = "unknown", f"its answer could not be read ({type(exc).__name__})"
                 await call.ledger.outcome_unknown(user, start.key, start.note)
@@ -188,7 +188,7 @@ async def _record_started(call: ToolCall, start: PaidStart, estimated_seconds: i
             await call.ledger.started(call.user_id, start.key, start.run_id, estimated_seconds=estimated_seconds,
                                       **start.details)
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any store failure: the run ID must still reach the agent
             logger.warning("ledger write for %s failed (%s), attempt %d", start.run_id, type(exc).__name__,
                            attempt + 1)
             await anyio.sleep(0.2 * (attempt + 1))
@@ -262,7 +262,7 @@ async def answer(call: ToolCall, start: PaidStart, wait_seconds: float | None) -
     estimated = call.user.estimates.get(start.run_id) or start.details.get("estimated_seconds")
     [run] = await follow(call, [start.run_id], wait_budget(call, wait_seconds), estimated)
     if isinstance(run, FloraError):
-        row, blocks = unknown_status_row(call, start.run_id, run), []
+        row, blocks = unknown_status_row(start.run_id, run), []
     else:
-        row, blocks = await describe_run(call, run, start.run_id)
+        row, blocks = await describe_run(call, run)
     return ToolResult(row | start_facts(start), content=blocks)

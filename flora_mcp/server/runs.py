@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..models import Run
 
 
-async def describe_run(call: ToolCall, run: Run, run_id: str) -> tuple[dict[str, Any], list]:
+async def describe_run(call: ToolCall, run: Run) -> tuple[dict[str, Any], list]:
     await remember_status(call, run)
     row: dict[str, Any] = {"run_id": run.run_id, "status": run.status, "progress": run.progress}
     if run.run_id in call.user.models_used:  # the model FLORA chose when none was named
@@ -54,7 +54,7 @@ def is_transient(error: FloraError) -> bool:
     return isinstance(error, FloraConnectionError | RateLimitError | ServerError)
 
 
-def unknown_status_row(call: ToolCall, run_id: str, error: FloraError) -> dict[str, Any]:
+def unknown_status_row(run_id: str, error: FloraError) -> dict[str, Any]:
     """The run exists (FLORA gave its ID) but its status could not be read just now."""
     wait = max(5, int(error.retry_after or 0))
     return {"run_id": run_id, "status": "unknown", "next": (

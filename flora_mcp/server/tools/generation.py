@@ -11,7 +11,7 @@ from pydantic import Field, ValidationError, WithJsonSchema
 from ..._ids import GENERATION_TYPES, RUN_ID_PATTERN
 from ...config import budget_usd
 from ...errors import FloraError
-from ...ledger.book import STALE_START_SECONDS
+from ...ledger import book
 from ..arguments import (
     PARAMS_SCHEMA,
     IdempotencyKeyParam,
@@ -156,10 +156,10 @@ async def get_run(req: GetRun, call: ToolCall) -> ToolResult:
         if isinstance(run, FloraError):
             if len(run_ids) == 1 and not is_transient(run):
                 raise run  # a wrong run ID: the error says where run IDs come from
-            rows.append(unknown_status_row(call, run_id, run) if is_transient(run)
+            rows.append(unknown_status_row(run_id, run) if is_transient(run)
                         else {"run_id": run_id, "error": {"code": run.code, "message": str(run)}})
             continue
-        row, found = await describe_run(call, run, run_id)
+        row, found = await describe_run(call, run)
         rows.append(row)
         blocks.extend(found)
     if isinstance(req.run_id, str):
@@ -241,9 +241,9 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
         row = pending_row(call, start) or {"run_id": start.run_id, "status": "pending"}
         run = runs.get(start.run_id) if start.run_id else None
         if isinstance(run, FloraError):
-            row = unknown_status_row(call, start.run_id, run)
+            row = unknown_status_row(start.run_id, run)
         elif run is not None:
-            row, found = await describe_run(call, run, start.run_id)
+            row, found = await describe_run(call, run)
             blocks.extend(found)
         rows.append({"item": index, **row, **start_facts(start)})
     rows.sort(key=lambda r: r["item"])
@@ -268,22 +268,27 @@ _TOOL_SHORT = {"start_generation": "generation", "start_generations": "generatio
 async def list_runs(req: ListRuns, call: ToolCall) -> ToolResult:
     """The user's paid starts from the ledger, newest first, with the budget window's totals."""
     rows = await call.ledger.rows(call.user_id)
-    await _refresh_unfinished(call, [r for r in rows if r.get("run_id") and r["status"] in ("pending", "running")][:20])
-    rows = await call.ledger.rows(call.user_id)
+    unfinished = [r for r in rows if r.get("run_id") and r["status"] in ("pending", "running")][:20]
+    if unfinished:
+        await _refresh_unfinished(call, unfinished)
+        rows = await call.ledger.rows(call.user_id)
+    now = time.time()
+    window_hours = call.settings.budget_window_hours
+    spent, reserved = book.window_totals({r["key"]: r for r in rows}, now, window_hours * 3600)
     if req.project_id:
         rows = [r for r in rows if r.get("project_id") == req.project_id]
     if req.status == "unfinished":
         rows = [r for r in rows if r["status"] not in ("completed", "failed")]
     elif req.status:
         rows = [r for r in rows if r["status"] == req.status]
-    window_hours = call.settings.budget_window_hours
-    spent, reserved = await call.ledger.totals(call.user_id, window_hours * 3600)
-    now = time.time()
     shown = rows[: req.limit or 20]
     projects = {r.get("project_id") for r in shown}
     columns = LIST_COLUMNS if len(projects) > 1 else [c for c in LIST_COLUMNS if c != "project_id"]
+    # A start whose process died mid-POST stays 'starting' in the ledger: to the agent it is unknown.
+    # usd: the final charge once settled, else what the budget holds for it (as the budget counts it).
     table = [[r.get("run_id") or f"key:{r['key']}", _TOOL_SHORT.get(r["tool"], r["tool"]), r.get("model"),
-              _status_of(r, now), _usd_of(r)] + ([r.get("project_id")] if len(projects) > 1 else []) + [_age(now - r["created"])]
+              "unknown" if book.is_stale_start(r, now) else r["status"], round(book.counted_usd(r), 4)]
+             + ([r.get("project_id")] if len(projects) > 1 else []) + [_age(now - r["created"])]
              for r in shown]
     totals: dict[str, Any] = {"window_hours": window_hours, "charged_usd": round(spent, 4),
                               "held_usd": round(reserved, 4)}
@@ -313,19 +318,6 @@ async def _refresh_unfinished(call: ToolCall, rows: list[dict[str, Any]]) -> Non
         async with anyio.create_task_group() as tg:
             for row in rows:
                 tg.start_soon(refresh, row["run_id"])
-
-
-def _status_of(row: dict[str, Any], now: float) -> str:
-    """A start whose process died mid-POST stays 'starting' in the ledger: to the agent it is unknown."""
-    if row["status"] == "starting" and now - row["updated"] > STALE_START_SECONDS:
-        return "unknown"
-    return row["status"]
-
-
-def _usd_of(row: dict[str, Any]) -> float:
-    if row["status"] in ("completed", "failed"):
-        return round(row.get("charged_usd") or 0.0, 4)
-    return round(max(row.get("reserved_usd") or 0.0, row.get("charged_usd") or 0.0), 4)
 
 
 def _age(seconds: float) -> str:
