@@ -33,8 +33,9 @@ for (const [name, make] of Object.entries(transports)) {
   const ws = (await client.callTool({ name: "list_workspaces", arguments: {} })).structuredContent.workspaces[0].workspace_id;
   const prj = (await client.callTool({ name: "list_projects", arguments: { workspace_id: ws } })).structuredContent.projects[0].project_id;
   let progress = 0;
+  // A prompt per transport: an identical request would be answered with the earlier run, without progress.
   const run = await client.callTool(
-    { name: "start_generation", arguments: { type: "image", prompt: "a ts fox", workspace_id: ws, project_id: prj,
+    { name: "start_generation", arguments: { type: "image", prompt: `a ts fox over ${name}`, workspace_id: ws, project_id: prj,
       model: "t2i-flux-2-pro", wait_seconds: 20 } },
     undefined, { onprogress: () => { progress += 1; }, timeout: 60000 });
   check(!run.isError && run.structuredContent.status === "completed", `${name}: run ${JSON.stringify(run.structuredContent)}`);
