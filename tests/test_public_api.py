@@ -42,6 +42,7 @@ def test_an_unknown_name_is_an_attribute_error():
         flora_mcp.FloraClinet  # noqa: B018
 
 
+@pytest.mark.slow
 def test_import_flora_mcp_loads_nothing_else():
     """stdio start-up time is a product target: the names load their modules on first use."""
     code = "import sys, flora_mcp; print(sorted(m for m in sys.modules if m.startswith(('flora_mcp', 'mcp', " \

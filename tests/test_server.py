@@ -189,6 +189,7 @@ async def test_wait_timeout_returns_a_resumable_answer(make_session):
         assert again["run_id"] == data["run_id"] and again["status"] in ("pending", "running")
 
 
+@pytest.mark.slow
 async def test_cancelling_a_wait_stops_polling(make_session):
     slow = Sandbox(speed=1)
     async with make_session(sandbox=slow) as client:
@@ -405,6 +406,7 @@ async def test_log_messages_reach_the_client_and_respect_set_level(fast_sandbox)
         assert any("started run_" in m for m in received) is expect, (level, received)
 
 
+@pytest.mark.slow
 async def test_model_catalogue_is_cached_and_a_stale_copy_survives_an_outage(fast_sandbox, monkeypatch):
     from flora_mcp.server import session as session_module
 
