@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .toolsets import CHOICES as TOOLSET_CHOICES
 
 

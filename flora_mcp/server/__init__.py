@@ -21,8 +21,8 @@ from mcp.server.mcpserver.resources.templates import DEFAULT_RESOURCE_SECURITY
 from mcp.shared.uri_template import UriTemplate
 from mcp_types import EmptyResult, SetLevelRequestParams
 
-from .. import __version__
 from .._recent import Recent
+from .._version import __version__
 from ..config import Settings, load_settings, state_url
 from ..connect import build_client
 from ..toolsets import parse_toolsets
