@@ -22,8 +22,6 @@ def test_the_reader_sees_the_imports(graph):
 
 # Being taken down (issue 24): the test fails on any other circle, and when one of these is gone.
 KNOWN_CIRCLES = [
-    ["flora_mcp.server.arguments", "flora_mcp.server.chaining", "flora_mcp.server.guidance",
-     "flora_mcp.server.outputs", "flora_mcp.server.tooling"],
     ["flora_mcp.server.param_checks", "flora_mcp.server.tools.actions"],
 ]
 KNOWN_FACE_IMPORTS: list[str] = []

@@ -171,7 +171,7 @@ def _valid_arguments(ws: str, prj: str, run_id: str) -> dict[str, dict]:
 
 def _fuzz_cases() -> list[tuple[str, str, str]]:
     from flora_mcp.server import all_tools
-    from flora_mcp.server.tooling import input_schema
+    from flora_mcp.server.dispatch import input_schema
 
     cases = []
     for spec in all_tools():

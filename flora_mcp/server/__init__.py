@@ -27,7 +27,8 @@ from ..config import Settings, load_settings, state_url
 from ..connect import build_client
 from ..toolsets import parse_toolsets
 from .session import ToolCall, UserState, connection_of
-from .tooling import ToolSpec, build_tool
+from .dispatch import build_tool
+from .tooling import ToolSpec
 
 if TYPE_CHECKING:
     from ..client import FloraClient
