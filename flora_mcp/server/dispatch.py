@@ -22,6 +22,7 @@ from mcp_types import CallToolResult, InputRequiredResult, TextContent
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import FloraError
+from .guidance import explain
 from .outputs import finish_previews
 from .tooling import NOTHING_STARTED, NeedsInput, ToolInputError, ToolSpec
 
@@ -103,8 +104,6 @@ def build_tool(spec: ToolSpec, open_call: Callable[[Context], Awaitable[Any]]) -
             try:
                 request = spec.request.model_validate(arguments)
             except ValidationError as exc:
-                from .guidance import explain  # here, not at the top: guidance speaks this module's ToolInputError
-
                 raise ToolInputError(await explain(exc, arguments, call, spec.request)) from None
             call.previews = getattr(request, "previews", None)
             result = await spec.handler(request, call)
