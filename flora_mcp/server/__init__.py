@@ -26,8 +26,8 @@ from .._version import __version__
 from ..config import Settings, load_settings, state_url
 from ..connect import build_client
 from ..toolsets import parse_toolsets
-from .session import ToolCall, UserState, connection_of
 from .dispatch import build_tool
+from .session import ToolCall, UserState, connection_of
 from .tooling import ToolSpec
 
 if TYPE_CHECKING:
