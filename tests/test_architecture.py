@@ -31,7 +31,8 @@ def test_no_module_imports_the_package_face(graph):
 
 
 @pytest.mark.parametrize(("layer", "must_not_reach"), [
-    ("flora_mcp.server", ["flora_mcp.transports", "flora_mcp.cli", "flora_mcp.demo"]),
+    ("flora_mcp.server", ["flora_mcp.sandbox", "flora_mcp.connect", "flora_mcp.transports", "flora_mcp.cli",
+                          "flora_mcp.demo"]),
     ("flora_mcp.transports", ["flora_mcp.cli", "flora_mcp.demo"]),  # the sandbox only through connect.py
     # client and sandbox reach the ledger only through config.state_url's default path (function-level)
     ("flora_mcp.client", ["flora_mcp.sandbox", "flora_mcp.server", "flora_mcp.transports"]),

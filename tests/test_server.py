@@ -10,6 +10,7 @@ import pytest
 from mcp.client import Client
 from PIL import Image
 
+from flora_mcp.connect import build_client
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.server import create_server
 from flora_mcp.server.outputs import PREVIEW_MAX_BYTES, PREVIEW_MAX_PIXELS
@@ -53,7 +54,7 @@ async def test_no_key_still_lists_tools_and_every_call_explains_the_fix():
 
 
 async def test_sandbox_flag_needs_no_key():
-    server = create_server(settings(sandbox=True, sandbox_speed=200))
+    server = create_server(settings(sandbox=True, sandbox_speed=200), connect=build_client)
     async with Client(server) as client:
         result, data = await call(client, "list_workspaces")
     assert not result.is_error and data["workspaces"]
@@ -445,8 +446,17 @@ def test_recent_keeps_only_the_newest_entries():
     assert list(recent) == [7, 8, 9]
 
 
+async def test_the_sandbox_is_chosen_at_the_edge_and_a_server_without_the_choice_says_so():
+    """create_server's own default speaks to FLORA only; FLORA_SANDBOX without connect=build_client is
+    answered (no request leaves for FLORA) with the fix."""
+    async with Client(create_server(settings(sandbox=True))) as client:
+        result, data = await call(client, "list_workspaces")
+    assert result.is_error and data["error"]["code"] == "not_configured"
+    assert "connect=flora_mcp.build_client" in text_of(result)
+
+
 async def test_sandbox_mode_never_uses_a_live_key_from_the_environment():
-    server = create_server(settings(sandbox=True, sandbox_speed=200, api_key="sk_live_real_key_in_env"))
+    server = create_server(settings(sandbox=True, sandbox_speed=200, api_key="sk_live_real_key_in_env"), connect=build_client)
     async with Client(server) as client:
         result, data = await call(client, "list_workspaces")
     assert not result.is_error and data["workspaces"][0]["name"] == "FLORA Sandbox Studio"
