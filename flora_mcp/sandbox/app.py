@@ -3,13 +3,12 @@
 Routes under /api/v1 follow the contract: a table of Starlette routes (_SandboxApi.app) behind
 gate.ApiGate, the middleware that does what FLORA does around every route (the key, rate limits,
 idempotent replays, and the faults tests turn on); wire.py holds FLORA's error envelope and pages.
-/files serves output bytes (like FLORA's media host). /_sandbox is the tests' control panel and is
-not part of the contract.
+host.py serves what is outside /api/v1: output and asset bytes (like FLORA's media host), signed uploads,
+the canvas page, health, and /_sandbox, the tests' control panel (not part of the contract).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import io
 import mimetypes
@@ -27,13 +26,12 @@ from .actions import ACTION_SECONDS, ACTIONS, TECHNIQUE_COST, TECHNIQUES, Action
 from .canvas import MEDIA_KINDS, CanvasProblem
 from .catalog import MODELS, MODELS_BY_ID
 from .gate import ApiGate, DropConnections, with_account
-from .media import render_output
+from .host import MAX_UPLOAD, Host
 from .state import Account, SandboxState
 from .wire import ID_PATTERNS, TYPES, error, json_body, page_meta, page_window, validation_error
 
 _ASSET_FIELDS = ("source", "workspace_id", "folder", "content_type", "file_name")
 _GENERATE_FIELDS = ("type", "prompt", "workspace_id", "project_id", "model", "params")
-MAX_UPLOAD = 50 * 1024 * 1024
 
 
 class _SandboxApi:
@@ -72,15 +70,16 @@ class _SandboxApi:
             # Last: any other path or method is FLORA's JSON 404 (after the gate's auth), never Starlette's 405.
             Route("/{path:path}", self._no_route, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
         ]
+        host = Host(self.state)
         app = Starlette(routes=[
             Mount("/api/v1", routes=[with_account(r) for r in api_routes],
                   middleware=[Middleware(ApiGate, state=self.state)]),
-            Route("/files/{run_id}/{name}", self.files),
-            Route("/uploads/{asset_id}", self.upload, methods=["PUT"]),
-            Route("/media/assets/{asset_id}/{name}", self.asset_file),
-            Route("/canvas/{project_id}", self.canvas_page),
-            Route("/_sandbox", self.control, methods=["GET", "POST"]),
-            Route("/healthz", self.health),
+            Route("/files/{run_id}/{name}", host.files),
+            Route("/uploads/{asset_id}", host.upload, methods=["PUT"]),
+            Route("/media/assets/{asset_id}/{name}", host.asset_file),
+            Route("/canvas/{project_id}", host.canvas_page),
+            Route("/_sandbox", host.control, methods=["GET", "POST"]),
+            Route("/healthz", host.health),
         ])
         return DropConnections(app)
 
@@ -492,69 +491,6 @@ class _SandboxApi:
         if key and not self.state.claim_idempotency_key(account.key_fingerprint, key):
             return error(409, "idempotency_duplicate", "Idempotency key already used")
         return None
-
-    async def files(self, request: Request) -> Response:
-        run = self.state.runs.get(request.path_params["run_id"])
-        name = request.path_params["name"]
-        output = next((o for o in (run.outputs if run else []) if o["url"].endswith(f"/{name}")), None)
-        if run is None or output is None:
-            return error(404, "not_found", "File not found")
-        cache_key = f"{run.run_id}/{name}"
-        if cache_key not in self.state.files:
-            self.state.files[cache_key] = await anyio.to_thread.run_sync(render_output, run, name)
-        data, mime = self.state.files[cache_key]
-        self.state.downloads.append(cache_key)
-        return Response(data, media_type=mime)
-
-    async def upload(self, request: Request) -> Response:
-        """The signed upload URL (like a storage bucket): no bearer key, the signature is the permission."""
-        asset = self.state.assets.get(request.path_params["asset_id"])
-        if asset is None or request.query_params.get("signature") != asset["signature"]:
-            return error(403, "forbidden", "Bad or expired upload signature")
-        data = await request.body()
-        if len(data) > MAX_UPLOAD:
-            return error(400, "input_validation_error", "Upload too large")
-        asset["data"] = data
-        return Response(status_code=200)
-
-    async def asset_file(self, request: Request) -> Response:
-        asset = self.state.assets.get(request.path_params["asset_id"])
-        if asset is None or asset["status"] != "ready":
-            return error(404, "not_found", "Asset not found")
-        return Response(asset["data"], media_type=asset["content_type"])
-
-    async def canvas_page(self, request: Request) -> Response:
-        """Where canvas_url points in the sandbox: the canvas as Mermaid text (FLORA shows its editor)."""
-        project_id = request.path_params["project_id"]
-        if project_id not in self.state.canvases:
-            return error(404, "not_found", "Canvas not found")
-        return Response(self.state.canvases[project_id].diagram() + "\n", media_type="text/plain")
-
-    async def control(self, request: Request) -> Response:
-        """Test control panel: read and set faults and credits (not part of FLORA's API)."""
-        if request.method == "POST":
-            changes = await request.json()
-            known = {f.name for f in dataclasses.fields(self.state.faults)}
-            for key, value in changes.get("faults", {}).items():
-                if key not in known:
-                    return error(400, "input_validation_error", f"Unknown fault {key!r}; known: {sorted(known)}")
-                setattr(self.state.faults, key, tuple(value) if key == "only_paths" else value)
-            if "idempotency_mode" in changes:
-                if changes["idempotency_mode"] not in ("conflict", "replay"):
-                    return error(400, "input_validation_error", "idempotency_mode is 'conflict' or 'replay'")
-                self.state.idempotency_mode = changes["idempotency_mode"]
-            if "credits" in changes:
-                self.state.default_credits = changes["credits"]
-                for account in self.state.accounts.values():
-                    account.credits = changes["credits"]
-        return JSONResponse({
-            "charges": [{"account": a, "run_id": r, "usd": c} for a, r, c in self.state.charges],
-            "runs": len(self.state.runs),
-            "requests": self.state.requests_seen,
-        })
-
-    async def health(self, request: Request) -> Response:
-        return JSONResponse({"ok": True, "sandbox": True})
 
     # --- small handlers --------------------------------------------------------------------------------
     def _list_workspaces(self, request: Request, account: Account) -> Response:
