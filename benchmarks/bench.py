@@ -184,10 +184,11 @@ async def calls_per_generation(runs: int) -> dict:
     from mcp.client import Client
 
     from flora_mcp.config import Settings
+    from flora_mcp.connect import build_client
     from flora_mcp.server import create_server
 
     counts, seconds = [], []
-    async with Client(create_server(Settings(sandbox=True, api_key=None))) as client:
+    async with Client(create_server(Settings(sandbox=True, api_key=None), connect=build_client)) as client:
         ws = (await client.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
         prj = (await client.call_tool("list_projects", {"workspace_id": ws})).structured_content["projects"][0]
         for i in range(runs):

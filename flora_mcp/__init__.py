@@ -12,9 +12,9 @@ Kept import-light on purpose: the stdio server's start-up time is part of the pr
 loads its module on first use (PEP 562) and `import flora_mcp` imports nothing else.
 """
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know the name)
+from ._version import __version__
 
-__version__ = "0.1.0"
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know the name)
 
 # name -> the module that defines it
 _PUBLIC = {

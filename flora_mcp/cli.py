@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .toolsets import CHOICES as TOOLSET_CHOICES
 
 
@@ -74,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(settings.log_level)
     transport = args.transport or "stdio"
     if transport == "stdio":
+        from .connect import build_client
         from .server import create_server
 
-        create_server(settings).run("stdio")
+        create_server(settings, connect=build_client).run("stdio")
         return 0
     from .transports.http import serve
 

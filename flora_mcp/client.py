@@ -21,9 +21,9 @@ import anyio
 import httpx2
 from pydantic import BaseModel, ValidationError
 
-from . import __version__
 from ._ids import ID_PATTERN, key_hash, new_idempotency_key, user_id
 from ._recent import Recent
+from ._version import __version__
 from .config import DEFAULT_BASE_URL
 from .errors import (
     AcceptedRunLostError,

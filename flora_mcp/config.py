@@ -1,8 +1,8 @@
 """Configuration from environment variables (prefix FLORA_), read when asked, never at import.
 
-A plain pydantic model plus a ten-line environment reader. pydantic-settings did this too, but its
-import cost ~100 ms of the stdio server's ~1.4 s start (its cloud secret providers load eagerly),
-and start-up time is a product target; the validation is pydantic's either way.
+A plain pydantic model plus a ten-line environment reader. pydantic-settings did this too, but importing
+it cost about 100 ms when measured (its cloud secret providers load eagerly), and stdio start-up time is a
+product target (docs/performance.md); the validation is pydantic's either way.
 """
 
 from __future__ import annotations

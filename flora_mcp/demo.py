@@ -30,10 +30,11 @@ async def run_demo(prompt: str = DEFAULT_PROMPT, output_dir: Path = Path("flora-
     from mcp.client import Client
 
     from .config import Settings
+    from .connect import build_client
     from .server import create_server
 
     settings = Settings(sandbox=True, sandbox_speed=speed, output_dir=output_dir.resolve(), api_key=None)
-    server = create_server(settings)
+    server = create_server(settings, connect=build_client)
 
     async def call(client: Client, tool: str, args: dict[str, Any], **kw: Any) -> dict[str, Any]:
         _say(f"\n> {tool}({json.dumps(args)})")

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from .errors import FloraError
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-REPLAYED_HEADER = "idempotent-replayed"
 SPENT_KEY_CODES = ("idempotency_duplicate",)  # spec: the key was used; the first attempt was accepted
 CONFLICT_CODES = ("idempotency_conflict",)  # docs: the key was used for a different body
 

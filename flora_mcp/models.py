@@ -1,4 +1,5 @@
-"""Typed shapes of the FLORA public API (v1.6.0), as in ../shared/flora-api/CONTRACT.md.
+"""Typed shapes of the FLORA public API (v1.6.0), as in tests/contract/CONTRACT.md and FLORA's OpenAPI
+files beside it (tests/test_contract.py holds the sandbox to them).
 
 Request models forbid unknown fields (the API sets `additionalProperties: false`); response models
 ignore unknown fields so a newer FLORA does not break an older client.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
@@ -11,6 +12,16 @@ from flora_mcp.retry import RetryPolicy
 from flora_mcp.sandbox import SANDBOX_API_KEY, ManualClock, Sandbox
 from flora_mcp.server import create_server
 from tests.helpers import settings
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_start_no_process(request, monkeypatch):
+    """The default run is the fast set: a test that starts a process must say so with @pytest.mark.slow."""
+    if request.node.get_closest_marker("slow") is None:
+        def refuse(*args: Any, **kwargs: Any):
+            raise AssertionError(f"{request.node.name} starts a process: mark it @pytest.mark.slow")
+
+        monkeypatch.setattr(subprocess, "Popen", refuse)
 
 
 @pytest.fixture

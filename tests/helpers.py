@@ -11,12 +11,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 from mcp.client import Client
 
 from flora_mcp.config import Settings
+
+if TYPE_CHECKING:
+    from flora_mcp.client import FloraClient
 
 DEMO_KEY = "sk_sandbox_demo"
 
@@ -39,19 +42,32 @@ def text_of(result) -> str:
 
 
 async def first_ids(client: Client) -> tuple[str, str]:
+    """The first workspace and its first project, found through the tools as an agent would."""
     _, ws = await call(client, "list_workspaces")
     workspace_id = ws["workspaces"][0]["workspace_id"]
     _, pr = await call(client, "list_projects", {"workspace_id": workspace_id})
     return workspace_id, pr["projects"][0]["project_id"]
 
 
+async def id_args(client: Client) -> dict[str, str]:
+    """first_ids as tool arguments: {"workspace_id": ..., "project_id": ...}."""
+    workspace_id, project_id = await first_ids(client)
+    return {"workspace_id": workspace_id, "project_id": project_id}
+
+
+async def flora_ids(flora: FloraClient) -> tuple[str, str]:
+    """The first workspace and its first project, found through the FLORA client (no MCP in between)."""
+    from flora_mcp.models import ListProjectsRequest
+
+    workspace_id = (await flora.list_workspaces()).workspaces[0].workspace_id
+    page = await flora.list_projects(ListProjectsRequest(workspace_id=workspace_id))
+    return workspace_id, page.projects[0].project_id
+
+
 async def generate(client: Client, **extra) -> dict:
     """One image through start_generation on the first workspace and project; its structured result."""
-    ws = (await client.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
-    prj = (await client.call_tool("list_projects", {"workspace_id": ws})).structured_content["projects"][0]
     result = await client.call_tool("start_generation", {
-        "type": "image", "prompt": "a hosted fox", "workspace_id": ws, "project_id": prj["project_id"],
-        "model": "t2i-flux-2-schnell"} | extra)
+        "type": "image", "prompt": "a hosted fox", "model": "t2i-flux-2-schnell"} | await id_args(client) | extra)
     assert not result.is_error, result.content[0].text
     return result.structured_content
 

@@ -64,6 +64,7 @@ async def test_a_batch_of_runs_shares_one_contact_sheet(make_session):
     assert _kinds(result).count("image") == 1 and _kinds(result).count("resource_link") == 3
 
 
+@pytest.mark.slow
 async def test_a_video_answer_includes_frames_to_look_at(make_session, fast_sandbox):
     async with make_session() as client:
         ws, prj = await first_ids(client)
@@ -151,7 +152,7 @@ async def test_a_project_determines_its_workspace_and_run_action_picks_a_project
     ({"aspect_ratio": "16:9"}, "put it inside params: params=[{name: 'aspect_ratio', value: '16:9'}]"),
     ({"params": {"aspect_ratio": "square"}}, "Did you mean '1:1'?"),
     ({"prompt": "x" * 20_000}, "20,000 characters is more than the 4,000 allowed for image prompts"),
-])
+], ids=["flat-param", "near-miss-value", "long-prompt"])
 async def test_refusals_point_at_the_fix_and_say_nothing_was_charged(make_session, fast_sandbox, args, expected):
     async with make_session() as client:
         ws, prj = await first_ids(client)
@@ -231,6 +232,7 @@ def test_sandbox_video_is_a_real_mp4():
 
 
 
+@pytest.mark.slow
 async def test_hosted_resource_reads_use_the_callers_own_key():
     from tests.helpers import DEMO_KEY, generate, hosted, mcp_http
 

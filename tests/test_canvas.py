@@ -87,6 +87,9 @@ async def test_a_prompt_node_wired_to_a_model_node_round_trips(make_session, fas
      "node_params.x.model takes an endpoint ID, not 'Flux 2 Pro': use t2i-flux-2-pro"),
     ({"diagram": 'graph LR\n  x["X (image)"]', "node_params": {"x": {"colour": "red"}}},
      "node_params.x.colour: not a node param; use prompt, model"),
+], ids=[
+    "dotted-edge", "unclosed-quote", "wrong-header", "unknown-node", "new-node-without-kind",
+    "params-for-missing-node", "model-by-name", "unknown-node-param"
 ])
 async def test_bad_patches_are_answered_with_the_fix_and_nothing_is_sent(make_session, fast_sandbox, args, expected):
     async with make_session() as client:
@@ -196,7 +199,7 @@ async def _action_on_canvas_unpaid(client, sandbox, workspace_id: str, project_i
     ({"asset_id": "asset_x", "url": "https://x.test/a.png"}, "pass exactly one of run_id"),
     ({"url": "ftp://x.test/a.png"}, "url: an https URL FLORA can fetch"),
     ({"asset_id": "asset_x", "output_ids": ["output_1"]}, "output_ids: only with run_id"),
-])
+], ids=["no-source", "two-sources", "non-https-url", "output-ids-without-run"])
 async def test_place_on_canvas_explains_what_it_needs(make_session, args, expected):
     async with make_session() as client:
         _, project_id = await first_ids(client)

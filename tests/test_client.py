@@ -27,14 +27,9 @@ from flora_mcp.errors import (
 from flora_mcp.models import CreateProjectRequest, GenerateRequest, ListProjectsRequest
 from flora_mcp.retry import RetryPolicy, parse_retry_after
 from flora_mcp.sandbox import SANDBOX_API_KEY, Sandbox
+from tests.helpers import flora_ids
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.01, max_total=5)
-
-
-async def _ids(client: FloraClient) -> tuple[str, str]:
-    ws = (await client.list_workspaces()).workspaces[0].workspace_id
-    page = await client.list_projects(ListProjectsRequest(workspace_id=ws))
-    return ws, page.projects[0].project_id
 
 
 def _request(ws: str, prj: str, **kw) -> GenerateRequest:
@@ -62,7 +57,7 @@ async def test_workspaces_and_paginated_projects(flora):
 
 
 async def test_create_project_then_list_it(flora):
-    ws, _ = await _ids(flora)
+    ws, _ = await flora_ids(flora)
     project = await flora.create_project(CreateProjectRequest(workspace_id=ws, name="Agent made this"))
     assert project.project_id.startswith("prj_") and project.workspace_id == ws
     page = await flora.list_projects(ListProjectsRequest(workspace_id=ws, query="agent made"))
@@ -81,7 +76,7 @@ async def test_models_filter_by_type(flora):
 
 
 async def test_run_moves_from_pending_to_completed_with_real_png(flora, sandbox, clock):
-    ws, prj = await _ids(flora)
+    ws, prj = await flora_ids(flora)
     started = await flora.start_generation(_request(ws, prj, model="t2i-flux-2-pro", params={"aspect_ratio": "16:9"}))
     assert started.run_id.startswith("run_") and started.estimated_seconds == 8
     assert (await flora.get_run(started.run_id)).status == "pending"
@@ -99,7 +94,7 @@ async def test_run_moves_from_pending_to_completed_with_real_png(flora, sandbox,
 
 
 async def test_audio_run_serves_a_playable_wav_and_text_run_serves_text(flora, clock):
-    ws, prj = await _ids(flora)
+    ws, prj = await flora_ids(flora)
     audio = await flora.start_generation(_request(ws, prj, type="audio", prompt="a calm hello"))
     text = await flora.start_generation(_request(ws, prj, type="text", prompt="write a haiku about mugs"))
     clock.advance(60)
@@ -113,7 +108,7 @@ async def test_audio_run_serves_a_playable_wav_and_text_run_serves_text(flora, c
 
 
 async def test_same_prompt_different_seed_gives_different_image(flora, clock):
-    ws, prj = await _ids(flora)
+    ws, prj = await flora_ids(flora)
     a = await flora.start_generation(_request(ws, prj, model="t2i-flux-2-schnell", params={"seed": 1}))
     b = await flora.start_generation(_request(ws, prj, model="t2i-flux-2-schnell", params={"seed": 2}))
     clock.advance(60)
@@ -145,7 +140,7 @@ async def test_invalid_key_maps_to_authentication_error_with_hint(sandbox):
 
 
 async def test_validation_error_carries_fields(flora):
-    ws, prj = await _ids(flora)
+    ws, prj = await flora_ids(flora)
     with pytest.raises(BadRequestError) as info:
         await flora.start_generation(_request(ws, prj, model="no-such-model"))
     assert info.value.status == 400 and info.value.code == "input_validation_error"
@@ -170,7 +165,7 @@ async def test_not_found_insufficient_credits_and_idempotency_duplicate(flora, s
     with pytest.raises(NotFoundError) as info:
         await flora.get_run("run_doesnotexist")
     assert "start_generation" in str(info.value)
-    ws, prj = await _ids(flora)
+    ws, prj = await flora_ids(flora)
     await flora.start_generation(_request(ws, prj), idempotency_key="key-1")
     with pytest.raises(IdempotencyConflictError) as dup:
         await flora.start_generation(_request(ws, prj), idempotency_key="key-1")
@@ -214,7 +209,7 @@ def test_retry_after_parses_seconds_and_http_dates():
 # --- retries and idempotency ---------------------------------------------------------------------
 async def test_server_errors_are_retried_and_charge_once(sandbox):
     async with sandbox.client(retry=FAST) as client:
-        ws, prj = await _ids(client)
+        ws, prj = await flora_ids(client)
         sandbox.faults.server_errors = 2
         run = await client.start_generation(_request(ws, prj))
     assert sandbox.charged_runs() == [run.run_id]
@@ -224,7 +219,7 @@ async def test_dropped_connection_after_accept_never_charges_twice(sandbox):
     """The first POST is processed but its answer is lost: the retry reuses the key, gets 409,
     and the client reports an accepted run, not a failure and not a second run."""
     async with sandbox.client(retry=FAST) as client:
-        ws, prj = await _ids(client)
+        ws, prj = await flora_ids(client)
         sandbox.faults.drop_after_processing = 1
         with pytest.raises(AcceptedRunLostError) as info:
             await client.start_generation(_request(ws, prj))
@@ -234,7 +229,7 @@ async def test_dropped_connection_after_accept_never_charges_twice(sandbox):
 
 async def test_flaky_network_many_starts_exactly_one_charge_each(sandbox):
     async with sandbox.client(retry=FAST) as client:
-        ws, prj = await _ids(client)
+        ws, prj = await flora_ids(client)
         outcomes = []
         for i in range(6):
             sandbox.faults.server_errors = i % 2
@@ -298,13 +293,14 @@ async def test_key_never_reaches_logs_or_media_hosts(caplog):
     assert "non-http" in str(info.value)
 
 
+@pytest.mark.slow
 async def test_client_over_a_real_loopback_socket(tmp_path):
     """Same client code, real TCP: the sandbox under uvicorn on an ephemeral port."""
     from tests.helpers import running_sandbox
 
     with running_sandbox(speed=200) as base_url:
         async with FloraClient(SANDBOX_API_KEY, base_url=base_url, retry=FAST) as client:
-            ws, prj = await _ids(client)
+            ws, prj = await flora_ids(client)
             run = await client.start_generation(_request(ws, prj, model="t2i-flux-2-schnell"))
             import anyio
 
@@ -318,12 +314,13 @@ async def test_client_over_a_real_loopback_socket(tmp_path):
                 assert (await response.aread())[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 async def test_dropped_connection_over_a_real_socket_is_retried_safely():
     from tests.helpers import running_sandbox
 
     with running_sandbox(speed=200) as base_url:
         async with FloraClient(SANDBOX_API_KEY, base_url=base_url, retry=FAST) as client:
-            ws, prj = await _ids(client)
+            ws, prj = await flora_ids(client)
             admin = httpx2.Client(base_url=base_url.removesuffix("/api/v1"))
             admin.post("/_sandbox", json={"faults": {"drop_after_processing": 1}})
             with pytest.raises(AcceptedRunLostError):
@@ -336,7 +333,7 @@ async def test_dropped_connection_over_a_real_socket_is_retried_safely():
 async def test_each_in_process_sandbox_keeps_its_own_runs():
     a, b = Sandbox(), Sandbox()
     async with a.client() as client:
-        ws, prj = await _ids(client)
+        ws, prj = await flora_ids(client)
         run = await client.start_generation(_request(ws, prj))
     assert a.charged_runs() == [run.run_id]
     assert b.charged_runs() == [] and b.state.request_log == []

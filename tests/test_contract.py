@@ -13,6 +13,7 @@ import yaml
 
 from flora_mcp.models import GenerateRequest
 from flora_mcp.sandbox import SANDBOX_API_KEY
+from tests.helpers import flora_ids
 
 SPEC_DIR = Path(__file__).parent / "contract"
 
@@ -47,12 +48,6 @@ async def http(sandbox):
         yield client
 
 
-async def _ids(http) -> tuple[str, str]:
-    ws = (await http.get("/workspaces")).json()["workspaces"][0]["workspace_id"]
-    prj = (await http.get("/projects", params={"workspace_id": ws})).json()["projects"][0]["project_id"]
-    return ws, prj
-
-
 async def test_list_workspaces_matches_openapi(http):
     r = await http.get("/workspaces")
     assert r.status_code == 200
@@ -66,8 +61,8 @@ async def test_list_models_matches_openapi(http, type_):
     check(r.json(), response_schema("listModels", 200))
 
 
-async def test_generate_and_every_run_state_match_openapi(http, sandbox, clock):
-    ws, prj = await _ids(http)
+async def test_generate_and_every_run_state_match_openapi(http, flora, sandbox, clock):
+    ws, prj = await flora_ids(flora)
     body = GenerateRequest(type="image", prompt="a mug", workspace_id=ws, project_id=prj,
                            model="t2i-flux-2-pro", params={"aspect_ratio": "4:3"}).model_dump(exclude_none=True)
     check(body, request_schema("startGeneration"))  # what our client sends is what FLORA accepts
@@ -88,8 +83,8 @@ async def test_generate_and_every_run_state_match_openapi(http, sandbox, clock):
     check(r.json(), response_schema("createGenerationRun", 201))
 
 
-async def test_failed_run_matches_openapi(http, sandbox, clock):
-    ws, prj = await _ids(http)
+async def test_failed_run_matches_openapi(http, flora, sandbox, clock):
+    ws, prj = await flora_ids(flora)
     sandbox.faults.fail_runs = 1
     run_id = (await http.post("/generate", json={"type": "video", "prompt": "waves", "workspace_id": ws,
                                                  "project_id": prj})).json()["run_id"]
@@ -110,8 +105,8 @@ async def test_failed_run_matches_openapi(http, sandbox, clock):
         (429, None),
     ],
 )
-async def test_error_envelopes_match_openapi(http, sandbox, status, make):
-    ws, prj = await _ids(http)
+async def test_error_envelopes_match_openapi(http, flora, sandbox, status, make):
+    ws, prj = await flora_ids(flora)
     body = {"type": "image", "prompt": "x", "workspace_id": ws, "project_id": prj}
     if status == 402:
         sandbox.state.default_credits = 0
@@ -134,8 +129,8 @@ async def test_error_envelopes_match_openapi(http, sandbox, status, make):
     check(r.json(), schema["content"]["application/json"]["schema"])
 
 
-async def test_idempotency_window_is_two_hours(http, clock):
-    ws, prj = await _ids(http)
+async def test_idempotency_window_is_two_hours(http, flora, clock):
+    ws, prj = await flora_ids(flora)
     body = {"type": "text", "prompt": "x", "workspace_id": ws, "project_id": prj}
     assert (await http.post("/generate", json=body, headers={"Idempotency-Key": "w"})).status_code == 201
     clock.advance(2 * 3600 - 1)
@@ -144,19 +139,19 @@ async def test_idempotency_window_is_two_hours(http, clock):
     assert (await http.post("/generate", json=body, headers={"Idempotency-Key": "w"})).status_code == 201
 
 
-async def test_unknown_params_are_accepted_and_billed_like_flora(http, sandbox):
+async def test_unknown_params_are_accepted_and_billed_like_flora(http, flora, sandbox):
     """FLORA's documented behaviour, which the server's own check must guard against."""
-    ws, prj = await _ids(http)
+    ws, prj = await flora_ids(flora)
     r = await http.post("/generate", json={"type": "image", "prompt": "x", "workspace_id": ws, "project_id": prj,
                                            "model": "t2i-flux-2-pro", "params": {"aspect_ratio": "16x9", "zzz": 1}})
     assert r.status_code == 201
     assert sandbox.charged_runs() == [r.json()["run_id"]]
 
 
-async def test_action_and_technique_runs_match_openapi(http, sandbox, clock):
+async def test_action_and_technique_runs_match_openapi(http, flora, sandbox, clock):
     from flora_mcp.models import ActionInput, ActionRunRequest, TechniqueRunRequest
 
-    ws, prj = await _ids(http)
+    ws, prj = await flora_ids(flora)
     body = ActionRunRequest(action_id="split-text", workspace_id=ws, project_id=prj,
                             inputs=[ActionInput(type="text", text="a,b")], params={"delimiter": ","})
     wire = body.model_dump(exclude_none=True)
@@ -180,11 +175,10 @@ async def test_action_and_technique_runs_match_openapi(http, sandbox, clock):
 
 
 # --- projects, canvas, canvas actions, asset attach (projects/canvas/assets OpenAPI files) -------------
-async def _placed_image(http, clock, ws: str) -> dict:
+async def _placed_image(http, clock, ws: str, prj: str) -> dict:
     """A finished generation copied into an asset (POST /assets with the output URL)."""
     from flora_mcp.models import AssetFromSource
 
-    _, prj = await _ids(http)
     run_id = (await http.post("/generate", json={"type": "image", "prompt": "mug", "workspace_id": ws,
                                                  "project_id": prj})).json()["run_id"]
     clock.advance(600)
@@ -197,10 +191,10 @@ async def _placed_image(http, clock, ws: str) -> dict:
     return r.json()
 
 
-async def test_project_and_canvas_routes_match_openapi(http, clock):
+async def test_project_and_canvas_routes_match_openapi(http, flora, clock):
     from flora_mcp.models import CanvasActionRequest, CanvasPatch
 
-    ws, prj = await _ids(http)
+    ws, prj = await flora_ids(flora)
     r = await http.get(f"/projects/{prj}")
     assert r.status_code == 200
     check(r.json(), response_schema("getProject", 200))
@@ -210,7 +204,7 @@ async def test_project_and_canvas_routes_match_openapi(http, clock):
     check(empty, response_schema("getProjectCanvas", 200))  # an empty canvas still has its header (minLength 1)
     assert empty["summary"]["node_count"] == 0
 
-    asset = await _placed_image(http, clock, ws)
+    asset = await _placed_image(http, clock, ws, prj)
     r = await http.post(f"/projects/{prj}/assets/{asset['asset_id']}/attach")
     assert r.status_code == 201
     check(r.json(), response_schema("attachCanvasAsset", 201))
@@ -262,9 +256,12 @@ async def test_project_and_canvas_routes_match_openapi(http, clock):
     ("POST", "/actions/n404/run", None, 404, None),
     ("POST", "/assets/asset_missing/attach", None, 404, None),
     ("GET", "", None, 404, None),
+], ids=[
+    "dotted-edge", "unknown-nodes", "params-for-missing-node", "unknown-model", "node-without-kind", "nodes-field",
+    "unknown-action", "missing-action-node", "missing-asset", "project-404"
 ])
-async def test_canvas_errors_match_openapi(http, method, route, body, status, field):
-    _, prj = await _ids(http)
+async def test_canvas_errors_match_openapi(http, flora, method, route, body, status, field):
+    _, prj = await flora_ids(flora)
     project = "prj_not_mine" if route == "" else prj
     r = await http.request(method, f"/projects/{project}{route}", json=body)
     assert r.status_code == status, r.text
@@ -276,8 +273,8 @@ async def test_canvas_errors_match_openapi(http, method, route, body, status, fi
         assert (await http.get(f"/projects/{prj}/canvas")).json()["summary"]["node_count"] == 0
 
 
-async def test_asset_from_url_refuses_urls_the_sandbox_did_not_serve(http):
-    ws, _ = await _ids(http)
+async def test_asset_from_url_refuses_urls_the_sandbox_did_not_serve(http, flora):
+    ws, _ = await flora_ids(flora)
     r = await http.post("/assets", json={"source": "https://example.com/x.png", "workspace_id": ws})
     assert r.status_code == 400 and r.json()["error"]["fields"][0]["field"] == "source"
     check(r.json(), operations()["uploadAsset"]["responses"]["400"]["content"]["application/json"]["schema"])

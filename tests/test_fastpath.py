@@ -20,7 +20,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 
 from flora_mcp.transports.fastpath import StatelessFastPath
-from tests.helpers import DEMO_KEY, hosted, mcp_http
+from tests.helpers import DEMO_KEY, hosted, id_args, mcp_http
 
 # The chatty tool logs on purpose: log notifications must still reach 2025-era clients.
 pytestmark = pytest.mark.filterwarnings("ignore:The logging capability is deprecated")
@@ -155,6 +155,7 @@ def flora_hosted():
         yield base, server
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("revision", ["2025-06-18", "2025-11-25", "2026-07-28"])
 async def test_official_client_gets_progress_over_the_hosted_app(revision, flora_hosted, monkeypatch):
     from mcp.client import session as client_session
@@ -174,15 +175,14 @@ async def test_official_client_gets_progress_over_the_hosted_app(revision, flora
 
     async with client:
         assert client.protocol_version == revision
-        ws = (await client.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
-        prj = (await client.call_tool("list_projects", {"workspace_id": ws})).structured_content["projects"][0]
         result = await client.call_tool("start_generation", {
-            "type": "image", "prompt": "a progress fox", "workspace_id": ws, "project_id": prj["project_id"],
-            "model": "t2i-flux-2-pro", "wait_seconds": 20}, progress_callback=on_progress)
+            "type": "image", "prompt": "a progress fox", "model": "t2i-flux-2-pro", "wait_seconds": 20}
+            | await id_args(client), progress_callback=on_progress)
     assert not result.is_error and result.structured_content["status"] == "completed"
     assert progress, f"no progress notification reached the client at {revision}"
 
 
+@pytest.mark.slow
 def test_hosted_app_logs_one_access_line_and_no_sdk_line_per_request(flora_hosted):
     base, server = flora_hosted
     body = _call("tools/call", {"name": "list_models", "arguments": {"type": "image"}})
@@ -244,6 +244,7 @@ async def test_the_sdk_client_works_against_a_bare_fast_path_server():
             assert (await c.call_tool("echo", {"text": "x"})).content[0].text == "x"
 
 
+@pytest.mark.slow
 async def test_one_worker_per_core_serves_the_stateless_path():
     """The documented multi-worker command: `uvicorn … --factory --workers N`, N = cores."""
     import os

@@ -7,10 +7,13 @@ import json
 
 import anyio
 import httpx2
+import pytest
 from mcp.client import Client
 from mcp.client.sse import sse_client
 
 from tests.helpers import DEMO_KEY, generate, hosted, mcp_http, running_sandbox
+
+pytestmark = pytest.mark.slow  # every test here starts flora-mcp in a process
 
 
 async def test_streamable_http_and_sse_complete_a_generation():

@@ -10,7 +10,7 @@ import pytest
 from flora_mcp.ledger import Intent, OverBudget, open_ledger, request_fingerprint
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.slow)])
 def ledger_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/ledger.sqlite3"

@@ -90,6 +90,10 @@ def test_declaring_a_referenced_node_later_is_one_node():
     ("graph LR\n  end", 'line 2: "end" without a matching "subgraph"'),
     ("graph LR\n  subgraph g\n  end\n  subgraph g\n  end", "line 4: subgraph g is declared twice"),
     ('graph LR\n  a[say "hi"]', "line 2: put the label in quotes"),
+], ids=[
+    "empty", "blank", "no-header", "wrong-header", "unclosed-quote", "unclosed-bracket", "unclosed-shape",
+    "edge-without-target", "dotted-edge", "thick-edge", "ampersand", "no-edge", "unclosed-label", "no-node-id",
+    "declared-twice", "open-subgraph", "stray-end", "subgraph-twice", "unquoted-quotes"
 ])
 def test_malformed_diagrams_name_the_line_and_the_fix(text, expected):
     with pytest.raises(MermaidError) as caught:

@@ -202,6 +202,7 @@ async def test_replayed_code_is_refused_and_revokes_what_it_issued(tmp_path):
         assert (await mcp_status(http, first.json()["access_token"])).status_code == 401
 
 
+@pytest.mark.slow
 async def test_expired_access_token_is_refused(tmp_path):
     async with running(create_app(oauth_settings(tmp_path, oauth_access_ttl=1))) as http:
         _, tokens = await sign_in(http)
@@ -341,6 +342,7 @@ def test_oauth_refuses_to_start_without_a_token_secret_or_public_url(tmp_path):
         create_app(oauth_settings(tmp_path, public_url=None, host="0.0.0.0"))
 
 
+@pytest.mark.slow
 async def test_two_processes_on_one_redis_accept_each_others_codes_and_tokens(redis_url):
     """Replicas behind one public URL: sign in on one, exchange and call on the other, refresh back."""
     env = {"FLORA_OAUTH": "true", "FLORA_TOKEN_SECRET": SECRET, "FLORA_PUBLIC_URL": "http://127.0.0.1:8000",
@@ -390,6 +392,7 @@ async def test_registration_authorize_and_consent_attempts_are_capped_per_addres
         assert flood.status_code == 429
 
 
+@pytest.mark.slow
 def test_the_server_refuses_to_start_in_oauth_mode_without_a_secret_and_says_what_to_set():
     import os
     import subprocess

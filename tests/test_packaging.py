@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx2
 import jsonschema
+import pytest
 
 import flora_mcp
 from flora_mcp.config import Settings
@@ -78,6 +79,7 @@ def _dockerfile() -> dict[str, object]:
     return steps
 
 
+@pytest.mark.slow
 def test_dockerfile_is_slim_non_root_and_its_command_serves_with_a_passing_healthcheck():
     """The image's steps, run here (no Docker engine on these machines): its ENV, its CMD, its HEALTHCHECK."""
     steps = _dockerfile()
@@ -118,6 +120,7 @@ def test_docker_image_carries_the_registry_label_and_installs_pinned_dependencie
     assert {"mcp", "pydantic", "cryptography"} <= set(pinned)  # extras followed: pyjwt[crypto]
 
 
+@pytest.mark.slow
 def test_python_m_build_makes_an_sdist_and_wheel_with_licence_and_types_and_nothing_from_ci(tmp_path):
     """What a publisher uploads to PyPI: `python -m build` run on this tree, each archive opened."""
     # A stray CI log in the tree must not travel (one once did: 34 KB of tracebacks).
@@ -182,6 +185,7 @@ def test_bundle_manifest_maps_user_config_onto_real_settings():
         assert "${" not in str(option.get("default", "")), name
 
 
+@pytest.mark.slow
 def test_built_bundle_starts_with_the_default_answers_and_with_the_sandbox_on(tmp_path):
     """The staged bundle's server.py, started with the environment Claude Desktop would give it."""
     build = runpy.run_path(str(ROOT / "scripts" / "build-mcpb"))

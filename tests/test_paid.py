@@ -14,12 +14,7 @@ from mcp.shared.exceptions import MCPError
 from flora_mcp.retry import RetryPolicy
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.server import create_server
-from tests.helpers import call, first_ids, settings, text_of
-
-
-async def _ids(client: Client) -> dict:
-    workspace_id, project_id = await first_ids(client)
-    return {"workspace_id": workspace_id, "project_id": project_id}
+from tests.helpers import call, id_args, settings, text_of
 
 
 def image(ids: dict, prompt: str = "a red fox", model: str = "t2i-flux-2-schnell", **extra) -> dict:
@@ -29,7 +24,7 @@ def image(ids: dict, prompt: str = "a red fox", model: str = "t2i-flux-2-schnell
 # --- after FLORA accepted: the run ID always reaches the agent ------------------------------------------------
 async def test_failing_status_check_after_a_start_still_answers_with_the_run(make_session, fast_sandbox):
     async with make_session(max_retries=0) as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         fast_sandbox.faults.server_errors = 50
         fast_sandbox.faults.only_paths = ("/runs/*",)
         result, data = await call(client, "start_generation", image(ids, wait_seconds=0.5))
@@ -46,7 +41,7 @@ async def test_failing_status_check_after_a_start_still_answers_with_the_run(mak
 async def test_dropped_start_is_unknown_then_the_same_key_never_charges_twice(make_session, mode):
     sandbox = Sandbox(speed=200, idempotency_mode=mode)
     async with make_session(sandbox, max_retries=0) as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         sandbox.faults.drop_after_processing = 1
         sandbox.faults.only_paths = ("/generate",)
         result, data = await call(client, "start_generation", image(ids, wait_seconds=2))
@@ -68,7 +63,7 @@ async def test_dropped_start_is_unknown_then_the_same_key_never_charges_twice(ma
 async def test_client_retries_inside_one_call_reach_the_run_in_replay_mode(make_session):
     sandbox = Sandbox(speed=200, idempotency_mode="replay")
     async with make_session(sandbox) as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         sandbox.faults.drop_after_processing = 2
         sandbox.faults.only_paths = ("/generate",)
         result, data = await call(client, "start_generation", image(ids, wait_seconds=5))
@@ -78,7 +73,7 @@ async def test_client_retries_inside_one_call_reach_the_run_in_replay_mode(make_
 
 async def test_an_identical_call_while_the_first_is_unknown_resends_its_key(make_session, fast_sandbox):
     async with make_session(fast_sandbox, max_retries=0) as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         fast_sandbox.faults.drop_after_processing = 1
         fast_sandbox.faults.only_paths = ("/generate",)
         _, first = await call(client, "start_generation", image(ids))
@@ -89,11 +84,12 @@ async def test_an_identical_call_while_the_first_is_unknown_resends_its_key(make
 
 
 # --- clients that cut calls -----------------------------------------------------------------------------------
+@pytest.mark.slow
 async def test_a_call_cut_by_the_client_and_retried_pays_once(make_session, fast_sandbox):
     """openai-agents cuts tool calls at 5 s; the retry must find the first run, not start a second."""
     sandbox = Sandbox(speed=20)  # a 45 s video takes ~2 s
     async with make_session(sandbox) as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         args = {"type": "video", "prompt": "waves", "model": "t2v-seedance-1-lite", **ids, "wait_seconds": 30}
         with pytest.raises(MCPError):
             await client.call_tool("start_generation", args, read_timeout_seconds=0.5)
@@ -103,10 +99,11 @@ async def test_a_call_cut_by_the_client_and_retried_pays_once(make_session, fast
     assert len(sandbox.state.charges) == 1 and data["run_id"] == sandbox.charged_runs()[0]
 
 
+@pytest.mark.slow
 async def test_a_call_cut_mid_post_still_records_the_run(make_session):
     sandbox = Sandbox(speed=200)
     async with make_session(sandbox) as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         await call(client, "start_generation", image(ids, dry_run=True))  # catalogue cached: the POST is next
         sandbox.faults.slow_seconds = 1.0  # every request, the POST included, takes 1 s
         with pytest.raises(MCPError):
@@ -121,7 +118,7 @@ async def test_a_call_cut_mid_post_still_records_the_run(make_session):
 
 async def test_concurrent_identical_calls_start_once(make_session, fast_sandbox):
     async with make_session() as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         answers = []
 
         async def go() -> None:
@@ -137,7 +134,7 @@ async def test_concurrent_identical_calls_start_once(make_session, fast_sandbox)
 
 async def test_new_run_starts_another_and_says_so(make_session, fast_sandbox):
     async with make_session() as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         _, first = await call(client, "start_generation", image(ids))
         _, again = await call(client, "start_generation", image(ids))
         _, fresh = await call(client, "start_generation", image(ids, new_run=True))
@@ -148,7 +145,7 @@ async def test_new_run_starts_another_and_says_so(make_session, fast_sandbox):
 
 async def test_same_key_for_another_request_is_refused_before_spending(make_session, fast_sandbox):
     async with make_session() as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         await call(client, "start_generation", image(ids, idempotency_key="mine-1"))
         result, data = await call(client, "start_generation", image(ids, prompt="a cat", idempotency_key="mine-1"))
     assert result.is_error and "different start_generation request" in text_of(result)
@@ -158,7 +155,7 @@ async def test_same_key_for_another_request_is_refused_before_spending(make_sess
 # --- budgets that hold ------------------------------------------------------------------------------------------
 async def test_twenty_concurrent_starts_stay_inside_the_budget(make_session, fast_sandbox):
     async with make_session(budget_usd=0.2) as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         results = []
 
         async def go(n: int) -> None:
@@ -174,7 +171,7 @@ async def test_twenty_concurrent_starts_stay_inside_the_budget(make_session, fas
 
 async def test_budget_refuses_unknown_costs_and_checks_each_batch_item(make_session, fast_sandbox):
     async with make_session(budget_usd=1.0, max_cost_per_run=0.10) as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         items = [{"type": "image", "prompt": f"p{n}"} for n in range(20)]  # no model: FLORA picks, cost unknown
         result, _ = await call(client, "start_generations", {"items": items, **ids, "wait_seconds": 0})
         assert result.is_error and "no cost estimate" in text_of(result)
@@ -189,7 +186,7 @@ async def test_budget_refuses_unknown_costs_and_checks_each_batch_item(make_sess
 
 async def test_old_session_budget_name_still_holds(make_session, fast_sandbox):
     async with make_session(session_budget=0.1) as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         ok, _ = await call(client, "start_generation", image(ids, model="t2i-flux-2-pro"))
         refused, _ = await call(client, "start_generation", image(ids, prompt="other", model="t2i-flux-2-pro"))
     assert not ok.is_error and refused.is_error and "$0.1 budget" in text_of(refused)
@@ -200,7 +197,7 @@ async def test_two_servers_on_one_ledger_share_keys_and_budget(tmp_path, fast_sa
     a = Client(create_server(settings(state_url=state, budget_usd=0.1), client=fast_sandbox.client()))
     b = Client(create_server(settings(state_url=state, budget_usd=0.1), client=fast_sandbox.client()))
     async with a, b:
-        ids = await _ids(a)
+        ids = await id_args(a)
         _, first = await call(a, "start_generation", image(ids, model="t2i-flux-2-pro", idempotency_key="shared"))
         _, second = await call(b, "start_generation", image(ids, model="t2i-flux-2-pro", idempotency_key="shared"))
         refused, _ = await call(b, "start_generation", image(ids, prompt="other", model="t2i-flux-2-pro"))
@@ -211,7 +208,7 @@ async def test_two_servers_on_one_ledger_share_keys_and_budget(tmp_path, fast_sa
 # --- estimates and what was spent ----------------------------------------------------------------------------------
 async def test_estimates_learn_from_charges_and_name_their_units(make_session):
     async with make_session() as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         _, dry = await call(client, "start_generation", image(ids, model="t2i-flux-2-pro", dry_run=True))
         _, run = await call(client, "start_generation", image(ids, model="t2i-flux-2-pro"))
         _, learned = await call(client, "start_generation", image(ids, model="t2i-flux-2-pro", dry_run=True,
@@ -223,7 +220,7 @@ async def test_estimates_learn_from_charges_and_name_their_units(make_session):
 
 async def test_list_runs_answers_what_was_spent_in_one_small_call(make_session, fast_sandbox):
     async with make_session(budget_usd=5.0) as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         items = [{"type": "image", "prompt": f"p{n}", "model": "t2i-flux-2-schnell"} for n in range(20)]
         await call(client, "start_generations", {"items": items, **ids, "wait_seconds": 0})
         await anyio.sleep(0.3)
@@ -265,7 +262,7 @@ async def test_an_unreadable_201_is_a_start_that_happened_not_a_refusal(how):
     transport = _Mangled201(sandbox.transport(), how)
     flora = FloraClient("sk_sandbox_demo", base_url=sandbox.base_url, transport=transport)
     async with Client(create_server(settings(budget_usd=0.2), client=flora)) as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         result, data = await call(client, "start_generation", image(ids, model="t2i-flux-2-pro"))
         assert not result.is_error and data["status"] == "unknown" and data["idempotency_key"]
         assert "Nothing was started" not in text_of(result)
@@ -278,7 +275,7 @@ async def test_an_unreadable_201_is_a_start_that_happened_not_a_refusal(how):
 async def test_a_409_for_a_key_the_agent_chose_is_accepted_even_in_a_fresh_ledger(make_session):
     sandbox = Sandbox(speed=200)
     async with make_session(sandbox, max_retries=0) as first:
-        ids = await _ids(first)
+        ids = await id_args(first)
         sandbox.faults.drop_after_processing = 1
         sandbox.faults.only_paths = ("/generate",)
         _, lost = await call(first, "start_generation", image(ids))
@@ -297,7 +294,7 @@ async def test_an_unknown_start_is_not_resent_once_flora_may_have_forgotten_its_
     sandbox = Sandbox(clock=clock)
     configured = settings(state_url=f"sqlite:///{path}", max_retries=0, wait_seconds=0)
     async with Client(create_server(configured, client=sandbox.client(retry=RetryPolicy(max_retries=0)))) as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         sandbox.faults.drop_after_processing = 1
         sandbox.faults.only_paths = ("/generate",)
         _, lost = await call(client, "start_generation", image(ids))
@@ -320,7 +317,7 @@ async def test_an_unknown_start_is_not_resent_once_flora_may_have_forgotten_its_
 async def test_replay_mode_resend_with_params_in_another_order_finds_the_run(make_session):
     sandbox = Sandbox(speed=200, idempotency_mode="replay")
     async with make_session(sandbox, max_retries=0) as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         sandbox.faults.drop_after_processing = 1
         sandbox.faults.only_paths = ("/generate",)
         _, lost = await call(client, "start_generation", image(ids, params={"aspect_ratio": "1:1", "seed": 7}))
@@ -334,7 +331,7 @@ async def test_replay_mode_resend_with_params_in_another_order_finds_the_run(mak
 async def test_a_call_waiting_on_an_identical_start_that_flora_refused_is_told_nothing_was_charged(make_session):
     sandbox = Sandbox(speed=200, credits=0)
     async with make_session(sandbox) as client:
-        ids = await _ids(client)
+        ids = await id_args(client)
         sandbox.faults.slow_seconds = 0.3
         answers = []
 
@@ -354,7 +351,7 @@ async def test_a_call_waiting_on_an_identical_start_that_flora_refused_is_told_n
     ("start_generation", {"type": "image", "prompt": "a red fox", "model": "t2i-flux-2-schnell"}),
     ("run_action", {"action_id": "split-text", "inputs": [{"type": "text", "text": "a, b"}],
                     "params": {"delimiter": ","}}),
-])
+], ids=["start_generation", "run_action"])
 async def test_a_paid_start_reaches_its_post_in_three_of_our_frames(make_session, monkeypatch, tool, args):
     """The dispatcher, the handler, the client's method: then the POST (client._request on down)."""
     import inspect
@@ -376,7 +373,7 @@ async def test_a_paid_start_reaches_its_post_in_three_of_our_frames(make_session
 
     monkeypatch.setattr(_InProcessTransport, "handle_async_request", recording)
     async with make_session() as client:
-        result, _ = await call(client, tool, args | await _ids(client))
+        result, _ = await call(client, tool, args | await id_args(client))
     assert not result.is_error, text_of(result)
     [stack] = stacks
     client_method = {"start_generation": "start_generation", "run_action": "start_action_run"}[tool]

@@ -15,7 +15,9 @@ import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 
-from tests.helpers import running_sandbox
+from tests.helpers import id_args, running_sandbox
+
+pytestmark = pytest.mark.slow  # every test here starts flora-mcp, the sandbox or Redis in processes
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +44,16 @@ async def _one_call(base_url: str, state_url: str, tool: str, args: dict, **extr
         return await client.call_tool(tool, args)
 
 
-async def _ids(base_url: str, state_url: str) -> dict:
+async def _process_ids(base_url: str, state_url: str) -> dict:
+    """id_args, asked of a server process of its own."""
     params = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp"], env=_env(base_url, state_url))
     async with Client(params) as client:
-        ws = (await client.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
-        prj = (await client.call_tool("list_projects", {"workspace_id": ws})).structured_content["projects"][0]
-    return {"workspace_id": ws, "project_id": prj["project_id"]}
+        return await id_args(client)
 
 
 async def test_a_process_per_call_cannot_walk_through_the_budget(flora_url, tmp_path):
     state = f"sqlite:///{tmp_path}/ledger.sqlite3"
-    ids = await _ids(flora_url, state)
+    ids = await _process_ids(flora_url, state)
     before = len(_charges(flora_url))
     answers = []
     for n in range(3):  # three $0.075 runs against a $0.10 budget, each in its own process
@@ -76,9 +77,7 @@ async def test_two_processes_on_one_redis_share_keys_and_budget(flora_url, redis
     first = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp"], env=_env(flora_url, redis_url, **env))
     second = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp"], env=_env(flora_url, redis_url, **env))
     async with Client(first) as a, Client(second) as b:
-        ws = (await a.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
-        prj = (await a.call_tool("list_projects", {"workspace_id": ws})).structured_content["projects"][0]["project_id"]
-        args |= {"workspace_id": ws, "project_id": prj}
+        args |= await id_args(a)
         one = (await a.call_tool("start_generation", args)).structured_content
         two = (await b.call_tool("start_generation", args)).structured_content
         over = await b.call_tool("start_generation", args | {"idempotency_key": key + "-2", "prompt": "another"})
@@ -112,7 +111,7 @@ class _Raw:
 
 async def test_kill_9_mid_call_then_restart_finds_and_finishes_the_run(flora_url, tmp_path):
     state = f"sqlite:///{tmp_path}/ledger.sqlite3"
-    ids = await _ids(flora_url, state)
+    ids = await _process_ids(flora_url, state)
     before = len(_charges(flora_url))
     doomed = _Raw(_env(flora_url, state))
     doomed.send(2, "tools/call", {"name": "start_generation", "arguments": {

@@ -171,7 +171,7 @@ def _valid_arguments(ws: str, prj: str, run_id: str) -> dict[str, dict]:
 
 def _fuzz_cases() -> list[tuple[str, str, str]]:
     from flora_mcp.server import all_tools
-    from flora_mcp.server.tooling import input_schema
+    from flora_mcp.server.dispatch import input_schema
 
     cases = []
     for spec in all_tools():
@@ -188,6 +188,7 @@ def test_every_string_argument_of_every_tool_is_answered_by_name():
 
     from flora_mcp.sandbox import Sandbox
     from flora_mcp.server import create_server
+    from tests.helpers import first_ids
     from tests.helpers import settings as make_settings
 
     cases = _fuzz_cases()
@@ -200,9 +201,7 @@ def test_every_string_argument_of_every_tool_is_answered_by_name():
         hosted = create_server(make_settings(wait_seconds=0), client=sandbox.client(None),
                                api_key_for=lambda ctx: "sk_sandbox_demo")
         async with Client(local) as client, Client(hosted) as remote:
-            ws = (await client.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
-            prj = (await client.call_tool("list_projects", {"workspace_id": ws})).structured_content["projects"][0][
-                "project_id"]
+            ws, prj = await first_ids(client)
             run_id = (await client.call_tool("start_generation", {"type": "image", "prompt": "x", "workspace_id": ws,
                                                                   "project_id": prj})).structured_content["run_id"]
             valid = _valid_arguments(ws, prj, run_id)

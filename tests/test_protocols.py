@@ -12,6 +12,8 @@ from mcp.client.stdio import StdioServerParameters
 
 from tests.helpers import DEMO_KEY, clean_env, generate, hosted, mcp_http
 
+pytestmark = pytest.mark.slow  # flora-mcp in a process, on every transport
+
 REVISIONS = ["2025-06-18", "2025-11-25", "2026-07-28"]
 
 

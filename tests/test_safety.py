@@ -244,6 +244,7 @@ async def test_a_malformed_flora_answer_never_prints_the_key_as_input_value(capl
 
 
 # --- 4. one user cannot starve the rest ------------------------------------------------------------------
+@pytest.mark.slow
 async def test_a_bystander_stays_fast_while_another_user_saturates_slow_uploads(monkeypatch):
     """110 uploads from slow URLs by one user; another user's list_workspaces still answers at once."""
     from tests.helpers import running_sandbox
@@ -463,6 +464,7 @@ async def test_retry_after_is_honoured_within_the_budget_and_named_beyond_it(mon
 
 
 # --- 7. SSE sessions belong to the key that opened them ------------------------------------------------------
+@pytest.mark.slow
 def test_another_key_cannot_post_into_someone_elses_sse_session():
     from tests.helpers import hosted
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from mcp.client import Client
 
 from flora_mcp.server import all_tools, create_server
-from flora_mcp.server.tooling import PUBLISHED_SCHEMAS, input_schema, published_schemas
+from flora_mcp.server.dispatch import PUBLISHED_SCHEMAS, input_schema, published_schemas
 from tests.helpers import settings
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"

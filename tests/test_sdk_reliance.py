@@ -22,7 +22,7 @@ from packaging.specifiers import SpecifierSet
 
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.server import create_server
-from flora_mcp.server.tooling import _RawArguments
+from flora_mcp.server.dispatch import _RawArguments
 from tests.helpers import settings
 
 ROOT = Path(__file__).parent.parent
@@ -52,7 +52,7 @@ async def test_a_handler_added_to_the_request_table_answers_and_declares_logging
 
 
 def test_tool_is_still_built_from_these_fields():
-    """tooling.build_tool constructs mcpserver's Tool directly, to publish its own input schema."""
+    """dispatch.build_tool constructs mcpserver's Tool directly, to publish its own input schema."""
     fields = set(Tool.model_fields)
     used = {"fn", "name", "title", "description", "parameters", "fn_metadata", "is_async", "context_kwarg",
             "annotations"}

@@ -10,6 +10,7 @@ import pytest
 from mcp.client import Client
 from PIL import Image
 
+from flora_mcp.connect import build_client
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.server import create_server
 from flora_mcp.server.outputs import PREVIEW_MAX_BYTES, PREVIEW_MAX_PIXELS
@@ -53,7 +54,7 @@ async def test_no_key_still_lists_tools_and_every_call_explains_the_fix():
 
 
 async def test_sandbox_flag_needs_no_key():
-    server = create_server(settings(sandbox=True, sandbox_speed=200))
+    server = create_server(settings(sandbox=True, sandbox_speed=200), connect=build_client)
     async with Client(server) as client:
         result, data = await call(client, "list_workspaces")
     assert not result.is_error and data["workspaces"]
@@ -189,6 +190,7 @@ async def test_wait_timeout_returns_a_resumable_answer(make_session):
         assert again["run_id"] == data["run_id"] and again["status"] in ("pending", "running")
 
 
+@pytest.mark.slow
 async def test_cancelling_a_wait_stops_polling(make_session):
     slow = Sandbox(speed=1)
     async with make_session(sandbox=slow) as client:
@@ -405,6 +407,7 @@ async def test_log_messages_reach_the_client_and_respect_set_level(fast_sandbox)
         assert any("started run_" in m for m in received) is expect, (level, received)
 
 
+@pytest.mark.slow
 async def test_model_catalogue_is_cached_and_a_stale_copy_survives_an_outage(fast_sandbox, monkeypatch):
     from flora_mcp.server import session as session_module
 
@@ -443,8 +446,17 @@ def test_recent_keeps_only_the_newest_entries():
     assert list(recent) == [7, 8, 9]
 
 
+async def test_the_sandbox_is_chosen_at_the_edge_and_a_server_without_the_choice_says_so():
+    """create_server's own default speaks to FLORA only; FLORA_SANDBOX without connect=build_client is
+    answered (no request leaves for FLORA) with the fix."""
+    async with Client(create_server(settings(sandbox=True))) as client:
+        result, data = await call(client, "list_workspaces")
+    assert result.is_error and data["error"]["code"] == "not_configured"
+    assert "connect=flora_mcp.build_client" in text_of(result)
+
+
 async def test_sandbox_mode_never_uses_a_live_key_from_the_environment():
-    server = create_server(settings(sandbox=True, sandbox_speed=200, api_key="sk_live_real_key_in_env"))
+    server = create_server(settings(sandbox=True, sandbox_speed=200, api_key="sk_live_real_key_in_env"), connect=build_client)
     async with Client(server) as client:
         result, data = await call(client, "list_workspaces")
     assert not result.is_error and data["workspaces"][0]["name"] == "FLORA Sandbox Studio"

@@ -20,13 +20,14 @@ def start(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow  # a process per case
 @pytest.mark.parametrize(("args", "env", "named", "allowed"), [
     ((), {"FLORA_WAIT_SECONDS": "abc"}, "FLORA_WAIT_SECONDS='abc'", "a number from 0 to 50"),
     (("--toolsets", "bogus"), {}, "--toolsets='bogus'", ", ".join(TOOLSETS)),
     ((), {"FLORA_TOOLSETS": "core,everything"}, "FLORA_TOOLSETS='core,everything'", ", ".join(TOOLSETS)),
     (("--sandbox",), {"FLORA_READ_ONLY": "maybe"}, "FLORA_READ_ONLY='maybe'", "true or false"),
     (("--log-level", "loud"), {}, "--log-level='loud'", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
-])
+], ids=["wait-seconds", "toolsets-option", "toolsets-variable", "read-only", "log-level"])
 def test_a_bad_setting_prints_one_line_naming_it_and_exits_2(args, env, named, allowed):
     done = start(*args, **env)
     assert done.returncode == 2

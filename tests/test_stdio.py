@@ -10,7 +10,9 @@ import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 
-from tests.helpers import clean_env
+from tests.helpers import clean_env, id_args
+
+pytestmark = pytest.mark.slow  # every test here runs flora-mcp in a subprocess over stdio
 
 
 async def test_sdk_client_over_stdio_completes_a_generation():
@@ -18,11 +20,9 @@ async def test_sdk_client_over_stdio_completes_a_generation():
     async with Client(params) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         assert {"list_workspaces", "start_generation", "get_run"} <= names
-        ws = (await client.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
-        prj = (await client.call_tool("list_projects", {"workspace_id": ws})).structured_content["projects"][0]
         result = await client.call_tool("start_generation", {
-            "type": "image", "prompt": "a lighthouse at dusk", "workspace_id": ws, "project_id": prj["project_id"],
-            "model": "t2i-flux-2-schnell", "wait_seconds": 20})
+            "type": "image", "prompt": "a lighthouse at dusk", "model": "t2i-flux-2-schnell", "wait_seconds": 20}
+            | await id_args(client))
         assert not result.is_error and result.structured_content["status"] == "completed"
         assert any(c.type == "image" for c in result.content)
 

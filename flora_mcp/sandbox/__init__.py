@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx2
 
-from .app import ConnectionDropped, build_app
+from .app import build_app
+from .gate import ConnectionDropped
 from .state import SANDBOX_API_KEY, Faults, ManualClock, SandboxState
 
 __all__ = ["SANDBOX_API_KEY", "Faults", "ManualClock", "Sandbox"]

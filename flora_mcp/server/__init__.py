@@ -1,9 +1,12 @@
 """The one server factory every transport uses (stdio, SSE, Streamable HTTP).
 
-    server = create_server()                    # settings from the environment, read now
-    server = create_server(settings, client=c)  # tests: any FloraClient, e.g. Sandbox().client()
+    server = create_server()                                 # settings from the environment; FLORA itself
+    server = create_server(settings, connect=build_client)   # the edges: FLORA or the sandbox, as settings say
+    server = create_server(settings, client=c)               # tests: any FloraClient, e.g. Sandbox().client()
 
-Transports only adapt bytes; the tools, their schemas and their behaviour live here.
+Transports only adapt bytes; the tools, their schemas and their behaviour live here. Where the FLORA client
+comes from is the edge's choice (cli, demo and the transports pass connect.build_client): the server never
+imports the sandbox.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ from mcp.server.mcpserver.resources.templates import DEFAULT_RESOURCE_SECURITY
 from mcp.shared.uri_template import UriTemplate
 from mcp_types import EmptyResult, SetLevelRequestParams
 
-from .. import __version__
 from .._recent import Recent
+from .._version import __version__
 from ..config import Settings, load_settings, state_url
-from ..connect import build_client
+from ..errors import ConfigurationError
 from ..toolsets import parse_toolsets
+from .dispatch import build_tool
 from .session import ToolCall, UserState, connection_of
-from .tooling import ToolSpec, build_tool
+from .tooling import ToolSpec
 
 if TYPE_CHECKING:
     from ..client import FloraClient
@@ -43,6 +47,19 @@ INSTRUCTIONS = (
 )
 
 ApiKeyFor = Callable[[Context], str | None]
+ClientFactory = Callable[[Settings, str | None], "FloraClient"]  # (settings, API key) -> the FLORA client
+
+
+def flora_itself(settings: Settings, api_key: str | None) -> FloraClient:
+    """The client factory when none is passed: FLORA at settings.base_url."""
+    if settings.sandbox:
+        raise ConfigurationError("FLORA_SANDBOX is set, but this server was given no client factory that knows "
+                                 "the sandbox: create_server(settings, connect=flora_mcp.build_client)")
+    from ..client import FloraClient  # on first use: keeps the API models off the start-up path
+    from ..retry import RetryPolicy
+
+    return FloraClient(api_key, base_url=settings.base_url, timeout=settings.timeout,
+                       retry=RetryPolicy(max_retries=settings.max_retries))
 
 
 def all_tools() -> list[ToolSpec]:
@@ -61,9 +78,11 @@ def select_tools(settings: Settings) -> list[ToolSpec]:
 class _Backend:
     """Builds the FLORA client on first use, so start-up stays light and a missing key is no crash."""
 
-    def __init__(self, settings: Settings, client: FloraClient | None, ledger: Ledger | None) -> None:
+    def __init__(self, settings: Settings, client: FloraClient | None, connect: ClientFactory,
+                 ledger: Ledger | None) -> None:
         self.settings = settings
         self._client = client
+        self._connect = connect
         self._ledger = ledger
         self.users: Recent = Recent(10_000)  # one entry per API key seen (hosted: per user)
         self.log_levels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> level
@@ -71,7 +90,7 @@ class _Backend:
     def client(self) -> FloraClient:
         if self._client is None:
             key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
-            self._client = build_client(self.settings, key)
+            self._client = self._connect(self.settings, key)
         return self._client
 
     def ledger(self) -> Ledger:
@@ -93,17 +112,20 @@ def create_server(
     settings: Settings | None = None,
     *,
     client: FloraClient | None = None,
+    connect: ClientFactory = flora_itself,
     api_key_for: ApiKeyFor | None = None,
     ledger: Ledger | None = None,
 ) -> MCPServer:
     """An MCPServer with FLORA's tools.
 
+    The FLORA client is `client`, or `connect(settings, api_key)` on first use (FLORA itself by default;
+    flora_mcp.build_client also knows the sandbox).
     `api_key_for` (hosted mode) returns the calling user's key for a request; their calls then run
     on a view of the shared client with that key, and their state is kept apart from other users'.
     `ledger` defaults to the one FLORA_STATE_URL names (see config.state_url), opened on first use.
     """
     settings = settings or load_settings()
-    backend = _Backend(settings, client, ledger)
+    backend = _Backend(settings, client, connect, ledger)
 
     async def open_call(ctx: Context) -> ToolCall:
         base = backend.client()

@@ -8,12 +8,21 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from .._ids import PROJECT_ID_PATTERN, RUN_ID_PATTERN, WORKSPACE_ID_PATTERN, GenerationType
 from ..config import MAX_WAIT_SECONDS
-from .chaining import as_value
+from .chaining import as_input_item, as_value
 
 
 class ToolArgs(BaseModel):
@@ -127,3 +136,13 @@ def typed(kind: str, value: Any) -> Any:
     except ValueError:
         pass
     return value
+
+
+class InputItem(ToolArgs):
+    """One input of run_action: {type, url} or {type: text, text}; checked by param_checks.check_action."""
+
+    type: Literal["image", "video", "audio", "text"]
+    url: str | None = None
+    text: str | None = None
+
+    _from_output = model_validator(mode="before")(as_input_item)  # a run's output object, as is

@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from ..errors import FloraError
+from .tooling import ToolInputError
+
 if TYPE_CHECKING:
     from ..client import FloraClient
 
@@ -49,9 +52,6 @@ def as_value(value: Any) -> Any:
 
 async def resolve_output_uris(client: FloraClient, values: list[Any]) -> list[Any]:
     """Each flora://runs/{run_id}/outputs/{output_id} (a resource link's URI) becomes the output's URL."""
-    from ..errors import FloraError
-    from .tooling import ToolInputError
-
     resolved = []
     for value in values:
         match = OUTPUT_URI_PATTERN.match(value) if isinstance(value, str) else None

@@ -29,7 +29,6 @@ FAMILY_TYPES = {
     "tts": "audio", "t2a": "audio", "t2m": "audio", "speech": "audio", "music": "audio", "sound": "audio",
     "llm": "text", "t2t": "text", "chat": "text", "language": "text",
 }
-_ID_FIELDS = {"workspace_id": "ws_", "project_id": "prj_", "run_id": "run_"}
 
 
 def explain_type(value: Any) -> str:

@@ -11,11 +11,10 @@ import difflib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .arguments import typed
+from .arguments import InputItem, typed
 
 if TYPE_CHECKING:
     from ..models import Action, ActionParam, Model, ModelParam
-    from .tools.actions import InputItem
 
 
 def _declared(params: dict[str, Any], declared: dict[str, Any], owner: str, allowed: str,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from ..._ids import TECHNIQUE_ID_PATTERN
 from ..arguments import (
     IdempotencyKeyParam,
+    InputItem,
     NewRunParam,
     ParamsParam,
     PreviewsParam,
@@ -20,7 +21,7 @@ from ..arguments import (
     named_values,
     parse_named_values,
 )
-from ..chaining import as_input_item, resolve_output_uris
+from ..chaining import resolve_output_uris
 from ..estimates import fixed
 from ..guidance import closest_ids, recent_project, resolve_workspace
 from ..paid import answer, paid_start, remember, reserve
@@ -34,14 +35,6 @@ if TYPE_CHECKING:
 
 class ListActions(ToolArgs):
     query: str | None = None  # matches ID, name, description
-
-
-class InputItem(ToolArgs):
-    type: Literal["image", "video", "audio", "text"]
-    url: str | None = None
-    text: str | None = None
-
-    _from_output = model_validator(mode="before")(as_input_item)  # a run's output object, as is
 
 
 class RunAction(ToolArgs):
