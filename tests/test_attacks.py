@@ -1,0 +1,299 @@
+"""Issue 22: each test replays one attack from the second red-team report, in-process.
+
+The hostile re-run against a real hosted server is benchmarks/attacks.py; these are the regression
+tests, each of which failed before its fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from urllib.parse import parse_qs, urlparse
+
+import anyio
+import pytest
+
+from flora_mcp.transports.http import create_app
+from tests.test_oauth import (
+    DEMO_KEY,
+    REDIRECT,
+    code_for,
+    consent_page,
+    exchange,
+    mcp_status,
+    oauth_settings,
+    pkce,
+    register,
+    running,
+    sign_in,
+)
+from tests.test_safety import _CountingVerifier
+
+CLAUDE_CALLBACK = "https://claude.ai/api/mcp/auth_callback"
+
+
+async def _register(http, redirect_uris, **extra):
+    return await http.post("/register", json={
+        "redirect_uris": redirect_uris, "client_name": "Attacker", "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"]} | extra)
+
+
+# --- 1. redirect URIs ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("uri", [
+    "javascript:alert(document.cookie)//", "data:text/html,<script>alert(1)</script>", "vbscript:msgbox(1)",
+    "file:///etc/passwd", "http://evil.example/callback", "https://evil.example/cb#frag",
+    "http://127.0.0.1.evil.example/cb"])
+async def test_registration_refuses_redirect_uris_a_code_must_never_reach(tmp_path, uri):
+    async with running(create_app(oauth_settings(tmp_path))) as http:
+        response = await _register(http, [uri])
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_redirect_uri"
+        assert "https://" in response.json()["error_description"]  # the fix is named
+
+
+@pytest.mark.parametrize("uri", [CLAUDE_CALLBACK, "http://127.0.0.1:33418/callback", "http://localhost:8090/cb",
+                                 "http://[::1]:9/cb"])
+async def test_https_and_loopback_redirect_uris_still_register(tmp_path, uri):
+    async with running(create_app(oauth_settings(tmp_path))) as http:
+        assert (await _register(http, [uri])).status_code == 201
+
+
+@pytest.mark.parametrize("bad", [
+    {"scope": "admin"}, {"resource": "https://elsewhere.example/"}, {"response_type": "token"},
+    {"code_challenge_method": "plain"}])
+async def test_authorize_shows_errors_on_its_own_page_instead_of_redirecting(tmp_path, bad):
+    """A self-registered client must not turn /authorize into an open redirector (RFC 9700 §4.11.2)."""
+    async with running(create_app(oauth_settings(tmp_path))) as http:
+        client_id = (await _register(http, [CLAUDE_CALLBACK])).json()["client_id"]
+        response = await http.get("/authorize", params={
+            "response_type": "code", "client_id": client_id, "redirect_uri": CLAUDE_CALLBACK,
+            "code_challenge": pkce()[1], "code_challenge_method": "S256", "state": "s"} | bad)
+        assert response.status_code == 400 and "location" not in response.headers, response.headers
+        assert "text/html" in response.headers["content-type"]
+        assert "Go back to your app" in response.text
+
+
+async def test_a_client_stored_with_a_bad_redirect_uri_before_the_check_cannot_use_it(tmp_path):
+    from mcp.shared.auth import OAuthClientInformationFull
+
+    app = create_app(oauth_settings(tmp_path))
+    async with running(app) as http:
+        client_id = await register(http)
+        from flora_mcp.ledger import open_ledger
+
+        store = open_ledger(f"sqlite:///{tmp_path}/ledger.sqlite3").store
+        raw = json.loads(await store.get(f"oauth:client:{client_id}"))
+        raw["redirect_uris"] = ["javascript:alert(1)//"]
+        await store.put(f"oauth:client:{client_id}", OAuthClientInformationFull.model_validate(raw).model_dump_json(),
+                        3600)
+        response = await http.get("/authorize", params={
+            "response_type": "code", "client_id": client_id, "redirect_uri": "javascript:alert(1)//",
+            "code_challenge": pkce()[1], "code_challenge_method": "S256"})
+        assert response.status_code == 400 and "location" not in response.headers
+
+
+async def test_claude_style_callback_completes_the_flow(tmp_path):
+    async with running(create_app(oauth_settings(tmp_path))) as http:
+        registered = await _register(http, [CLAUDE_CALLBACK], token_endpoint_auth_method="client_secret_post")
+        client = registered.json()
+        verifier, challenge = pkce()
+        page = await http.get("/authorize", params={
+            "response_type": "code", "client_id": client["client_id"], "redirect_uri": CLAUDE_CALLBACK,
+            "code_challenge": challenge, "code_challenge_method": "S256", "state": "st4te"})
+        assert page.status_code == 302
+        from tests.test_oauth import submit
+
+        consent = await http.get(page.headers["location"].removeprefix("http://127.0.0.1:8000"))
+        approved = await submit(http, consent, DEMO_KEY)
+        assert approved.headers["location"].startswith(CLAUDE_CALLBACK + "?")
+        code = parse_qs(urlparse(approved.headers["location"]).query)["code"][0]
+        tokens = await http.post("/token", data={
+            "grant_type": "authorization_code", "code": code, "client_id": client["client_id"],
+            "client_secret": client["client_secret"], "redirect_uri": CLAUDE_CALLBACK, "code_verifier": verifier})
+        assert tokens.status_code == 200, tokens.text
+        assert (await mcp_status(http, tokens.json()["access_token"])).status_code == 200
+
+
+# --- 2. our own tokens never reach FLORA ----------------------------------------------------------------
+
+async def test_refresh_tokens_and_codes_as_bearer_are_refused_here_and_never_sent_to_flora(tmp_path):
+    app = create_app(oauth_settings(tmp_path))
+    async with running(app) as http:
+        client_id, tokens = await sign_in(http)
+        verifier, challenge = pkce()
+        code = await code_for(http, client_id, challenge)
+        assert (await exchange(http, client_id, code, verifier)).status_code == 200  # now spent
+        for token in (tokens["refresh_token"], code, "fmcp_code_made_up", "fmcp_rt_made_up", "fmcp_at_made_up"):
+            response = await mcp_status(http, token)
+            assert response.status_code == 401, (token[:12], response.text)
+            assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+async def test_our_token_formats_are_refused_by_the_key_gate_without_a_flora_call():
+    from flora_mcp.ledger import open_ledger
+    from flora_mcp.transports.http import _KeyGate
+    from tests.helpers import settings
+
+    verifier = _CountingVerifier(delay=0)
+    gate = _KeyGate(settings(rate_limit=0), verifier, open_ledger("memory:").store)
+    for token in ("fmcp_rt_abc", "fmcp_code_abc", "fmcp_at_abc"):
+        assert (await gate.check(token, "203.0.113.7")).status_code == 401
+    assert verifier.calls == 0
+
+
+# --- 3. client secrets stored only as hashes ---------------------------------------------------------------
+
+async def test_client_secrets_are_stored_hashed_and_both_auth_methods_still_work(tmp_path):
+    from flora_mcp.ledger import open_ledger
+
+    async with running(create_app(oauth_settings(tmp_path))) as http:
+        for method in ("client_secret_post", "client_secret_basic"):
+            client = (await _register(http, [REDIRECT], token_endpoint_auth_method=method)).json()
+            secret = client["client_secret"]
+            ledger_bytes = (tmp_path / "ledger.sqlite3").read_bytes()
+            store = open_ledger(f"sqlite:///{tmp_path}/ledger.sqlite3").store
+            assert secret not in (await store.get(f"oauth:client:{client['client_id']}"))
+            assert secret.encode() not in ledger_bytes
+            verifier, challenge = pkce()
+            code = await code_for(http, client["client_id"], challenge)
+            form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
+                    "code_verifier": verifier, "client_id": client["client_id"]}
+            headers = {}
+            if method == "client_secret_post":
+                wrong = await http.post("/token", data=form | {"client_secret": "0" * 64})
+                assert wrong.status_code == 401
+                form["client_secret"] = secret
+            else:
+                basic = base64.b64encode(f"{client['client_id']}:{secret}".encode()).decode()
+                headers = {"Authorization": f"Basic {basic}"}
+            tokens = await http.post("/token", data=form, headers=headers)
+            assert tokens.status_code == 200, (method, tokens.text)
+
+
+# --- 4. the key gate: one check per key, and junk from an address locks nobody out -----------------------
+
+async def _sqlite_store(tmp_path):
+    from flora_mcp.ledger import open_ledger
+
+    return open_ledger(f"sqlite:///{tmp_path}/gate.sqlite3").store
+
+
+async def test_three_hundred_requests_with_one_new_valid_key_cost_one_check_and_all_pass(tmp_path):
+    from flora_mcp.transports.http import _KeyGate
+    from tests.helpers import settings
+
+    verifier = _CountingVerifier(delay=0.05)
+    gate = _KeyGate(settings(rate_limit=0), verifier, await _sqlite_store(tmp_path))
+    for key, expected in (("sk_good_new", {None}), ("sk_live_junk", {401})):
+        verifier.calls = 0
+        outcomes: list = []
+
+        async def knock(key=key) -> None:
+            denial = await gate.check(key, "203.0.113.7")
+            outcomes.append(denial.status_code if denial else None)
+
+        with anyio.fail_after(20):  # no hang
+            async with anyio.create_task_group() as tg:
+                for _ in range(300):
+                    tg.start_soon(knock)
+        assert len(outcomes) == 300 and set(outcomes) == expected, sorted(set(map(str, outcomes)))
+        assert verifier.calls == 1
+
+
+async def test_junk_keys_from_a_shared_address_never_refuse_a_valid_key(tmp_path):
+    from flora_mcp.transports.http import _KeyGate
+    from tests.helpers import settings
+
+    verifier = _CountingVerifier(delay=0)
+    gate = _KeyGate(settings(rate_limit=0), verifier, await _sqlite_store(tmp_path))
+    office = "198.51.100.9"
+    assert await gate.check("sk_good_alice", office) is None  # Alice signed in earlier
+    for i in range(35):
+        assert (await gate.check(f"sk_live_junk_{i}", office)).status_code == 401
+    assert await gate.check("sk_good_bob_new", office) is None  # a new valid key from the same NAT
+
+    # Alice's 5-minute verdict runs out during a concurrent flood from her address: she still gets in.
+    gate.verdicts.clear()
+    from flora_mcp._ids import key_hash
+
+    await gate.store.delete(f"key:{key_hash('sk_good_alice')}")
+    verifier.delay = 0.05
+    results: dict[str, object] = {}
+
+    async def junk(i: int) -> None:
+        await gate.check(f"sk_live_flood_{i}", office)
+
+    async def alice() -> None:
+        await anyio.sleep(0.01)
+        results["alice"] = await gate.check("sk_good_alice", office)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for i in range(60):
+                tg.start_soon(junk, i)
+            tg.start_soon(alice)
+    assert results["alice"] is None
+
+
+async def test_a_slowed_address_costs_one_flora_check_at_a_time(tmp_path, monkeypatch):
+    from flora_mcp.transports import http as http_module
+    from tests.helpers import settings
+
+    monkeypatch.setattr(http_module, "_SLOW_LANE_SPACING", 0.0)
+    monkeypatch.setattr(http_module, "_FAILED_CHECKS_PER_ADDRESS", 3)  # few, so no minute boundary falls inside
+    verifier = _CountingVerifier(delay=0.02)
+    in_flight = {"now": 0, "max": 0}
+    original = verifier.__call__
+
+    class Tracking:
+        def __call__(self, key):
+            view = original(key)
+
+            class View:
+                async def list_workspaces(self):
+                    in_flight["now"] += 1
+                    in_flight["max"] = max(in_flight["max"], in_flight["now"])
+                    try:
+                        return await view.list_workspaces()
+                    finally:
+                        in_flight["now"] -= 1
+
+            return View()
+
+    gate = http_module._KeyGate(settings(rate_limit=0), Tracking(), await _sqlite_store(tmp_path))
+    for i in range(http_module._FAILED_CHECKS_PER_ADDRESS):
+        await gate.check(f"sk_live_warmup_{i}", "203.0.113.50")
+    assert gate._slowed("203.0.113.50")
+    in_flight["max"] = 0
+    async with anyio.create_task_group() as tg:
+        for i in range(40):
+            tg.start_soon(gate.check, f"sk_live_more_{i}", "203.0.113.50")
+    assert in_flight["max"] == 1
+
+
+# --- 7. registration cannot fill the ledger ------------------------------------------------------------------
+
+async def test_registration_metadata_is_capped_and_unused_clients_expire(tmp_path):
+    from flora_mcp.transports import oauth
+
+    async with running(create_app(oauth_settings(tmp_path))) as http:
+        huge = await _register(http, [REDIRECT], client_name="x" * 1_000_000)
+        assert huge.status_code in (400, 413), huge.status_code
+        many = await _register(http, [f"https://app.example/cb{i}" + "y" * 200 for i in range(40)])
+        assert many.status_code == 400 and "bytes" in many.json()["error_description"]
+        assert (tmp_path / "ledger.sqlite3").stat().st_size < 2_000_000
+
+        unused = await register(http)
+        used, _ = await sign_in(http)
+
+        def expiry(client_id: str) -> float:
+            import sqlite3
+            import time
+
+            with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
+                (expires,) = db.execute("SELECT expires FROM kv WHERE name = ?", (f"oauth:client:{client_id}",)).fetchone()
+            return expires - time.time()
+
+        assert expiry(unused) <= oauth.UNUSED_CLIENT_TTL + 5
+        assert expiry(used) > 300 * 86400  # a client that completed a sign-in is kept
