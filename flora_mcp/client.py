@@ -364,6 +364,9 @@ class FloraClient:
                     raise failure
                 retry_after = failure.retry_after
             may_have_arrived = may_have_arrived or arrived_now
+            if method == "PATCH" and may_have_arrived:  # no idempotency key: a resent patch could apply twice
+                failure.may_have_started = True
+                raise failure
             delay = self.retry.delay(attempt, retry_after)
             out_of_time = time.monotonic() - started + delay > self.retry.max_total
             if attempt > self.retry.max_retries or out_of_time:

@@ -297,3 +297,143 @@ async def test_registration_metadata_is_capped_and_unused_clients_expire(tmp_pat
 
         assert expiry(unused) <= oauth.UNUSED_CLIENT_TTL + 5
         assert expiry(used) > 300 * 86400  # a client that completed a sign-in is kept
+
+
+# --- 5. the Mermaid parser is linear, capped, and off the event loop -------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "graph LR\n  a -- " + " " * 4_500 + "x",  # cubic: 75 s before
+    'graph LR\n  a["' + " " * 150_000 + '(y"]',  # quadratic kind pattern: 60 s before
+    "graph LR\n  a -- x" + "-->" * 60_000,
+    "graph LR\n  " + " --> ".join(f"n{i}" for i in range(1_900)),  # one long chain on one line
+])
+def test_hostile_diagrams_parse_or_fail_in_linear_time(text):
+    import time
+
+    from flora_mcp.mermaid import MermaidError, parse
+
+    started = time.perf_counter()
+    try:
+        parse(text)
+    except MermaidError:
+        pass
+    assert time.perf_counter() - started < 0.5
+
+
+def test_oversized_diagrams_are_refused_with_the_fix():
+    from flora_mcp.mermaid import MAX_NODES, MermaidError, parse
+
+    with pytest.raises(MermaidError, match="smaller patches"):
+        parse("graph LR\n" + "\n".join(f'  n{i}["N (image)"]' for i in range(20_000)))
+    with pytest.raises(MermaidError, match="smaller patches"):
+        parse("graph LR\n" + "\n".join(f"  n{i}" for i in range(MAX_NODES + 1)))
+
+
+async def test_a_hostile_patch_does_not_stall_other_requests(make_session, fast_sandbox):
+    """While one user's patch is parsed, the event loop keeps answering (here: a 10 ms ticker)."""
+    from tests.helpers import call, first_ids
+
+    hostile = "graph LR\n  a -- " + " " * 1_500 + "x"  # 2.5 s of regex backtracking on the loop before
+    async with make_session() as client:
+        _, project_id = await first_ids(client)
+        gaps: list[float] = []
+        done = anyio.Event()
+
+        async def ticker() -> None:
+            import time
+
+            last = time.perf_counter()
+            while not done.is_set():
+                await anyio.sleep(0.01)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            for _ in range(3):
+                await call(client, "patch_canvas", {"project_id": project_id, "diagram": hostile})
+            done.set()
+        assert max(gaps) < 0.25, max(gaps)
+
+
+async def test_read_canvas_is_paged(make_session, fast_sandbox):
+    from tests.helpers import call, first_ids, text_of
+
+    async with make_session() as client:
+        _, project_id = await first_ids(client)
+        for start in range(0, 600, 150):
+            nodes = "\n".join(f'  n{i}["Node {i} with a longer label to fill (text)"]' for i in range(start, start + 150))
+            result, _ = await call(client, "patch_canvas", {"project_id": project_id, "diagram": "graph LR\n" + nodes})
+            assert not result.is_error, text_of(result)
+        seen, offset, pages = set(), 0, 0
+        while offset is not None:
+            result, page = await call(client, "read_canvas", {"project_id": project_id, "offset": offset})
+            assert not result.is_error, text_of(result)
+            assert len(text_of(result)) < 60_000
+            seen |= {row["id"] for row in page["nodes"]}
+            offset, pages = page.get("next_offset"), pages + 1
+        assert pages == 3 and {f"n{i}" for i in range(600)} <= seen
+
+
+async def test_a_slow_patch_that_flora_applied_is_answered_outcome_unknown(fast_sandbox):
+    import httpx2
+    from mcp.client import Client
+
+    from flora_mcp.client import FloraClient
+    from flora_mcp.retry import RetryPolicy
+    from flora_mcp.server import create_server
+    from tests.helpers import call, first_ids, settings, text_of
+
+    inner = fast_sandbox.transport()
+
+    class AppliedThenTimedOut(httpx2.AsyncBaseTransport):
+        async def handle_async_request(self, request):
+            response = await inner.handle_async_request(request)
+            if request.method == "PATCH":
+                await response.aread()
+                raise httpx2.ReadTimeout("timed out", request=request)
+            return response
+
+    from flora_mcp.sandbox import SANDBOX_API_KEY
+
+    client = FloraClient(SANDBOX_API_KEY, base_url=fast_sandbox.base_url, transport=AppliedThenTimedOut(),
+                         retry=RetryPolicy(max_retries=2))
+    async with Client(create_server(settings(), client=client)) as session:
+        _, project_id = await first_ids(session)
+        result, body = await call(session, "patch_canvas", {"project_id": project_id, "diagram": 'graph LR\n  p1["Mug (text)"]'})
+        assert result.is_error
+        text = text_of(result)
+        assert "could not be reached" not in text and "may have been applied" in text and "read_canvas" in text
+        assert body["error"]["code"] == "outcome_unknown"
+        assert len([r for r in fast_sandbox.state.request_log if r[1] == "PATCH"]) == 1  # not resent
+
+
+# --- 6. canvas injection ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("diagram", "params", "fix"), [
+    ('graph LR\n  a["Go (text)"]\n  click a "javascript:alert(1)"', None, "click lines are not sent"),
+    ('%%{init: {"securityLevel": "loose"}}%%\ngraph LR\n  a["Go (text)"]', None, "directives are not sent"),
+    ('graph LR\n  a["Go (text)"]\n  style a fill:#f00,background:url(x)', None, "style lines are not sent"),
+    ('graph LR\n  a["Go (text)"]\n  classDef evil fill:#f00', None, "classDef lines are not sent"),
+    ('graph LR\n  a["<img src=x onerror=alert(1)> (text)"]', None, "remove the HTML"),
+    ('graph LR\n  a["<script>alert(1)</script> (text)"]', None, "remove the HTML"),
+    ('graph LR\n  a["Go #60;b#62; (text)"]', None, "write the character itself"),
+    ('graph LR\n  a["Go (text)"]', {"a": {"content_url": "javascript:alert(1)"}}, "http(s) URL"),
+    ('graph LR\n  a["Go (image)"]', {"a": {"content_url": "data:image/png;base64,AAAA"}}, "http(s) URL"),
+    ('graph LR\n  a["Go (image)"]', {"a": {"model_parameters": {"image_url": " JavaScript:alert(1)"}}},
+     "use an http(s) URL"),
+])
+async def test_canvas_injection_is_refused_with_the_fix_and_nothing_is_sent(make_session, fast_sandbox, diagram,
+                                                                           params, fix):
+    from tests.helpers import call, first_ids, text_of
+
+    async with make_session() as client:
+        _, project_id = await first_ids(client)
+        args = {"project_id": project_id, "diagram": diagram}
+        if params:
+            args["node_params"] = params
+        result, _ = await call(client, "patch_canvas", args)
+        assert result.is_error and fix in text_of(result), text_of(result)
+        assert "Nothing was sent" in text_of(result)
+        assert not [r for r in fast_sandbox.state.request_log if r[1] == "PATCH"]
