@@ -288,7 +288,11 @@ class FloraClient:
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx2.Response:
         async with self._user_slot():
-            return await self._http.request(method, url, **kwargs)
+            try:
+                return await self._http.request(method, url, **kwargs)
+            except httpx2.InvalidURL:  # a value too long (or malformed) for a URL: bad input, nothing was sent
+                raise FloraError("a value in the request is too long or not valid in a URL; nothing was sent",
+                                 code="invalid_argument", hint="Shorten the ID or query and call again") from None
 
     def _run_started(self, data: Any) -> RunStarted:
         """A paid start's 2xx answer. FLORA accepted (and charged) the start even when its answer is

@@ -437,3 +437,38 @@ async def test_canvas_injection_is_refused_with_the_fix_and_nothing_is_sent(make
         assert result.is_error and fix in text_of(result), text_of(result)
         assert "Nothing was sent" in text_of(result)
         assert not [r for r in fast_sandbox.state.request_log if r[1] == "PATCH"]
+
+
+# --- 8. every bad input gets the field and the fix -----------------------------------------------------------
+
+NAMED_TOOLS = ("list_runs", "get_project", "read_canvas", "patch_canvas", "place_on_canvas", "create_canvas_action",
+               "run_canvas_action", "get_run", "start_generation", "list_projects", "run_action")
+
+
+async def test_huge_and_misshapen_values_are_answered_as_bad_input_with_no_traceback(make_session, fast_sandbox,
+                                                                                      caplog):
+    import logging
+
+    from tests.helpers import text_of
+
+    huge = "a" * 900_000
+    caplog.set_level(logging.INFO)
+    async with make_session() as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        calls = [(name, {field: prefix + huge}) for name in NAMED_TOOLS if name in tools
+                 for field in tools[name].input_schema.get("properties", {})
+                 for prefix in ("", "prj_", "run_")]
+        calls += [("run_action", {"action_id": "rotate-image", "inputs": [{"type": ["image"]}]}),
+                  ("run_action", {"action_id": "rotate-image", "inputs": [{"type": {"a": 1}}]})]
+        before = len(fast_sandbox.state.request_log)
+        for name, args in calls:
+            result = await client.call_tool(name, args)
+            text = text_of(result)
+            assert "unexpectedly" not in text, (name, list(args), text[:300])
+            assert len(text) < 5_000, (name, list(args), len(text))
+            if result.is_error:
+                assert (result.structured_content or {})["error"]["code"] in ("invalid_argument",
+                                                                              "input_validation_error"), text[:200]
+        # no 900 KB value was sent to FLORA to look it up
+        assert all(len(str(entry)) < 10_000 for entry in fast_sandbox.state.request_log[before:])
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage()[:200] for r in caplog.records if r.exc_info]
