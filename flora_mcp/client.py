@@ -69,6 +69,10 @@ __all__ = ["AcceptedRunLostError", "FloraClient", "new_idempotency_key"]
 logger = logging.getLogger("flora_mcp.client")
 
 PER_USER_REQUESTS = 8  # one key's FLORA requests in flight at once: a busy user cannot fill the shared pool
+# Connections to FLORA at once. Above the hosted server's own cap on requests at once (MAX_CONNECTIONS,
+# 1000): each request holds at most one FLORA connection, so the pool is never where one user's
+# hanging calls make another user wait. (At 100, 20 users with 8 hung calls each held it all.)
+POOL_CONNECTIONS = 1100
 UPLOAD_CHUNK = 64 * 1024
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -100,7 +104,7 @@ class FloraClient:
         self._http = http or httpx2.AsyncClient(
             transport=transport,
             timeout=httpx2.Timeout(timeout, connect=10.0),
-            limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx2.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=20),
             headers={"User-Agent": f"flora-mcp/{__version__}", "Accept": "application/json"},
             follow_redirects=False,
         )

@@ -472,3 +472,82 @@ async def test_huge_and_misshapen_values_are_answered_as_bad_input_with_no_trace
         # no 900 KB value was sent to FLORA to look it up
         assert all(len(str(entry)) < 10_000 for entry in fast_sandbox.state.request_log[before:])
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage()[:200] for r in caplog.records if r.exc_info]
+
+
+# --- 9. a bystander stays fast while others' FLORA calls hang ------------------------------------------------
+
+async def test_a_bystander_is_answered_while_twenty_users_calls_hang_in_flora():
+    """20 users with 8 calls each that FLORA holds: 160 connections in flight. The shared pool held 100, so
+    the bystander waited for one of them (10 s in the red team's run). Now the pool is not the choke point."""
+    import time
+
+    from flora_mcp.client import PER_USER_REQUESTS, FloraClient
+
+    release = anyio.Event()
+    body = b'{"workspaces": []}'
+
+    async def handle(stream) -> None:
+        async with stream:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = await stream.receive(4096)
+                if not chunk:
+                    return
+                head += chunk
+            if b"hung" in head.lower():
+                await release.wait()
+            await stream.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with anyio.create_task_group() as server:
+        server.start_soon(listener.serve, handle)
+        async with FloraClient(None, base_url=f"http://127.0.0.1:{port}/api/v1") as shared:
+            async with anyio.create_task_group() as tg:
+                for user in range(20):
+                    for _ in range(PER_USER_REQUESTS):
+                        tg.start_soon(shared.with_api_key(f"sk_live_hung_{user}").list_workspaces)
+                await anyio.sleep(0.5)
+                started = time.monotonic()
+                with anyio.move_on_after(5):
+                    await shared.with_api_key("sk_live_bystander").list_workspaces()
+                took = time.monotonic() - started
+                release.set()
+        server.cancel_scope.cancel()
+    assert took < 1.0, took
+
+
+async def test_a_signed_in_users_recheck_does_not_queue_behind_hung_checks_of_new_keys(tmp_path):
+    import time
+
+    from flora_mcp._ids import key_hash
+    from flora_mcp.transports.http import _CHECKS_AT_ONCE, _KeyGate
+    from tests.helpers import settings
+
+    release = anyio.Event()
+
+    class Flora:
+        def __call__(self, key):
+            class View:
+                async def list_workspaces(self):
+                    if "hung" in key:
+                        await release.wait()
+                    return {}
+
+            return View()
+
+    gate = _KeyGate(settings(rate_limit=0), Flora(), await _sqlite_store(tmp_path))
+    assert await gate.check("sk_good_alice", "198.51.100.9") is None
+    gate.verdicts.clear()
+    await gate.store.delete(f"key:{key_hash('sk_good_alice')}")  # her 5 minutes are up
+    async with anyio.create_task_group() as tg:
+        for i in range(_CHECKS_AT_ONCE * 2):
+            tg.start_soon(gate.check, f"sk_live_hung_{i}", f"203.0.113.{i}")
+        await anyio.sleep(0.2)
+        started = time.monotonic()
+        with anyio.move_on_after(5):
+            assert await gate.check("sk_good_alice", "198.51.100.9") is None
+        took = time.monotonic() - started
+        release.set()
+    assert took < 1.0, took

@@ -175,8 +175,9 @@ class _KeyGate:
         return running.outcome
 
     async def _ask_flora(self, key: str, fp: str, address: str) -> bool | JSONResponse:
-        if not self._slowed(address) or await self.store.get(f"key-known:{fp}"):
-            return await self._checked(key, fp, address)
+        known = await self.store.get(f"key-known:{fp}") is not None
+        if known or not self._slowed(address):
+            return await self._checked(key, fp, address, known)
         lane = self.slow_lanes.get(address)
         if lane is None:
             lane = self.slow_lanes[address] = _SlowLane()
@@ -185,12 +186,15 @@ class _KeyGate:
                 return await self._checked(key, fp, address)
         return _too_many("Too many rejected API keys from this address; retry in a minute", 60)
 
-    async def _checked(self, key: str, fp: str, address: str) -> bool | JSONResponse:
+    async def _checked(self, key: str, fp: str, address: str, known: bool = False) -> bool | JSONResponse:
         if self._in_flight is None:
             self._in_flight = anyio.Semaphore(_CHECKS_AT_ONCE)
         try:
-            async with self._in_flight:
+            if known:  # a signed-in user's re-check never queues behind a flood of new keys
                 await self.client_for_key(key).list_workspaces()
+            else:
+                async with self._in_flight:
+                    await self.client_for_key(key).list_workspaces()
         except AuthenticationError:
             await self._remember(fp, False)
             if await self.store.count(f"failed-checks:{address}", 60.0) >= _FAILED_CHECKS_PER_ADDRESS:
