@@ -551,3 +551,14 @@ async def test_a_signed_in_users_recheck_does_not_queue_behind_hung_checks_of_ne
         took = time.monotonic() - started
         release.set()
     assert took < 1.0, took
+
+
+async def test_a_pending_sign_in_request_is_stored_only_by_its_hash(tmp_path):
+    import re as _re
+
+    async with running(create_app(oauth_settings(tmp_path))) as http:
+        client_id = await register(http)
+        page = await consent_page(http, client_id, pkce()[1])
+        request_id = _re.search(r'name="request" value="([^"]*)"', page.text).group(1)
+        stored = b"".join(p.read_bytes() for p in tmp_path.glob("ledger.sqlite3*"))
+        assert request_id.encode() not in stored

@@ -215,7 +215,7 @@ class LedgerProvider:
             # an unused client lives on while its user is on the consent page
             await self.store.put(f"oauth:client:{client.client_id}", raw_client, UNUSED_CLIENT_TTL + REQUEST_TTL)
         request_id = secrets.token_urlsafe(24)
-        await self.store.put(f"oauth:request:{request_id}", json.dumps({
+        await self.store.put(f"oauth:request:{_hash(request_id)}", json.dumps({
             "client_id": client.client_id, "params": params.model_dump(mode="json")}), REQUEST_TTL)
         return f"{self.issuer}/consent?request={request_id}"
 
@@ -226,7 +226,7 @@ class LedgerProvider:
                 and (asked.path.rstrip("/") + "/").startswith(ours.path.rstrip("/") + "/"))
 
     async def pending(self, request_id: str) -> tuple[OAuthClientInformationFull, AuthorizationParams] | None:
-        raw = await self.store.get(f"oauth:request:{request_id}") if request_id else None
+        raw = await self.store.get(f"oauth:request:{_hash(request_id)}") if request_id else None
         if raw is None:
             return None
         record = json.loads(raw)
@@ -235,7 +235,7 @@ class LedgerProvider:
 
     async def approve(self, request_id: str, flora_key: str) -> str | None:
         """The user's FLORA key was accepted: issue a code (once per request) and return the redirect."""
-        raw = await self.store.take(f"oauth:request:{request_id}")
+        raw = await self.store.take(f"oauth:request:{_hash(request_id)}")
         if raw is None:
             return None
         record = json.loads(raw)
@@ -252,7 +252,7 @@ class LedgerProvider:
         return construct_redirect_uri(str(params.redirect_uri), code=code, state=params.state)
 
     async def deny(self, request_id: str) -> str | None:
-        raw = await self.store.take(f"oauth:request:{request_id}")
+        raw = await self.store.take(f"oauth:request:{_hash(request_id)}")
         if raw is None:
             return None
         params = AuthorizationParams.model_validate(json.loads(raw)["params"])
