@@ -31,7 +31,7 @@ import httpx2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import free_port, wait_healthy  # noqa: E402
+from tests.helpers import free_port, wait_healthy
 
 KEY = "sk_sandbox_redteam"
 CLAUDE = "https://claude.ai/api/mcp/auth_callback"
@@ -108,7 +108,7 @@ class Target:
         response = await self.http.post("/mcp", headers=headers, json={
             "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
         text = response.text
-        if text.startswith("event:") or "\ndata:" in text or text.startswith("data:"):
+        if text.startswith(("event:", "data:")) or "\ndata:" in text:
             text = [line[5:] for line in text.splitlines() if line.startswith("data:")][-1]
         return json.loads(text)["result"]
 
@@ -258,8 +258,8 @@ async def read_canvas_size(t: Target):
         await t.tool("patch_canvas", {"diagram": "graph LR\n" + nodes, "project_id": project})
     result = await t.tool("read_canvas", {"project_id": project})
     size = len(json.dumps(result))
-    return "read_canvas of a 1,000-node canvas", f"{size:,} bytes, next_offset " \
-        f"{result['structuredContent'].get('next_offset')}", size < 100_000
+    page = result["structuredContent"].get("next_offset")
+    return "read_canvas of a 1,000-node canvas", f"{size:,} bytes, next_offset {page}", size < 100_000
 
 
 async def canvas_injection(t: Target):
@@ -328,9 +328,10 @@ async def main(as_json: bool) -> int:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")} | {"PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryFile() as log:
         ledger = Path(folder) / "ledger.sqlite3"
-        flora = subprocess.Popen([sys.executable, "-c", FLORA, str(flora_port)], cwd=ROOT, env=base_env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        hosted = subprocess.Popen(
+        flora = subprocess.Popen(  # noqa: ASYNC220 (before anything is timed)
+            [sys.executable, "-c", FLORA, str(flora_port)], cwd=ROOT, env=base_env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        hosted = subprocess.Popen(  # noqa: ASYNC220
             [sys.executable, "-m", "flora_mcp", "--transport", "http", "--port", str(port)], cwd=ROOT,
             stdout=subprocess.DEVNULL, stderr=log, env=base_env | {
                 "FLORA_BASE_URL": f"http://127.0.0.1:{flora_port}/api/v1", "FLORA_OAUTH": "1",
@@ -345,7 +346,7 @@ async def main(as_json: bool) -> int:
                 try:
                     with anyio.fail_after(90):
                         did, result, held = await attack(target)
-                except Exception as exc:  # an attack that crashes the harness is reported, not hidden
+                except Exception as exc:  # noqa: BLE001 (an attack that crashes the harness is reported, not hidden)
                     did, result, held = "(harness)", f"{type(exc).__name__}: {str(exc)[:120]}", False
                 rows.append({"attack": name, "did": did, "result": result, "held": held})
             await target.http.aclose()

@@ -189,7 +189,7 @@ async def test_three_hundred_requests_with_one_new_valid_key_cost_one_check_and_
         verifier.calls = 0
         outcomes: list = []
 
-        async def knock(key=key) -> None:
+        async def knock(key: str = key, outcomes: list = outcomes) -> None:
             denial = await gate.check(key, "203.0.113.7")
             outcomes.append(denial.status_code if denial else None)
 
@@ -503,17 +503,17 @@ async def test_a_bystander_is_answered_while_twenty_users_calls_hang_in_flora():
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     async with anyio.create_task_group() as server:
         server.start_soon(listener.serve, handle)
-        async with FloraClient(None, base_url=f"http://127.0.0.1:{port}/api/v1") as shared:
-            async with anyio.create_task_group() as tg:
-                for user in range(20):
-                    for _ in range(PER_USER_REQUESTS):
-                        tg.start_soon(shared.with_api_key(f"sk_live_hung_{user}").list_workspaces)
-                await anyio.sleep(0.5)
-                started = time.monotonic()
-                with anyio.move_on_after(5):
-                    await shared.with_api_key("sk_live_bystander").list_workspaces()
-                took = time.monotonic() - started
-                release.set()
+        async with FloraClient(None, base_url=f"http://127.0.0.1:{port}/api/v1") as shared, \
+                anyio.create_task_group() as tg:
+            for user in range(20):
+                for _ in range(PER_USER_REQUESTS):
+                    tg.start_soon(shared.with_api_key(f"sk_live_hung_{user}").list_workspaces)
+            await anyio.sleep(0.5)
+            started = time.monotonic()
+            with anyio.move_on_after(5):
+                await shared.with_api_key("sk_live_bystander").list_workspaces()
+            took = time.monotonic() - started
+            release.set()
         server.cancel_scope.cancel()
     assert took < 1.0, took
 
