@@ -41,15 +41,24 @@ ATTACK_UPLOADS = 110
 BAD_KEY_WAVE = 400
 BAD_KEY_EVERY = 3.0
 BYSTANDER, ATTACKER = "sk_sandbox_bystander", "sk_sandbox_attacker"
+HANG = 0.0
 
 SANDBOX = """
-import sys, uvicorn
+import sys, anyio, uvicorn
 from flora_mcp.sandbox import Sandbox
-port, latency = int(sys.argv[1]), float(sys.argv[2])
+port, latency, hang = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 sandbox = Sandbox(speed=100, public_base_url=f"http://127.0.0.1:{port}")
 sandbox.faults.slow_seconds = latency
-uvicorn.run(sandbox.app, host="127.0.0.1", port=port, log_level="warning")
+
+async def app(scope, receive, send):  # FLORA hangs for the attacker's keys only (--hang)
+    if hang and scope["type"] == "http" and b"sk_sandbox_attacker" in dict(scope["headers"]).get(b"authorization", b""):
+        await anyio.sleep(hang)
+    await sandbox.app(scope, receive, send)
+
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 """
+HANG_KEYS = 20  # the attacker's keys whose FLORA calls hang (a team's worth of accounts, or FLORA slow for them)
+HANG_CALLS = 16  # concurrent calls per such key
 
 HOSTED = """
 import sys
@@ -117,7 +126,29 @@ async def bystander(base: str, seconds: float) -> list[float]:
     return latencies
 
 
+async def hung_calls(base: str, stop: anyio.Event, stats: dict) -> None:
+    """HANG_KEYS keys, each keeping HANG_CALLS calls in flight; FLORA holds each of them for --hang s."""
+
+    async def one_key(k: int) -> None:
+        async with mcp_client(base, f"{ATTACKER}_{k}") as client:
+            async def loop() -> None:
+                while not stop.is_set():
+                    await client.call_tool("list_workspaces", {})
+                    stats["hung_calls_done"] = stats.get("hung_calls_done", 0) + 1
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(HANG_CALLS):
+                    tg.start_soon(loop)
+
+    async with anyio.create_task_group() as tg:
+        for k in range(HANG_KEYS):
+            tg.start_soon(one_key, k)
+
+
 async def attack(base: str, media: SlowMediaHost, stop: anyio.Event, stats: dict) -> None:
+    if HANG:
+        await hung_calls(base, stop, stats)
+        return
     async with mcp_client(base, ATTACKER) as client:
         ws = (await client.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
 
@@ -176,7 +207,7 @@ async def run_attacker(base: str, seconds: float) -> None:
 
 async def main(seconds: float, latency: float) -> dict:
     flora_port, mcp_port = free_port(), free_port()
-    flora = start(SANDBOX, str(flora_port), str(latency))
+    flora = start(SANDBOX, str(flora_port), str(latency), str(HANG))
     hosted = start(HOSTED, str(mcp_port), env={"FLORA_BASE_URL": f"http://127.0.0.1:{flora_port}/api/v1",
                                               "FLORA_RATE_LIMIT": "0", "FLORA_LOG_LEVEL": "WARNING"})
     base = f"http://127.0.0.1:{mcp_port}"
@@ -187,7 +218,7 @@ async def main(seconds: float, latency: float) -> dict:
         # The attacker runs in its own process: its 400-connection waves must not slow the
         # bystander's own event loop, only (if anything) the server's.
         command = [sys.executable, __file__, "--role", "attacker", "--base", base, "--seconds", str(seconds + 3),
-                   "--uploads", str(ATTACK_UPLOADS), "--bad-keys", str(BAD_KEY_WAVE)]
+                   "--uploads", str(ATTACK_UPLOADS), "--bad-keys", str(BAD_KEY_WAVE), "--hang", str(HANG)]
         attacker = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 (before timing)
         await anyio.sleep(2)  # let the attack build up
         attacked = await bystander(base, seconds)
@@ -203,7 +234,8 @@ async def main(seconds: float, latency: float) -> dict:
                      "max_s": max(baseline)},
         "under_attack": {"calls": len(attacked), "p50_s": pct(attacked, 50), "p99_s": pct(attacked, 99),
                          "max_s": max(attacked)},
-        "attack": {"uploads_in_flight": ATTACK_UPLOADS, "media_connections_open": stats["media_connections_open"],
+        "attack": {"hang_s": HANG, "hung_calls_done": stats.get("hung_calls_done", 0),
+                   "uploads_in_flight": ATTACK_UPLOADS, "media_connections_open": stats["media_connections_open"],
                    "bad_key_waves_of": BAD_KEY_WAVE, "bad_key_answers": stats["bad_key_status"]},
         "floor_p99_s": FLOOR_P99,
     }
@@ -215,10 +247,12 @@ if __name__ == "__main__":
     parser.add_argument("--flora-latency", type=float, default=0.1)
     parser.add_argument("--uploads", type=int, default=ATTACK_UPLOADS, help="slow uploads kept in flight")
     parser.add_argument("--bad-keys", type=int, default=BAD_KEY_WAVE, help="concurrent bad-key requests per wave")
+    parser.add_argument("--hang", type=float, default=0.0,
+                        help="instead: FLORA holds each call of 20 attacker keys (16 calls in flight each) this long")
     parser.add_argument("--role", choices=["bystander", "attacker"], default="bystander", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    ATTACK_UPLOADS, BAD_KEY_WAVE = args.uploads, args.bad_keys
+    ATTACK_UPLOADS, BAD_KEY_WAVE, HANG = args.uploads, args.bad_keys, args.hang
     if args.role == "attacker":
         anyio.run(run_attacker, args.base, args.seconds)
         sys.exit(0)

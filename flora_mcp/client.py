@@ -69,6 +69,10 @@ __all__ = ["AcceptedRunLostError", "FloraClient", "new_idempotency_key"]
 logger = logging.getLogger("flora_mcp.client")
 
 PER_USER_REQUESTS = 8  # one key's FLORA requests in flight at once: a busy user cannot fill the shared pool
+# Connections to FLORA at once. Above the hosted server's own cap on requests at once (MAX_CONNECTIONS,
+# 1000): each request holds at most one FLORA connection, so the pool is never where one user's
+# hanging calls make another user wait. (At 100, 20 users with 8 hung calls each held it all.)
+POOL_CONNECTIONS = 1100
 UPLOAD_CHUNK = 64 * 1024
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -100,7 +104,7 @@ class FloraClient:
         self._http = http or httpx2.AsyncClient(
             transport=transport,
             timeout=httpx2.Timeout(timeout, connect=10.0),
-            limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx2.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=20),
             headers={"User-Agent": f"flora-mcp/{__version__}", "Accept": "application/json"},
             follow_redirects=False,
         )
@@ -288,7 +292,11 @@ class FloraClient:
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx2.Response:
         async with self._user_slot():
-            return await self._http.request(method, url, **kwargs)
+            try:
+                return await self._http.request(method, url, **kwargs)
+            except httpx2.InvalidURL:  # a value too long (or malformed) for a URL: bad input, nothing was sent
+                raise FloraError("a value in the request is too long or not valid in a URL; nothing was sent",
+                                 code="invalid_argument", hint="Shorten the ID or query and call again") from None
 
     def _run_started(self, data: Any) -> RunStarted:
         """A paid start's 2xx answer. FLORA accepted (and charged) the start even when its answer is
@@ -364,6 +372,9 @@ class FloraClient:
                     raise failure
                 retry_after = failure.retry_after
             may_have_arrived = may_have_arrived or arrived_now
+            if method == "PATCH" and may_have_arrived:  # no idempotency key: a resent patch could apply twice
+                failure.may_have_started = True
+                raise failure
             delay = self.retry.delay(attempt, retry_after)
             out_of_time = time.monotonic() - started + delay > self.retry.max_total
             if attempt > self.retry.max_retries or out_of_time:

@@ -29,7 +29,6 @@ _ID_RE = re.compile(_ID)
 _SKIPPED = re.compile(r"^(classDef|class|style|linkStyle|click|direction)\b")
 # Shapes, longest opener first so "([" wins over "(".
 _SHAPES = (("([", "])"), ("[[", "]]"), ("((", "))"), ("[", "]"), ("(", ")"), ("{", "}"))
-_KIND = re.compile(r"^(.*?)\s*\(([^()]+)\)$")
 
 
 class MermaidError(ValueError):
@@ -70,6 +69,15 @@ class Group:
     id: str
     title: str | None = None
     members: list[str] = field(default_factory=list)
+    _known: set[str] = field(default_factory=set, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._known = set(self.members)
+
+    def add(self, node_id: str) -> None:
+        if node_id not in self._known:
+            self._known.add(node_id)
+            self.members.append(node_id)
 
 
 @dataclass
@@ -94,10 +102,21 @@ class Flowchart:
 
 
 # --- parsing -----------------------------------------------------------------------------------------
+# Every step below moves an index along one line (no slicing of what is left, no backtracking
+# pattern), so parsing takes time linear in the diagram's size; the caps bound that size.
+MAX_DIAGRAM_CHARS = 200_000
+MAX_NODES = 2_000
+MAX_EDGES = 4_000
+_WS = re.compile(r"\s*")
+
+
 def parse(text: str) -> Flowchart:
     """The flowchart in `text`; MermaidError (with the line number) for anything else."""
     if not isinstance(text, str) or not text.strip():
         raise MermaidError('the diagram is empty; start with "graph LR" and one node per line')
+    if len(text) > MAX_DIAGRAM_CHARS:
+        raise MermaidError(f"the diagram is {len(text):,} characters; at most {MAX_DIAGRAM_CHARS:,} are read at "
+                           "once: send it in smaller patches")
     chart = Flowchart()
     stack: list[Group] = []
     header_seen = False
@@ -123,6 +142,9 @@ def parse(text: str) -> Flowchart:
             stack.append(_subgraph(chart, line[len("subgraph"):].strip(), number))
             continue
         _statement(chart, line, number, stack[-1] if stack else None)
+        if len(chart.nodes) > MAX_NODES or len(chart.edges) > MAX_EDGES:
+            raise MermaidError(f"more than {MAX_NODES:,} nodes or {MAX_EDGES:,} edges; send the diagram in smaller "
+                               "patches", number)
     if not header_seen:
         raise MermaidError('the diagram has no "graph LR" header')
     if stack:
@@ -133,14 +155,14 @@ def parse(text: str) -> Flowchart:
 def _subgraph(chart: Flowchart, rest: str, number: int) -> Group:
     if not rest:
         raise MermaidError('a subgraph needs an ID: subgraph g1["Title"]', number)
-    match = re.match(rf"^({_ID})\s*(.*)$", rest)
-    if match and match.group(2):
-        title, tail = _shape(match.group(2), number)
-        if tail.strip():
-            raise MermaidError(f"unexpected {_quote(tail.strip())} after the subgraph title", number)
-        gid = match.group(1)
-    elif match:
-        gid, title = match.group(1), None
+    match = _ID_RE.match(rest)
+    after = _WS.match(rest, match.end()).end() if match else 0
+    if match and (after == len(rest) or rest[after] in "[({"):
+        gid, title = match.group(0), None
+        if after < len(rest):
+            title, end = _shape(rest, after, number)
+            if rest[end:].strip():
+                raise MermaidError(f"unexpected {_quote(rest[end:].strip())} after the subgraph title", number)
     else:  # "subgraph Some title": Mermaid uses the text as both ID and title
         gid, title = re.sub(r"\W+", "_", rest).strip("_") or "group", rest
     if any(g.id == gid for g in chart.groups):
@@ -152,101 +174,111 @@ def _subgraph(chart: Flowchart, rest: str, number: int) -> Group:
 
 def _statement(chart: Flowchart, line: str, number: int, group: Group | None) -> None:
     """One node declaration, or a chain of nodes joined by edges."""
-    rest = line
+    pos = 0
     previous: str | None = None
     pending_label: str | None = None
     while True:
-        node_id, rest = _node(chart, rest, number, group)
+        node_id, pos = _node(chart, line, pos, number, group)
         if previous is not None:
             chart.edges.append(Edge(previous, node_id, pending_label, number))
-        rest = rest.strip()
-        if not rest:
+        pos = _WS.match(line, pos).end()
+        if pos == len(line):
             return
-        arrow = _arrow(rest, number)
+        arrow = _arrow(line, pos, number)
         if arrow is None:
-            if rest.startswith("&"):
+            if line.startswith("&", pos):
                 raise MermaidError('"&" is not supported: write one edge per line (a --> c, then b --> c)', number)
-            raise MermaidError(f"expected an edge (a --> b or a -->|label| b) after {node_id}, got {_quote(rest)}",
-                               number)
-        pending_label, rest = arrow
+            raise MermaidError(f"expected an edge (a --> b or a -->|label| b) after {node_id}, got "
+                               f"{_quote(line[pos:pos + 61])}", number)
+        pending_label, pos = arrow
         previous = node_id
 
 
-def _node(chart: Flowchart, text: str, number: int, group: Group | None) -> tuple[str, str]:
-    match = _ID_RE.match(text)
-    if not text:
+def _node(chart: Flowchart, line: str, pos: int, number: int, group: Group | None) -> tuple[str, int]:
+    if pos >= len(line):
         raise MermaidError("the edge has no target: write a --> b", number)
+    match = _ID_RE.match(line, pos)
     if not match:
-        raise MermaidError(f"expected a node ID (letters, digits, _), got {_quote(text)}", number)
-    node_id, rest = match.group(0), text[match.end():]
+        raise MermaidError(f"expected a node ID (letters, digits, _), got {_quote(line[pos:pos + 61])}", number)
+    node_id, pos = match.group(0), match.end()
     label = kind = None
-    declared = bool(rest) and rest[0] in "[({"
+    declared = pos < len(line) and line[pos] in "[({"
     if declared:
-        full, rest = _shape(rest, number)
+        full, pos = _shape(line, pos, number)
         label, kind = _split_kind(full)
     node = chart.nodes.get(node_id)
     if node is None:
         node = chart.nodes[node_id] = Node(node_id, label, kind, number)
         if group is not None:
-            group.members.append(node_id)
+            group.add(node_id)
     elif declared:
         if node.label is not None and (node.label, node.kind) != (label, kind):
             raise MermaidError(f"node {node_id} is declared twice with different labels "
                                f"({_quote(node.text())} on line {node.line}); declare it once", number)
         node.label, node.kind = label, kind
-        if group is not None and node_id not in group.members:
-            group.members.append(node_id)
-    return node_id, rest
+        if group is not None:
+            group.add(node_id)
+    return node_id, pos
 
 
-def _shape(text: str, number: int) -> tuple[str, str]:
-    """The label inside a node shape and what follows the shape."""
+def _shape(line: str, pos: int, number: int) -> tuple[str, int]:
+    """The label inside the node shape at `pos`, and the index just after the shape."""
     for opener, closer in _SHAPES:
-        if not text.startswith(opener):
+        if not line.startswith(opener, pos):
             continue
-        body = text[len(opener):]
-        if body.startswith('"'):
-            end = body.find('"', 1)
+        body = pos + len(opener)
+        if line.startswith('"', body):
+            end = line.find('"', body + 1)
             if end < 0:
-                raise MermaidError(f'unclosed quote in {_quote(text)}: close the label with "', number)
-            label, after = body[1:end], body[end + 1:]
-            if not after.startswith(closer):
+                raise MermaidError(f'unclosed quote in {_quote(line[pos:pos + 61])}: close the label with "', number)
+            label = line[body + 1:end]
+            if not line.startswith(closer, end + 1):
                 raise MermaidError(f"expected {closer!r} after the quoted label {_quote(label)}", number)
-            return _unescape(label), after[len(closer):]
-        end = body.find(closer)
+            return _unescape(label), end + 1 + len(closer)
+        end = line.find(closer, body)
         if end < 0:
-            raise MermaidError(f"unclosed node shape in {_quote(text)}: end it with {closer!r}", number)
-        label = body[:end]
+            raise MermaidError(f"unclosed node shape in {_quote(line[pos:pos + 61])}: end it with {closer!r}", number)
+        label = line[body:end]
         if any(c in label for c in '[]{}"'):
             raise MermaidError(f'put the label in quotes: {opener}"{label}"{closer}', number)
-        return _unescape(label.strip()), body[end + len(closer):]
-    raise MermaidError(f"expected a node shape like [\"Label (kind)\"], got {_quote(text)}", number)
+        return _unescape(label.strip()), end + len(closer)
+    raise MermaidError(f"expected a node shape like [\"Label (kind)\"], got {_quote(line[pos:pos + 61])}", number)
 
 
-def _arrow(text: str, number: int) -> tuple[str | None, str] | None:
-    """(edge label, rest) for an edge at the start of `text`, else None."""
-    if text.startswith("-->"):
-        rest = text[3:].lstrip()
-        if rest.startswith("|"):
-            end = rest.find("|", 1)
+def _arrow(line: str, pos: int, number: int) -> tuple[str | None, int] | None:
+    """(edge label, index after the edge) for an edge at `pos`, else None."""
+    if line.startswith("-->", pos):
+        after = _WS.match(line, pos + 3).end()
+        if line.startswith("|", after):
+            end = line.find("|", after + 1)
             if end < 0:
                 raise MermaidError("unclosed edge label: write -->|label| target", number)
-            return _unescape(rest[1:end].strip()) or None, rest[end + 1:].lstrip()
-        return None, rest
-    match = re.match(r"^--\s+(.+?)\s+-->\s*", text)
-    if match:
-        return _unescape(match.group(1).strip()), text[match.end():]
+            return _unescape(line[after + 1:end].strip()) or None, _WS.match(line, end + 1).end()
+        return None, after
+    if line.startswith("--", pos) and pos + 2 < len(line) and line[pos + 2].isspace():
+        # "-- label -->": the first "-->" after a blank, with some text before that blank
+        first = _WS.match(line, pos + 2).end()
+        search = first
+        while (end := line.find("-->", search)) >= 0:
+            if first < end and line[end - 1].isspace():
+                return _unescape(line[first:end].strip()), _WS.match(line, end + 3).end()
+            search = end + 1
     for other in ("-.->", "==>", "---", "-.-", "===", "--o", "--x", "<-->"):
-        if text.startswith(other):
+        if line.startswith(other, pos):
             raise MermaidError(f'only "-->" edges are supported, got {other!r}: write a --> b', number)
     return None
 
 
 def _split_kind(label: str) -> tuple[str, str | None]:
-    match = _KIND.match(label)
-    if match and match.group(1):
-        return match.group(1), match.group(2).strip()
-    return label, None
+    """("Label", "kind") from "Label (kind)": the last parenthesised word, with text before it."""
+    if not label.endswith(")"):
+        return label, None
+    opened = label.rfind("(")
+    inner = label[opened + 1:-1]
+    base = label[:opened].rstrip() if opened > 0 else ""
+    if opened < 0 or not inner or ")" in inner or not base:
+        return label, None
+    return base, inner.strip()
 
 
 def _unescape(text: str) -> str:

@@ -396,17 +396,17 @@ async def test_a_flood_of_one_bad_key_costs_one_flora_call():
     assert set(statuses) == {401} and verifier.calls == 1
 
 
-async def test_many_bad_keys_from_one_address_are_limited_before_flora_is_asked():
+async def test_many_bad_keys_from_one_address_are_slowed_not_locked_out():
+    """Issue 22: an address is shared (Claude's egress, an office NAT), so junk from it slows its new keys'
+    checks to one at a time instead of refusing them: a valid key from it still gets in."""
     from flora_mcp.ledger import open_ledger
-    from flora_mcp.transports.http import _KeyGate
+    from flora_mcp.transports import http as http_module
 
     verifier = _CountingVerifier(delay=0)
-    gate = _KeyGate(settings(rate_limit=0), verifier, open_ledger("memory:").store)
-    statuses = [(await gate.check(f"sk_live_wrong_{i}", "203.0.113.7")).status_code for i in range(100)]
-    assert statuses.count(429) >= 50 and verifier.calls <= 50
-    # Another address, and a known-good key from the same address, are not locked out.
-    assert (await gate.check("sk_live_other", "198.51.100.2")).status_code == 401
-    assert await gate.check("sk_good_key", "198.51.100.2") is None
+    gate = http_module._KeyGate(settings(rate_limit=0), verifier, open_ledger("memory:").store)
+    statuses = [(await gate.check(f"sk_live_wrong_{i}", "203.0.113.7")).status_code for i in range(40)]
+    assert set(statuses) == {401} and gate._slowed("203.0.113.7") and not gate._slowed("198.51.100.2")
+    assert await gate.check("sk_good_key", "203.0.113.7") is None
 
 
 def test_half_sent_headers_do_not_hold_a_connection():

@@ -33,7 +33,7 @@ def as_input_item(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
     item = {k: v for k, v in value.items() if k not in OUTPUT_FACTS}
-    if item.get("type") in OUTPUT_TYPES:
+    if isinstance(item.get("type"), str) and item["type"] in OUTPUT_TYPES:
         item["type"] = OUTPUT_TYPES[item["type"]]
     return item
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,9 @@ def build_tool(spec: ToolSpec, open_call: Callable[[Context], Awaitable[Any]]) -
                 request = spec.request.model_validate(arguments)
             except ValidationError as exc:
                 raise ToolInputError(await explain(exc, arguments, call, spec.request)) from None
+            except (TypeError, ValueError, AttributeError) as exc:  # a validator tripped on a value's shape
+                raise ToolInputError(f"arguments: a value has the wrong type or shape ({type(exc).__name__}); send "
+                                     f"them as the tool's schema says: {', '.join(spec.request.model_fields)}") from None
             call.previews = getattr(request, "previews", None)
             result = await spec.handler(request, call)
             finish_previews(result)
@@ -157,7 +161,16 @@ def _refusal(spec: ToolSpec, message: str) -> str:
     return f"{stripped}. {NOTHING_STARTED}."
 
 
+_LONG_VALUE = re.compile(r"\S{121,}")
+
+
+def _shortened(message: str) -> str:
+    """An error quotes what it was sent; a 900 KB value is cut to its start and its length."""
+    return _LONG_VALUE.sub(lambda m: f"{m.group(0)[:60]}…({len(m.group(0)):,} characters)", message)
+
+
 def _error_result(code: str, message: str) -> CallToolResult:
+    message = _shortened(message)
     logger.info("tool error %s: %s", code, message)
     return CallToolResult(
         content=[TextContent(type="text", text=message)],

@@ -29,6 +29,8 @@ FAMILY_TYPES = {
     "tts": "audio", "t2a": "audio", "t2m": "audio", "speech": "audio", "music": "audio", "sound": "audio",
     "llm": "text", "t2t": "text", "chat": "text", "language": "text",
 }
+_LONGEST_LOOKUP = 200  # characters: a longer wrong value is answered by its length, never looked up in FLORA
+_ECHOING = ("string_pattern_mismatch", "literal_error", "enum", "string_type")  # explained by looking the value up
 
 
 def explain_type(value: Any) -> str:
@@ -203,7 +205,10 @@ async def explain(exc: ValidationError, arguments: dict[str, Any], call: ToolCal
         value = err.get("input")
         kind = err.get("type", "")
         try:
-            line = await _explain_one(call, name, kind, value, arguments)
+            if isinstance(value, str) and len(value) > _LONGEST_LOOKUP and kind in _ECHOING:  # no lookup, no echo
+                line = f"{'.'.join(str(p) for p in loc)}: {len(value):,} characters is far too long here; {err.get('msg')}"
+            else:
+                line = await _explain_one(call, name, kind, value, arguments)
         except ToolInputError as guided:
             line = str(guided)
         except FloraError:

@@ -45,8 +45,12 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _KEY_CHECK_TTL = 300.0  # a key FLORA accepted is trusted this long before it is checked again
 _REJECTED_TTL = 30.0  # a key FLORA refused is refused from memory this long (short: a key may be fixed)
 _LOCAL_VERDICT_TTL = 30.0  # this process's copy of a shared verdict (a key revoked elsewhere is noticed in time)
-_CHECKS_PER_ADDRESS = 30  # per minute: FLORA key checks one client address may cause with unknown keys
+_FAILED_CHECKS_PER_ADDRESS = 30  # per minute: keys FLORA refused from one client address before it is slowed
 _CHECKS_AT_ONCE = 16  # key checks in flight at once, so a flood of new keys cannot fill the FLORA pool
+_SLOW_LANE_WAIT = 10.0  # seconds a new key from a slowed address may wait for its check before a 429
+_SLOW_LANE_SPACING = 0.2  # seconds between checks from such an address: its junk costs at most 5 FLORA calls/s
+_KNOWN_GOOD_TTL = 30 * 86400.0  # a key FLORA once accepted skips the per-address slowing when re-checked
+_OUR_TOKENS = "fmcp_"  # tokens this server issues (OAuth access/refresh tokens, codes): never a FLORA key
 _KEY_CACHE_SIZE = 10_000
 
 # uvicorn limits (serve()); a proxy in front should add its own (see README, "Hosting").
@@ -84,12 +88,39 @@ def _security(settings: Settings, host: str) -> TransportSecuritySettings:
     return TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
+class _Check:
+    """One FLORA check of one key in flight: everyone who waits for it gets its outcome."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.outcome: bool | JSONResponse = _unavailable("FLORA could not check this key")
+
+
+class _SlowLane:
+    """An address over its share of refused keys: one check at a time, at most one per _SLOW_LANE_SPACING s."""
+
+    def __init__(self) -> None:
+        self.lock = anyio.Lock()
+        self.last = 0.0
+
+    @asynccontextmanager
+    async def turn(self):
+        async with self.lock:
+            await anyio.sleep(max(0.0, self.last + _SLOW_LANE_SPACING - time.monotonic()))
+            self.last = time.monotonic()
+            yield
+
+
 class _KeyGate:
     """Admits a request only with a FLORA key that FLORA accepts; limits each key's request rate.
 
-    Unknown keys cost a FLORA call, so they are what an unauthenticated flood aims at: a refused
-    key is remembered for a short while, concurrent checks of one key share a single call, each
-    client address may cause only so many checks a minute, and few checks run at once.
+    Unknown keys cost a FLORA call, so they are what an unauthenticated flood aims at. A refused key
+    is remembered for a short while; concurrent checks of one key share a single call; few checks run
+    at once. What is limited per client address is what costs: keys FLORA *refused*. An address over
+    its share is not shut out (Claude's egress and an office NAT are shared by many users), it is
+    slowed: its new keys are checked one at a time, so its junk costs at most one FLORA call at a time
+    while a valid key from the same address still gets in. A key FLORA accepted before is re-checked
+    without any of that.
 
     Verdicts and counts live in the ledger's store, so they hold across workers and replicas: a key one
     replica checked (or refused) costs the others no FLORA call, and the rate limit counts every request
@@ -101,7 +132,9 @@ class _KeyGate:
         self.client_for_key = client_for_key
         self.store = store  # the ledger's shared values: get/put/count
         self.verdicts: Recent = Recent(_KEY_CACHE_SIZE)  # key fingerprint -> (accepted?, when FLORA said so)
-        self.pending: dict[str, anyio.Event] = {}  # key fingerprint -> a check in flight
+        self.pending: dict[str, _Check] = {}  # key fingerprint -> the check in flight
+        self.slowed_until: Recent = Recent(_KEY_CACHE_SIZE)  # client address over its share -> until when
+        self.slow_lanes: Recent = Recent(_KEY_CACHE_SIZE)  # such an address -> its one check at a time
         self._in_flight: anyio.Semaphore | None = None
 
     def key_for(self, headers: Any) -> str | None:
@@ -113,6 +146,9 @@ class _KeyGate:
     async def check(self, key: str | None, address: str | None = None) -> JSONResponse | None:
         if key is None:
             return _unauthorized("Send your FLORA API key as 'Authorization: Bearer sk_live_…'")
+        if key.startswith(_OUR_TOKENS):  # ours, unknown or expired (a live access token was swapped already)
+            return _unauthorized("This sign-in token is expired, revoked or not an access token; sign in again",
+                                 "invalid_token")
         fp = key_hash(key)  # the full hash: the shared store's name for the key
         accepted = await self._verdict(fp)
         if accepted is None:
@@ -126,29 +162,53 @@ class _KeyGate:
 
     async def _verify(self, key: str, fp: str, address: str) -> bool | JSONResponse:
         """Ask FLORA once, however many requests with this key arrive while it answers."""
-        if (running := self.pending.get(fp)) is not None:
-            await running.wait()
-            accepted = await self._verdict(fp)
-            return _unavailable("FLORA could not check this key") if accepted is None else accepted
-        if (wait := await self._count_check(address)) is not None:
-            return _too_many(f"Too many new API keys from this address; retry in {wait} s", wait)
-        self.pending[fp] = done = anyio.Event()
+        running = self.pending.get(fp)
+        if running is None:  # no await between looking and claiming: exactly one check per key
+            running = self.pending[fp] = _Check()
+            try:
+                running.outcome = await self._ask_flora(key, fp, address)
+            finally:
+                self.pending.pop(fp, None)
+                running.done.set()
+        else:
+            await running.done.wait()
+        return running.outcome
+
+    async def _ask_flora(self, key: str, fp: str, address: str) -> bool | JSONResponse:
+        known = await self.store.get(f"key-known:{fp}") is not None
+        if known or not self._slowed(address):
+            return await self._checked(key, fp, address, known)
+        lane = self.slow_lanes.get(address)
+        if lane is None:
+            lane = self.slow_lanes[address] = _SlowLane()
+        with anyio.move_on_after(_SLOW_LANE_WAIT):
+            async with lane.turn():
+                return await self._checked(key, fp, address)
+        return _too_many("Too many rejected API keys from this address; retry in a minute", 60)
+
+    async def _checked(self, key: str, fp: str, address: str, known: bool = False) -> bool | JSONResponse:
+        if self._in_flight is None:
+            self._in_flight = anyio.Semaphore(_CHECKS_AT_ONCE)
         try:
-            if self._in_flight is None:
-                self._in_flight = anyio.Semaphore(_CHECKS_AT_ONCE)
-            async with self._in_flight:
+            if known:  # a signed-in user's re-check never queues behind a flood of new keys
                 await self.client_for_key(key).list_workspaces()
+            else:
+                async with self._in_flight:
+                    await self.client_for_key(key).list_workspaces()
         except AuthenticationError:
             await self._remember(fp, False)
+            if await self.store.count(f"failed-checks:{address}", 60.0) >= _FAILED_CHECKS_PER_ADDRESS:
+                self.slowed_until[address] = time.monotonic() + 60.0
             return False
         except FloraError as exc:
             return _unavailable(exc.message)
-        else:
-            await self._remember(fp, True)
-            return True
-        finally:
-            del self.pending[fp]
-            done.set()
+        await self._remember(fp, True)
+        await self.store.put(f"key-known:{fp}", "1", _KNOWN_GOOD_TTL)
+        return True
+
+    def _slowed(self, address: str) -> bool:
+        until = self.slowed_until.get(address)
+        return until is not None and time.monotonic() < until
 
     # --- storage: the ledger's shared values, with a local copy of verdicts ------------------------------
     async def _verdict(self, fp: str) -> bool | None:
@@ -169,10 +229,6 @@ class _KeyGate:
         ttl = _KEY_CHECK_TTL if accepted else _REJECTED_TTL
         self.verdicts[fp] = (accepted, time.monotonic() + min(ttl, _LOCAL_VERDICT_TTL))
         await self.store.put(f"key:{fp}", "accepted" if accepted else "rejected", ttl)
-
-    async def _count_check(self, address: str) -> int | None:
-        """Count a key check caused by `address`; seconds to wait if it has had its share this minute."""
-        return await self._window(f"checks:{address}", _CHECKS_PER_ADDRESS)
 
     async def _rate(self, fp: str) -> JSONResponse | None:
         wait = await self._window(f"rate:{fp}", self.settings.rate_limit)

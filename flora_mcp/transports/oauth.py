@@ -27,7 +27,7 @@ from html import escape
 from importlib import resources
 from string import Template
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -41,6 +41,7 @@ from mcp.server.auth.provider import (
     AuthorizeError,
     ProviderTokenVerifier,
     RefreshToken,
+    RegistrationError,
     TokenError,
     construct_redirect_uri,
 )
@@ -63,12 +64,16 @@ SCOPE = "flora"
 ACCESS_PREFIX = "fmcp_at_"  # our tokens are told from FLORA keys (sk_…) by these prefixes
 REFRESH_PREFIX = "fmcp_rt_"
 CODE_PREFIX = "fmcp_code_"
+OUR_TOKEN_PREFIX = "fmcp_"  # every credential this server issues; none of them is ever a FLORA key
 REQUEST_TTL = 600  # seconds a user has to finish the consent page
 CODE_TTL = 300
-CLIENT_TTL = 365 * 86400
+CLIENT_TTL = 365 * 86400  # a client that completed a sign-in
+UNUSED_CLIENT_TTL = 3600  # a client that never did: registered, then abandoned (or a flood)
+MAX_CLIENT_METADATA = 4096  # bytes of a registered client's record; real clients send a few hundred
 CSRF_COOKIE = "flora_consent"
 CONSENT_ATTEMPTS_PER_MINUTE = 20  # per client address: the consent page checks keys against FLORA
-REGISTRATIONS_PER_HOUR = 1000  # per client address (Claude registers from its own servers)
+REGISTRATIONS_PER_HOUR = 1000  # per client address (Claude registers from its own servers); with the two
+# caps above, one address holds at most ~4 MB of unused clients at any time
 AUTHORIZE_PER_MINUTE = 60  # per client address
 
 
@@ -92,6 +97,29 @@ def urls(settings: Settings) -> tuple[str, str]:
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why a client may not send users to `uri`, or None. Only https:// and loopback http:// (RFC 8252
+    §7.3: a native app's local listener), without a fragment (RFC 6749 §3.1.2): no javascript:, data:,
+    file: or plain-http host a code or an error could be sent to."""
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:
+        return f"{uri[:100]!r} is not a URL"
+    if "#" in uri:
+        return f"{uri[:100]!r} has a fragment; a redirect URI may not (RFC 6749 §3.1.2)"
+    scheme = parts.scheme.lower()
+    if scheme == "https" and host:
+        return None
+    if scheme == "http" and host in _LOOPBACK_HOSTS:
+        return None
+    return (f"{uri[:100]!r} is not allowed: use an https:// URL, or http:// on 127.0.0.1, [::1] or localhost "
+            "for an app on this machine (RFC 8252)")
 
 
 class Sealer:
@@ -157,14 +185,37 @@ class LedgerProvider:
         return OAuthClientInformationFull.model_validate_json(raw) if raw else None
 
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
-        await self.store.put(f"oauth:client:{client_info.client_id}", client_info.model_dump_json(), CLIENT_TTL)
+        """Stored for an hour until it completes a sign-in (then a year), with its secret only hashed."""
+        for uri in client_info.redirect_uris or []:
+            if problem := redirect_uri_problem(str(uri)):
+                raise RegistrationError("invalid_redirect_uri", problem)
+        stored = client_info.model_copy(update={
+            "client_secret": _hash(client_info.client_secret) if client_info.client_secret else None})
+        record = stored.model_dump_json(exclude_none=True)
+        if len(record) > MAX_CLIENT_METADATA:
+            raise RegistrationError("invalid_client_metadata", f"client metadata is {len(record):,} bytes; this server "
+                                    f"keeps at most {MAX_CLIENT_METADATA:,} (redirect_uris, client_name and the "
+                                    "grant and auth settings are all a client needs)")
+        await self.store.put(f"oauth:client:{client_info.client_id}", record, UNUSED_CLIENT_TTL)
+
+    async def _keep_client(self, client_id: str) -> None:
+        """A client completed a sign-in: keep it for CLIENT_TTL."""
+        raw = await self.store.get(f"oauth:client:{client_id}")
+        if raw is not None:
+            await self.store.put(f"oauth:client:{client_id}", raw, CLIENT_TTL)
 
     # --- authorize: park the request until the user consents -----------------------------------------------
     async def authorize(self, client: OAuthClientInformationFull, params: AuthorizationParams) -> str:
+        if problem := redirect_uri_problem(str(params.redirect_uri)):  # a client registered before the check
+            raise AuthorizeError("invalid_request", f"redirect_uri {problem}")
         if params.resource is not None and not self.is_our_resource(params.resource):
             raise AuthorizeError("invalid_target", f"this server issues tokens only for {self.resource}")
+        raw_client = await self.store.get(f"oauth:client:{client.client_id}")
+        if raw_client is not None and not await self.store.get(f"oauth:client-used:{client.client_id}"):
+            # an unused client lives on while its user is on the consent page
+            await self.store.put(f"oauth:client:{client.client_id}", raw_client, UNUSED_CLIENT_TTL + REQUEST_TTL)
         request_id = secrets.token_urlsafe(24)
-        await self.store.put(f"oauth:request:{request_id}", json.dumps({
+        await self.store.put(f"oauth:request:{_hash(request_id)}", json.dumps({
             "client_id": client.client_id, "params": params.model_dump(mode="json")}), REQUEST_TTL)
         return f"{self.issuer}/consent?request={request_id}"
 
@@ -175,7 +226,7 @@ class LedgerProvider:
                 and (asked.path.rstrip("/") + "/").startswith(ours.path.rstrip("/") + "/"))
 
     async def pending(self, request_id: str) -> tuple[OAuthClientInformationFull, AuthorizationParams] | None:
-        raw = await self.store.get(f"oauth:request:{request_id}") if request_id else None
+        raw = await self.store.get(f"oauth:request:{_hash(request_id)}") if request_id else None
         if raw is None:
             return None
         record = json.loads(raw)
@@ -184,7 +235,7 @@ class LedgerProvider:
 
     async def approve(self, request_id: str, flora_key: str) -> str | None:
         """The user's FLORA key was accepted: issue a code (once per request) and return the redirect."""
-        raw = await self.store.take(f"oauth:request:{request_id}")
+        raw = await self.store.take(f"oauth:request:{_hash(request_id)}")
         if raw is None:
             return None
         record = json.loads(raw)
@@ -201,7 +252,7 @@ class LedgerProvider:
         return construct_redirect_uri(str(params.redirect_uri), code=code, state=params.state)
 
     async def deny(self, request_id: str) -> str | None:
-        raw = await self.store.take(f"oauth:request:{request_id}")
+        raw = await self.store.take(f"oauth:request:{_hash(request_id)}")
         if raw is None:
             return None
         params = AuthorizationParams.model_validate(json.loads(raw)["params"])
@@ -230,6 +281,9 @@ class LedgerProvider:
             raise TokenError("invalid_grant", "authorization code already used")
         grant = secrets.token_urlsafe(16)
         await self.store.put(f"oauth:code-used:{name}", grant, CODE_TTL * 2)
+        if not await self.store.get(f"oauth:client-used:{client.client_id}"):
+            await self.store.put(f"oauth:client-used:{client.client_id}", "1", CLIENT_TTL)
+            await self._keep_client(client.client_id)
         return await self._issue(grant, client.client_id, authorization_code.scopes,
                                  authorization_code.resource or self.resource, authorization_code.subject or "",
                                  authorization_code.sealed_key, authorization_code.signed_in)
@@ -479,7 +533,13 @@ class OAuthGate:
             return
         headers = dict(scope["headers"])
         auth = headers.get(b"authorization", b"").decode("latin-1")
-        if auth[7:].strip().startswith(ACCESS_PREFIX) and auth[:7].lower() == "bearer ":
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        if token.startswith(OUR_TOKEN_PREFIX) and not token.startswith(ACCESS_PREFIX):
+            # a refresh token or a code where an access token belongs: ours, so it never goes to FLORA
+            await self._deny(send, "invalid_token", "This is a refresh token or authorization code, not an access "
+                             "token; exchange it at /token and send the access token")
+            return
+        if token.startswith(ACCESS_PREFIX):
             result = await self.backend.authenticate(HTTPConnection(scope))
             if result is None:
                 await self._deny(send, "invalid_token", "This sign-in has expired or was revoked; sign in again")
@@ -529,7 +589,91 @@ def oauth_routes(settings: Settings, store: Any, client_for_key: Any) -> tuple[l
     consent = ConsentPage(provider, client_for_key)
     routes.append(Route("/consent", consent.handle, methods=["GET", "POST"]))
     routes.append(Route("/signout", SignOutPage(provider).handle, methods=["GET", "POST"]))
+    for route in routes:
+        if route.path == "/authorize":
+            route.app = _errors_on_our_page(route.app, issuer)
+        elif route.path in ("/token", "/revoke"):
+            route.app = _secrets_hashed(route.app)
     return _capped(routes, store), provider
+
+
+def _errors_on_our_page(inner: ASGIApp, issuer: str) -> ASGIApp:
+    """/authorize sends the browser only to our consent page. The SDK redirects a bad request (scope,
+    resource, response_type, PKCE method) back to the client's registered URL with the error; since
+    anyone may register a client, that made /authorize an open redirector (RFC 9700 §4.11.2). Such an
+    error is shown here instead, on our own page, and the user goes back to their app."""
+    ours = issuer.rstrip("/") + "/"
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        held: dict[str, Any] = {}
+
+        async def checked_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                location = dict(message.get("headers", [])).get(b"location", b"").decode("latin-1")
+                if 300 <= message["status"] < 400 and not location.startswith(ours):
+                    held["error"] = dict(parse_qsl(urlsplit(location).query))
+                    return
+            elif held:
+                if not message.get("more_body"):
+                    error = held["error"]
+                    response = _message("This sign-in request cannot be completed",
+                                        f"{error.get('error', 'invalid_request')}: "
+                                        f"{error.get('error_description', 'the request was refused')}. Go back "
+                                        "to your app and connect again; if this repeats, tell its developer.", 400)
+                    await response(scope, receive, send)
+                return
+            await send(message)
+
+        await inner(scope, receive, checked_send)
+
+    return guarded
+
+
+def _secrets_hashed(inner: ASGIApp) -> ASGIApp:
+    """Clients' secrets are stored only as hashes (see register_client), so the SDK's check at /token and
+    /revoke compares hashes: the presented secret (form field or Basic header) is hashed on the way in."""
+
+    async def hashing(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await inner(scope, receive, send)
+            return
+        headers = []
+        for name, value in scope["headers"]:
+            if name == b"authorization" and value[:6].lower() == b"basic ":
+                value = _hashed_basic(value[6:])
+            headers.append((name, value))
+        body, more = b"", True
+        while more:  # the SDK's body limit sits inside; these forms are small
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > 64 * 1024:
+                break
+        if b"client_secret=" in body:
+            body = urlencode([(k, _hash(v) if k == "client_secret" and v else v)
+                              for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True)]).encode()
+        headers = [(k, v) for k, v in headers if k != b"content-length"] + [(b"content-length", str(len(body)).encode())]
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await inner(dict(scope, headers=headers), replay, send)
+
+    return hashing
+
+
+def _hashed_basic(encoded: bytes) -> bytes:
+    try:
+        client_id, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return b"Basic " + encoded  # the SDK answers a malformed header itself
+    pair = f"{client_id}:{quote(_hash(unquote(secret)), safe='')}" if secret else f"{client_id}:"
+    return b"Basic " + base64.b64encode(pair.encode())
 
 
 def _capped(routes: list[Route], store: Any) -> list[Route]:

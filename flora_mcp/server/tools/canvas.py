@@ -8,13 +8,16 @@ references must already be on the canvas.
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
+import anyio
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from ..._ids import ASSET_ID_PATTERN
-from ...errors import BadRequestError
-from ...mermaid import Flowchart, MermaidError, parse
+from ...errors import BadRequestError, FloraError
+from ...mermaid import MAX_NODES, Flowchart, MermaidError, parse, serialize
 from ..arguments import IdempotencyKeyParam, NewRunParam, ParamsParam, ProjectParam, RunIdParam, ToolArgs, WaitParam
 from ..canvas_links import remember_canvas_url
 from ..estimates import fixed
@@ -64,6 +67,7 @@ class GetProject(ToolArgs):
 
 class ReadCanvas(ToolArgs):
     project_id: ProjectParam = None
+    offset: Annotated[int | None, Field(ge=0, le=MAX_NODES, description="From next_offset of the previous page")] = None
 
 
 class PatchCanvas(ToolArgs):
@@ -112,10 +116,20 @@ async def _canvas(call: ToolCall, project_id: str) -> Canvas:
     return canvas
 
 
-def _chart(canvas: Canvas) -> Flowchart | None:
-    """The current canvas as a graph; None if FLORA drew something this parser does not read."""
+_PARSE_INLINE = 20_000  # characters: a diagram longer than this is parsed on a worker thread
+
+
+async def parsed(diagram: str) -> Flowchart:
+    """parse(), off the event loop when the diagram is long, so one user's big canvas cannot stall others."""
+    if len(diagram) <= _PARSE_INLINE:
+        return parse(diagram)
+    return await anyio.to_thread.run_sync(parse, diagram)
+
+
+async def _chart(canvas: Canvas) -> Flowchart | None:
+    """The current canvas as a graph; None if FLORA drew something this parser does not read (or too big)."""
     try:
-        return parse(canvas.diagram)
+        return await parsed(canvas.diagram)
     except MermaidError:
         return None
 
@@ -135,29 +149,64 @@ async def get_project(req: GetProject, call: ToolCall) -> ToolResult:
                        "canvas": canvas.summary.model_dump()})
 
 
+READ_PAGE_NODES = 200  # nodes per read_canvas answer
+READ_WHOLE_CHARS = 30_000  # a diagram up to this long comes whole; a longer one page by page
+
+
 async def read_canvas(req: ReadCanvas, call: ToolCall) -> ToolResult:
     project_id = await _project_id(call, req.project_id)
     canvas = await _canvas(call, project_id)
     page = await call.client.list_canvas_nodes(project_id, limit=100)
     media = {n.node_id: n for n in page.nodes}
-    chart = _chart(canvas)
+    chart = await _chart(canvas)
+    offset = req.offset or 0
+    nodes = list(chart.nodes.values()) if chart else []
+    shown = nodes[offset:offset + READ_PAGE_NODES]
     rows: list[dict[str, Any]] = []
-    for node in (chart.nodes.values() if chart else []):
+    for node in shown:
         row: dict[str, Any] = {"id": node.id, "kind": node.kind, "label": node.label}
         found = media.pop(node.id, None)
         if found is not None:
             row |= _media_fields(found)
         rows.append(row)
-    for found in media.values():  # listed by FLORA but not drawn in the diagram under the same ID
-        rows.append({"id": found.node_id, "kind": found.type, "label": found.label} | _media_fields(found))
+    if offset == 0:
+        for node in nodes[READ_PAGE_NODES:]:
+            media.pop(node.id, None)
+        for found in media.values():  # listed by FLORA but not drawn in the diagram under the same ID
+            rows.append({"id": found.node_id, "kind": found.type, "label": found.label} | _media_fields(found))
+    diagram, notes = canvas.diagram, []
+    if chart is not None and (len(canvas.diagram) > READ_WHOLE_CHARS or len(nodes) > READ_PAGE_NODES):
+        diagram = _page_diagram(chart, {n.id for n in shown})
+        if offset + READ_PAGE_NODES < len(nodes):
+            notes.append(f"nodes {offset + 1}-{offset + len(shown)} of {len(nodes)} with their edges; "
+                         f"read_canvas(offset={offset + READ_PAGE_NODES}) gives the next page")
+    elif chart is None and len(canvas.diagram) > READ_WHOLE_CHARS:
+        diagram = canvas.diagram[:READ_WHOLE_CHARS]
+        notes.append(f"the diagram is {len(canvas.diagram):,} characters; the first {READ_WHOLE_CHARS:,} are shown")
     result: dict[str, Any] = {"project_id": project_id, "canvas_url": canvas.canvas_url,
-                              "summary": canvas.summary.model_dump(), "diagram": canvas.diagram, "nodes": rows}
+                              "summary": canvas.summary.model_dump(), "diagram": diagram, "nodes": rows}
+    if chart is not None and offset + READ_PAGE_NODES < len(nodes):
+        result["next_offset"] = offset + READ_PAGE_NODES
     if page.meta.next_cursor:
-        result["note"] = "the canvas has more than 100 media nodes; their details beyond those are not listed"
+        notes.append("the canvas has more than 100 media nodes; their details beyond those are not listed")
     if chart is None:
-        result["note"] = "the diagram uses Mermaid this server does not read; nodes come from FLORA's node list"
+        notes.append("the diagram uses Mermaid this server does not read (or is too big to read); nodes come "
+                     "from FLORA's node list")
+    if notes:
+        result["note"] = "; ".join(notes)
     rest = {k: v for k, v in result.items() if k != "diagram"}
-    return ToolResult(result, text=canvas.diagram + "\n" + json.dumps(rest, separators=(",", ":")))
+    return ToolResult(result, text=diagram + "\n" + json.dumps(rest, separators=(",", ":")))
+
+
+def _page_diagram(chart: Flowchart, ids: set[str]) -> str:
+    """The part of the diagram about these nodes: them, and the edges leaving them."""
+    from ...mermaid import Group
+
+    part = Flowchart(chart.direction, {i: n for i, n in chart.nodes.items() if i in ids},
+                     [e for e in chart.edges if e.source in ids],
+                     [Group(g.id, g.title, [m for m in g.members if m in ids]) for g in chart.groups
+                      if any(m in ids for m in g.members)])
+    return serialize(part)
 
 
 def _media_fields(node: Any) -> dict[str, Any]:
@@ -174,14 +223,73 @@ def _media_fields(node: Any) -> dict[str, Any]:
 
 
 # --- patching ----------------------------------------------------------------------------------------
+# The canvas is FLORA's page the whole team opens: a patch carries nodes, edges, labels as plain text
+# and http(s) URLs, nothing that styles, scripts or links that page.
+_STYLING = re.compile(r"^(click|style|classDef|class|linkStyle)\b")
+_ENTITY = re.compile(r"#(?!quot;|124;)[A-Za-z0-9]+;")
+_SCRIPT_SCHEME = re.compile(r"^[\s\x00-\x1f]*(javascript|data|vbscript|file)\s*:", re.IGNORECASE)
+
+
+def unsafe_parts(diagram: str, patch: Flowchart) -> list[str]:
+    """Directives, styling, clicks and HTML in a diagram, each with its fix."""
+    problems = []
+    for number, raw in enumerate(diagram.splitlines(), start=1):
+        line = raw.strip()
+        if "%%{" in line:
+            problems.append(f"diagram: line {number}: %%{{…}}%% directives are not sent to the canvas; remove the "
+                            "line (FLORA draws the canvas its own way)")
+        elif match := _STYLING.match(line):
+            problems.append(f"diagram: line {number}: {match.group(1)} lines are not sent to the canvas (it is "
+                            "FLORA's page the whole team opens); remove the line: a patch adds nodes and edges")
+    labels = [(f"node {n.id}", n.label) for n in patch.nodes.values()]
+    labels += [(f"edge {e.source} --> {e.target}", e.label) for e in patch.edges]
+    labels += [(f"subgraph {g.id}", g.title) for g in patch.groups]
+    for where, label in labels:
+        if label and ("<" in label or ">" in label):
+            problems.append(f"diagram: {where}: labels are plain text; remove the HTML (<…>) from {label[:60]!r}")
+        elif label and _ENTITY.search(label):
+            problems.append(f"diagram: {where}: write the character itself instead of the code "
+                            f"{_ENTITY.search(label).group(0)!r} (labels are plain text)")
+    return problems
+
+
+def unsafe_values(node_params: dict[str, dict[str, Any]]) -> list[str]:
+    """javascript:, data:, vbscript: or file: values anywhere in node_params."""
+    problems = []
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, str):
+            if _SCRIPT_SCHEME.match(value):
+                problems.append(f"{where}: {value.split(':', 1)[0].strip()[:20]}: values are not sent to the canvas; "
+                                "use an http(s) URL (a run output or upload_asset)")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{where}.{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{where}[{index}]")
+
+    for node_id, values in node_params.items():  # content_url has its own, stricter check
+        walk({k: v for k, v in values.items() if k != "content_url"}, f"node_params.{node_id}")
+    return problems
+
+
+def _is_web_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
 async def check_patch(call: ToolCall, diagram: str, node_params: dict[str, dict[str, Any]],
                       current: Flowchart | None, project_id: str) -> list[str]:
     """Everything wrong with a patch that can be known before sending it, each with its fix."""
     try:
-        patch = parse(diagram)
+        patch = await parsed(diagram)
     except MermaidError as exc:
         return [f"diagram: {exc}. Write e.g. graph LR, then p1[\"Mug prompt (text)\"], then p1 --> n2"]
-    problems = []
+    problems = unsafe_parts(diagram, patch) + unsafe_values(node_params)
     for node in patch.nodes.values():
         on_canvas = current is not None and node.id in current.nodes
         if node.label is None and current is not None and not on_canvas:
@@ -206,7 +314,7 @@ async def check_patch(call: ToolCall, diagram: str, node_params: dict[str, dict[
         elif model is not None:
             problems.append(f"node_params.{node_id}.model: an endpoint ID string from list_models")
         url = values.get("content_url")
-        if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        if url is not None and not (isinstance(url, str) and _is_web_url(url)):
             problems.append(f"node_params.{node_id}.content_url: an http(s) URL (a run output or upload_asset)")
     return problems
 
@@ -216,10 +324,21 @@ async def patch_canvas(req: PatchCanvas, call: ToolCall) -> ToolResult:
 
     project_id = await _project_id(call, req.project_id)
     canvas = await _canvas(call, project_id)
-    problems = await check_patch(call, req.diagram, req.node_params or {}, _chart(canvas), project_id)
+    problems = await check_patch(call, req.diagram, req.node_params or {}, await _chart(canvas), project_id)
     if problems:
         raise ToolInputError("; ".join(problems) + NOTHING_SENT)
-    patched = await call.client.patch_canvas(project_id, CanvasPatch(diagram=req.diagram, node_params=req.node_params))
+    try:
+        patched = await call.client.patch_canvas(project_id, CanvasPatch(diagram=req.diagram,
+                                                                         node_params=req.node_params))
+    except FloraError as exc:
+        if not exc.may_have_started:
+            raise
+        raise FloraError(
+            f"FLORA did not confirm the patch of {project_id} ({exc.message}); it may have been applied",
+            code="outcome_unknown",
+            hint=f"call read_canvas(project_id={project_id!r}) and look for the new nodes "
+                 f"({', '.join(list((await parsed(req.diagram)).declared())[:8]) or 'of this patch'}) before sending "
+                 "it again: a second patch would add them twice") from None
     result: dict[str, Any] = {"project_id": project_id, "canvas_url": patched.canvas_url, "applied": patched.diagram,
                               "created_nodes": patched.created_node_count, "created_edges": patched.created_edge_count}
     if patched.warnings:
@@ -335,7 +454,7 @@ def _action_for(label: str | None, actions: dict[str, Action]) -> Action | None:
 async def run_canvas_action(req: RunCanvasAction, call: ToolCall) -> ToolResult:
     project_id = await _project_id(call, req.project_id)
     canvas = await _canvas(call, project_id)
-    chart = _chart(canvas)
+    chart = await _chart(canvas)
     action = None
     if chart is not None:  # check what can be checked before any money is spent
         node = chart.nodes.get(req.node_id)
