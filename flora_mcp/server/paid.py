@@ -237,6 +237,8 @@ def start_facts(start: PaidStart) -> dict[str, Any]:
         facts |= start.estimate.details()
     if start.details.get("model"):
         facts["model"] = start.details["model"]
+    if start.outcome == "started" and start.note:  # e.g. the ledger could not record it (yet)
+        facts["note"] = start.note
     return facts
 
 
