@@ -119,9 +119,9 @@ def postgres_binaries() -> str | None:
 
 
 @contextmanager
-def running_postgres() -> Iterator[str]:
-    """A real PostgreSQL server in a temp dir on a free loopback port (trust auth, fsync off: a test
-    server); yields its URL. PostgreSQL refuses to run as root: as root, it runs as the `postgres` user
+def running_postgres(durable: bool = False) -> Iterator[str]:
+    """A real PostgreSQL server in a temp dir on a free loopback port (trust auth; fsync off unless
+    `durable`: a test server); yields its URL. PostgreSQL refuses to run as root: as root, it runs as the `postgres` user
     (created if missing)."""
     binaries = postgres_binaries()
     if binaries is None:
@@ -144,8 +144,8 @@ def running_postgres() -> Iterator[str]:
         run(os.path.join(binaries, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync",
             "-E", "UTF8", "--locale=C")
         run(os.path.join(binaries, "pg_ctl"), "-D", data, "-l", os.path.join(base, "log"), "-w", "-t", "60", "-o",
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off "
-            "-c max_connections=200", "start")
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=200"
+            + ("" if durable else " -c fsync=off -c full_page_writes=off"), "start")
         try:
             yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
         finally:

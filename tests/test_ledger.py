@@ -224,3 +224,40 @@ async def test_a_status_check_that_learns_nothing_writes_nothing(ledgers):
     for _ in range(3):
         assert await a.observe(who, "run_k", "running", 0.0) is None
     assert calls == []  # read only: no transaction, no lock
+
+
+async def test_the_hourly_budget_sums_always_equal_the_rows_they_sum(ledgers, monkeypatch):
+    """The window's totals come from per-hour sums moved with each change; after starts, settlements,
+    releases and resends over ten hours, they equal a sum over the rows themselves, for any window."""
+    import random
+
+    from flora_mcp.ledger import Reads
+
+    a, b = ledgers
+    who, clock = user(), [1_796_400_000.0]
+    monkeypatch.setattr("flora_mcp.ledger.time.time", lambda: clock[0])
+    rng = random.Random(7)
+    live: list[tuple[str, str]] = []
+    for n in range(60):
+        clock[0] += rng.uniform(60, 1200)
+        ledger = a if n % 2 else b
+        key = f"k{n}"
+        await ledger.begin(who, [intent(key, body={"n": n}, usd=round(rng.uniform(0.01, 0.2), 3))],
+                           budget_usd=1000, window_seconds=86400)
+        fate = rng.random()
+        if fate < 0.15:
+            await ledger.release(who, key)
+        elif fate < 0.3:
+            await ledger.outcome_unknown(who, key, "dropped")
+        else:
+            await ledger.started(who, key, f"run_{n}")
+            live.append((key, f"run_{n}"))
+        if live and rng.random() < 0.6:
+            _, run_id = live.pop(rng.randrange(len(live)))
+            await ledger.observe(who, run_id, rng.choice(["completed", "failed", "running"]),
+                                 round(rng.uniform(0, 0.25), 3))
+    for hours_back in (0.5, 1, 2.7, 5, 9.99, 24):
+        since = clock[0] - hours_back * 3600
+        from_hours = (await a.runs.fetch(who, Reads(window_since=since), clock[0])).totals
+        _, spent, held = await a.runs.summary(who, Query(), since)
+        assert from_hours == (pytest.approx(spent, abs=1e-6), pytest.approx(held, abs=1e-6)), hours_back

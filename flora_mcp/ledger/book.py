@@ -97,11 +97,13 @@ class Insert:
 @dataclass(frozen=True)
 class Update:
     row: Row  # the whole row, written back by its key
+    before: Row  # as fetched: the store moves the budget sums by the difference
 
 
 @dataclass(frozen=True)
 class Delete:
     key: str
+    before: Row
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,13 @@ def counted_usd(row: Row) -> float:
     if row["status"] in SETTLED:
         return float(row.get("charged_usd") or 0.0)
     return max(float(row.get("reserved_usd") or 0.0), float(row.get("charged_usd") or 0.0))
+
+
+def budget_share(row: Row | None) -> tuple[float, float]:
+    """(settled charge, open reservation) a row adds to its hour of the budget sums."""
+    if row is None:
+        return 0.0, 0.0
+    return (counted_usd(row), 0.0) if row["status"] in SETTLED else (0.0, counted_usd(row))
 
 
 def is_stale_start(row: Row, now: float) -> bool:
@@ -156,9 +165,9 @@ def _decide_existing(row: Row, now: float, owner: str, reused: bool, changes: li
         return Decision("expired", row["key"], row, reused)
     # Outcome unknown (or its process died mid-POST): send the same key again; FLORA never starts a
     # second run for it, and answers either the run (replay) or 409 (accepted once, ID lost).
-    row = row | {"status": "starting", "updated": now, "owner": owner, "attempts": row.get("attempts", 1) + 1}
-    changes.append(Update(row))
-    return Decision("resend", row["key"], row, reused)
+    changed = row | {"status": "starting", "updated": now, "owner": owner, "attempts": row.get("attempts", 1) + 1}
+    changes.append(Update(changed, row))
+    return Decision("resend", changed["key"], changed, reused)
 
 
 def begin(fetched: Fetched, intents: list[Intent], *, now: float, owner: str,
@@ -203,14 +212,14 @@ def edit(row: Row | None, now: float, **values: Any) -> list[Change]:
     """After the POST: the run ID, an unknown outcome or an accepted start, on a row not yet settled."""
     if row is None or row["status"] in SETTLED:
         return []
-    return [Update(row | values | {"updated": now})]
+    return [Update(row | values | {"updated": now}, row)]
 
 
 def release(row: Row | None) -> list[Change]:
     """FLORA refused the start (nothing was charged): forget the intent, freeing its reservation."""
     if row is None or row.get("run_id"):
         return []
-    return [Delete(row["key"])]
+    return [Delete(row["key"], row)]
 
 
 def observe(row: Row | None, status: str, charged_usd: float | None, now: float) -> tuple[Row | None, list[Change]]:
@@ -223,12 +232,12 @@ def observe(row: Row | None, status: str, charged_usd: float | None, now: float)
     if row["status"] == status and charged_usd in (None, row.get("charged_usd")):
         return None, []
     newly = status in SETTLED
-    row = row | {"status": status, "updated": now}
+    before, row = row, row | {"status": status, "updated": now}
     if charged_usd is not None:
         row["charged_usd"] = round(float(charged_usd), 6)
     if newly:
         row["reserved_usd"] = 0.0
-    changes: list[Change] = [Update(row)]
+    changes: list[Change] = [Update(row, before)]
     if newly and status == "completed" and row.get("model") and row.get("estimated_usd"):
         raw = row["estimated_usd"] / (row.get("calibration") or 1.0)  # the estimate before any learned ratio
         changes.append(Calibrate(row["model"], raw, row.get("charged_usd") or 0.0))

@@ -146,8 +146,11 @@ class PostgresStore:
         return await self._with(run)
 
     async def prune(self, user: str, before: float, limit: int) -> int:
+        rows, hours = sql.prune(D)
+
         async def run(conn: Any) -> int:
-            return (await conn.execute(sql.prune(D), (user, user, before, limit))).rowcount
+            await conn.execute(hours, (user, sql.hour_of(before)))
+            return (await conn.execute(rows, (user, user, before, limit))).rowcount
 
         return await self._with(run)
 

@@ -4,6 +4,9 @@ Statements are written once with `?` placeholders; `Dialect` adapts the few word
 A row of `paid_starts` keeps in columns what is looked up, filtered or summed (see book.COLUMNS), and
 the rest of the row as JSON in `data`.
 
+`budget_hours` keeps each user's settled charges and open reservations per hour of `created`, so the
+budget window's totals cost the same with 100 rows in it or 20,000.
+
 Indexes, and what each answers without reading other rows:
   (user_id, key)                  primary key: a start by its idempotency key
   (user_id, run_id)               get_run / observe: a start by its run
@@ -21,7 +24,19 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from .book import ALL_MODELS, COLUMNS, REUSE_SECONDS, Calibrate, Change, Delete, Insert, Reads, Row, Update
+from .book import (
+    ALL_MODELS,
+    COLUMNS,
+    REUSE_SECONDS,
+    Calibrate,
+    Change,
+    Delete,
+    Insert,
+    Reads,
+    Row,
+    Update,
+    budget_share,
+)
 
 SCHEMA_VERSION = 1
 _SETTLED = "('completed', 'failed')"
@@ -34,13 +49,14 @@ class Dialect:
     real: str  # a float column
     greatest: str  # the larger of two values
     placeholder: str
+    hour: str  # the hour of a row's `created`, as an integer (book: sql.hour_of)
 
     def q(self, statement: str) -> str:
         return _placeholders(statement, self.placeholder)
 
 
-SQLITE = Dialect("sqlite", "REAL", "MAX", "?")
-POSTGRES = Dialect("postgres", "DOUBLE PRECISION", "GREATEST", "%s")
+SQLITE = Dialect("sqlite", "REAL", "MAX", "?", "CAST(created / 3600 AS INTEGER)")
+POSTGRES = Dialect("postgres", "DOUBLE PRECISION", "GREATEST", "%s", "CAST(FLOOR(created / 3600) AS BIGINT)")
 
 
 @cache
@@ -64,6 +80,10 @@ def schema(d: Dialect) -> list[str]:
          "(user_id, created, status, reserved_usd, charged_usd)"),
         ("CREATE INDEX IF NOT EXISTS paid_starts_following ON paid_starts (user_id, created) "
          "WHERE status IN ('pending', 'running')"),
+        # The budget sums of each user's hour, moved with every change of a row's counted amount: the
+        # window's totals read at most one bucket per hour plus the rows of the window's first, partial hour.
+        f"""CREATE TABLE IF NOT EXISTS budget_hours (user_id TEXT NOT NULL, hour BIGINT NOT NULL,
+            spent {r} NOT NULL, held {r} NOT NULL, PRIMARY KEY (user_id, hour))""",
         f"CREATE TABLE IF NOT EXISTS kv (name TEXT PRIMARY KEY, value TEXT NOT NULL, expires {r} NOT NULL)",
         f"""CREATE TABLE IF NOT EXISTS calibrations (user_id TEXT NOT NULL, model TEXT NOT NULL,
             estimated {r} NOT NULL, charged {r} NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (user_id, model))""",
@@ -94,8 +114,11 @@ def writes(d: Dialect, user: str, changes: list[Change]) -> list[tuple[str, tupl
     for change in changes:
         if isinstance(change, Insert | Update):  # an update writes the whole row back by its key
             out.append((d.q(INSERT), encode(user, change.row)))
+            out += _move_budget(d, user, change.row, budget_share(change.row),
+                                budget_share(change.before if isinstance(change, Update) else None))
         elif isinstance(change, Delete):
             out.append((d.q("DELETE FROM paid_starts WHERE user_id = ? AND key = ?"), (user, change.key)))
+            out += _move_budget(d, user, change.before, (0.0, 0.0), budget_share(change.before))
         elif isinstance(change, Calibrate):
             for model in (change.model, ALL_MODELS):
                 out.append((d.q(
@@ -104,6 +127,27 @@ def writes(d: Dialect, user: str, changes: list[Change]) -> list[tuple[str, tupl
                     "charged = calibrations.charged + excluded.charged, n = calibrations.n + 1"),
                     (user, model, change.estimated_usd, change.charged_usd)))
     return out
+
+
+def _move_budget(d: Dialect, user: str, row: Row, after: tuple[float, float],
+                 before: tuple[float, float]) -> list[tuple[str, tuple]]:
+    spent, held = after[0] - before[0], after[1] - before[1]
+    if spent == 0 and held == 0:
+        return []
+    return [(d.q("INSERT INTO budget_hours (user_id, hour, spent, held) VALUES (?, ?, ?, ?) "
+                 "ON CONFLICT (user_id, hour) DO UPDATE SET spent = budget_hours.spent + excluded.spent, "
+                 "held = budget_hours.held + excluded.held"), (user, hour_of(row["created"]), spent, held))]
+
+
+def hour_of(created: float) -> int:
+    return int(created // 3600)
+
+
+def rebuild_budget_hours(d: Dialect) -> tuple[str, str]:
+    """A user's hourly budget sums from their rows (after rows were written in bulk, e.g. by a benchmark)."""
+    return d.q("DELETE FROM budget_hours WHERE user_id = ?"), d.q(
+        f"INSERT INTO budget_hours (user_id, hour, spent, held) SELECT user_id, {d.hour}, {_sums(d, windowed=False)} "
+        f"FROM paid_starts WHERE user_id = ? GROUP BY user_id, {d.hour}")
 
 
 # --- reads ---------------------------------------------------------------------------------------------
@@ -121,16 +165,23 @@ def identical(d: Dialect) -> str:
                f"AND (status NOT IN {_SETTLED} OR created >= ?) ORDER BY created DESC LIMIT 1")
 
 
-def _sums(d: Dialect) -> str:
-    """(settled charges, open reservations) of the rows created at or after a `?`: book.counted_usd in SQL."""
-    return (f"COALESCE(SUM(CASE WHEN created >= ? AND status IN {_SETTLED} THEN COALESCE(charged_usd, 0) "
-            f"ELSE 0 END), 0), COALESCE(SUM(CASE WHEN created >= ? AND status NOT IN {_SETTLED} "
-            f"THEN {d.greatest}(reserved_usd, COALESCE(charged_usd, 0)) ELSE 0 END), 0)")
+def _sums(d: Dialect, *, windowed: bool = True) -> str:
+    """(settled charges, open reservations) of the rows created at or after a `?` (or of all rows):
+    book.counted_usd in SQL."""
+    when = "created >= ? AND " if windowed else ""
+    return (f"COALESCE(SUM(CASE WHEN {when}status IN {_SETTLED} THEN COALESCE(charged_usd, 0) "
+            f"ELSE 0 END), 0) AS spent, COALESCE(SUM(CASE WHEN {when}status NOT IN {_SETTLED} "
+            f"THEN {d.greatest}(reserved_usd, COALESCE(charged_usd, 0)) ELSE 0 END), 0) AS held")
 
 
 def totals(d: Dialect) -> str:
-    """The budget window's sums, from the (user_id, created, ...) index range alone."""
-    return d.q(f"SELECT {_sums(d)} FROM paid_starts WHERE user_id = ? AND created >= ?")
+    """The budget window's sums: the whole hours from budget_hours, the first partial hour from its rows
+    (an index range of at most an hour)."""
+    return d.q(f"SELECT h.spent + e.spent, h.held + e.held FROM "
+               f"(SELECT COALESCE(SUM(spent), 0) AS spent, COALESCE(SUM(held), 0) AS held FROM budget_hours "
+               f"WHERE user_id = ? AND hour > ?) h, "
+               f"(SELECT {_sums(d, windowed=False)} FROM paid_starts "
+               f"WHERE user_id = ? AND created >= ? AND created < ?) e")
 
 
 @dataclass(frozen=True)
@@ -168,10 +219,12 @@ def following(d: Dialect) -> str:
     return d.q(_SELECT + " WHERE user_id = ? AND status IN ('pending', 'running') ORDER BY created DESC LIMIT ?")
 
 
-def prune(d: Dialect) -> str:
-    """At most `limit` rows past retention, oldest first (bounded: never the whole history at once)."""
-    return d.q("DELETE FROM paid_starts WHERE user_id = ? AND key IN (SELECT key FROM paid_starts "
-               "WHERE user_id = ? AND created < ? ORDER BY created LIMIT ?)")
+def prune(d: Dialect) -> tuple[str, str]:
+    """At most `limit` rows past retention, oldest first (bounded: never the whole history at once), and
+    the hourly budget sums of hours past retention."""
+    return (d.q("DELETE FROM paid_starts WHERE user_id = ? AND key IN (SELECT key FROM paid_starts "
+                "WHERE user_id = ? AND created < ? ORDER BY created LIMIT ?)"),
+            d.q("DELETE FROM budget_hours WHERE user_id = ? AND hour < ?"))
 
 
 def calibrations(d: Dialect) -> str:
@@ -187,6 +240,7 @@ def fetch_plan(d: Dialect, user: str, reads: Reads, now: float) -> list[tuple[st
         plan.append(("run", by_run(d), (user, reads.run_id), None))
     if reads.window_since is not None:
         since = reads.window_since
-        plan.append(("totals", totals(d), (since, since, user, since), None))
+        edge = hour_of(since)
+        plan.append(("totals", totals(d), (user, edge, user, since, (edge + 1) * 3600.0), None))
     return plan
 

@@ -179,7 +179,13 @@ class SqliteStore:
         return await self._run(lambda db: [sql.decode(r) for r in db.execute(sql.following(sql.SQLITE), (user, limit))])
 
     async def prune(self, user: str, before: float, limit: int) -> int:
-        return await self._run(lambda db: db.execute(sql.prune(sql.SQLITE), (user, user, before, limit)).rowcount)
+        rows, hours = sql.prune(sql.SQLITE)
+
+        def run(db: sqlite3.Connection) -> int:
+            db.execute(hours, (user, sql.hour_of(before)))
+            return db.execute(rows, (user, user, before, limit)).rowcount
+
+        return await self._run(run)
 
     # --- small shared values: key checks, rate windows, OAuth records --------------------------------------
     async def put(self, name: str, value: str, ttl: float) -> None:
