@@ -3,6 +3,7 @@ servers on loopback (the sandbox, flora-mcp itself over stdio or HTTP, PostgreSQ
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -118,41 +119,56 @@ def postgres_binaries() -> str | None:
     return None
 
 
+class PostgresServer:
+    """A real PostgreSQL server in a temp dir on a free loopback port (trust auth; fsync off unless
+    `durable`: a test server). PostgreSQL refuses to run as root: as root, it runs as the `postgres` user
+    (created if missing). `stop()` and `start()` restart it on the same port and data."""
+
+    def __init__(self, durable: bool = False) -> None:
+        binaries = postgres_binaries()
+        if binaries is None:
+            raise RuntimeError("no PostgreSQL binaries (initdb, pg_ctl, postgres): apt-get install postgresql")
+        self.binaries, self.durable, self.as_user = binaries, durable, []
+        if os.geteuid() == 0:
+            if subprocess.run(["id", "-u", "postgres"], capture_output=True, check=False).returncode != 0:
+                subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.base = tempfile.mkdtemp(prefix="flora-pg-")
+        self.data = os.path.join(self.base, "data")
+        if self.as_user:
+            shutil.chown(self.base, "postgres")
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C")
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_user, os.path.join(self.binaries, tool), *args], check=True, capture_output=True,
+                       timeout=120)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off"
+        self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.base, "log"), "-w", "-t", "60", "-o", options,
+                  "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+
 @contextmanager
 def running_postgres(durable: bool = False) -> Iterator[str]:
-    """A real PostgreSQL server in a temp dir on a free loopback port (trust auth; fsync off unless
-    `durable`: a test server); yields its URL. PostgreSQL refuses to run as root: as root, it runs as the `postgres` user
-    (created if missing)."""
-    binaries = postgres_binaries()
-    if binaries is None:
-        raise RuntimeError("no PostgreSQL binaries (initdb, pg_ctl, postgres): apt-get install postgresql")
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        if subprocess.run(["id", "-u", "postgres"], capture_output=True, check=False).returncode != 0:
-            subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    base = tempfile.mkdtemp(prefix="flora-pg-")
-    data = os.path.join(base, "data")
-    if as_user:
-        shutil.chown(base, "postgres")
-    port = free_port()
-
-    def run(*args: str) -> None:
-        subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
-
+    """A PostgresServer for the duration; yields its URL."""
+    server = PostgresServer(durable)
     try:
-        run(os.path.join(binaries, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync",
-            "-E", "UTF8", "--locale=C")
-        run(os.path.join(binaries, "pg_ctl"), "-D", data, "-l", os.path.join(base, "log"), "-w", "-t", "60", "-o",
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=200"
-            + ("" if durable else " -c fsync=off -c full_page_writes=off"), "start")
+        server.start()
         try:
-            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            yield server.url
         finally:
-            subprocess.run([*as_user, os.path.join(binaries, "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"],
-                           capture_output=True, timeout=60, check=False)
+            with contextlib.suppress(subprocess.SubprocessError):
+                server.stop()
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(server.base, ignore_errors=True)
 
 
 def new_database(url: str) -> str:

@@ -5,6 +5,7 @@ release before schema versions upgrades in place with no run lost."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -211,3 +212,35 @@ def test_the_lock_holder_helper_really_blocks_writers(tmp_path):
     with pytest.raises(sqlite3.OperationalError):
         other.execute("BEGIN IMMEDIATE")
     locker.release()
+
+
+# --- PostgreSQL restarted mid-run ----------------------------------------------------------------------------
+async def test_postgresql_restarted_mid_run_refuses_while_down_and_carries_on_after(postgres_server):
+    from flora_mcp.ledger import LedgerUnavailable
+    from tests.helpers import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    try:
+        ledger = open_ledger(server.url)
+        [first] = await ledger.begin("u", [_intent("before", "before the restart")], budget_usd=1.0,
+                                     window_seconds=3600)
+        await ledger.started("u", first.key, "run_before")
+        server.stop()
+        began = time.monotonic()
+        with pytest.raises(LedgerUnavailable) as down:
+            await ledger.begin("u", [_intent("during", "while it is down")], budget_usd=1.0, window_seconds=3600)
+        assert f"127.0.0.1:{server.port}/postgres" in str(down.value) and "PostgreSQL is running" in str(down.value)
+        assert time.monotonic() - began < 15
+        server.start()
+        [again] = await ledger.begin("u", [_intent("before", "before the restart")], budget_usd=1.0,
+                                     window_seconds=3600)
+        assert again.kind == "follow" and again.row["run_id"] == "run_before"  # committed before: kept
+        [after] = await ledger.begin("u", [_intent("after", "after the restart")], budget_usd=1.0,
+                                     window_seconds=3600)
+        assert after.kind == "start" and await ledger.totals("u", 3600) == (0.0, 0.2)
+        await ledger.aclose()
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop()
+        shutil.rmtree(server.base, ignore_errors=True)

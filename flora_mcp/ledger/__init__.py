@@ -282,11 +282,6 @@ class Ledger:
                 task.cancel()
         await self._store.aclose()
 
-    @property
-    def store(self) -> SharedValues:
-        """Old name of `shared` (kept while callers move)."""
-        return self.shared
-
 
 def _why(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, LedgerUnavailable) else type(exc).__name__
