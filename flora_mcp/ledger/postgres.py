@@ -90,9 +90,12 @@ class PostgresStore:
 
     @staticmethod
     async def _fetch(conn: Any, user: str, reads: Reads, now: float) -> Fetched:
+        """Every read a decision needs, sent together (pipeline mode: one round trip), then assembled."""
+        plan = sql.fetch_plan(D, user, reads, now)
+        cursors = [await conn.execute(statement, params) for _, statement, params, _ in plan]
         fetched = Fetched()
-        for what, statement, params, tag in sql.fetch_plan(D, user, reads, now):
-            record = await (await conn.execute(statement, params)).fetchone()
+        for (what, _, _, tag), cursor in zip(plan, cursors, strict=True):
+            record = await cursor.fetchone()
             if what == "totals":
                 fetched.totals = (round(record[0], 6), round(record[1], 6))
             elif record is not None:
@@ -108,8 +111,12 @@ class PostgresStore:
     # --- the run book --------------------------------------------------------------------------------
     async def decide(self, user: str, reads: Reads, now: float,
                      rule: Callable[[Fetched], tuple[T, list[Change]]]) -> T:
+        """One transaction in three round trips: lock the account's row and read (pipelined), decide, write
+        and commit (pipelined)."""
+
         async def txn(conn: Any) -> T:
-            async with conn.transaction():
+            async with conn.pipeline(), conn.transaction():
+                # The account's first decision creates its row; every one then locks it until commit.
                 await conn.execute("INSERT INTO ledger_users (user_id) VALUES (%s) ON CONFLICT DO NOTHING", (user,))
                 await conn.execute("SELECT 1 FROM ledger_users WHERE user_id = %s FOR UPDATE", (user,))
                 result, changes = rule(await self._fetch(conn, user, reads, now))
@@ -120,7 +127,11 @@ class PostgresStore:
         return await self._with(txn)
 
     async def fetch(self, user: str, reads: Reads, now: float) -> Fetched:
-        return await self._with(lambda conn: self._fetch(conn, user, reads, now))
+        async def run(conn: Any) -> Fetched:
+            async with conn.pipeline():
+                return await self._fetch(conn, user, reads, now)
+
+        return await self._with(run)
 
     async def page(self, user: str, query: sql.Query) -> list[Row]:
         statement, params = sql.page(D, user, query)
