@@ -244,3 +244,49 @@ async def test_postgresql_restarted_mid_run_refuses_while_down_and_carries_on_af
         with contextlib.suppress(Exception):
             server.stop()
         shutil.rmtree(server.base, ignore_errors=True)
+
+
+# --- a full disk ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs (root only; skipped where mounting is not allowed)."""
+    where = tmp_path / "small"
+    where.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)], capture_output=True, check=False
+    ).returncode == 0
+    if not mounted:
+        pytest.skip("cannot mount a small tmpfs here (needs root and mount rights)")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
+
+
+async def test_a_full_disk_refuses_the_start_saying_so_and_keeps_what_was_written(small_disk):
+    from flora_mcp.ledger import Intent, LedgerUnavailable, request_fingerprint
+
+    path = small_disk / "ledger.sqlite3"
+    ledger = open_ledger(f"sqlite:///{path}")
+    written = 0
+    with pytest.raises(LedgerUnavailable) as full:
+        for n in range(200):
+            intents = [Intent(key=f"k{n}-{i}", key_given=True, tool="start_generation",
+                              fingerprint=request_fingerprint("start_generation", {"n": n, "i": i}), reserve_usd=0.01,
+                              estimated_usd=0.01, details={"label": "x" * 4000}) for i in range(5)]
+            await ledger.begin("u", intents, budget_usd=None, window_seconds=3600)
+            written += 5
+    assert "disk is full" in str(full.value) and str(path) in str(full.value)
+    page = await ledger.page("u", Query(limit=100), 3600)
+    assert page.matching == written and written > 0  # every acknowledged start is still there
+    await ledger.aclose()
+    sandbox = Sandbox(speed=200)
+    async with _session(sandbox, path, wait_seconds=0) as client:
+        ids = await first_ids(client)
+        result, data = await call(client, "start_generation", image(ids, "a fox with no room"))
+    # Whether the intent still fits (SQLite reuses freed pages) decides which of the two clear answers comes:
+    if result.is_error:  # refused before the POST: nothing sent
+        assert "disk is full" in text_of(result) and "Nothing was started or charged" in text_of(result)
+        assert sandbox.state.charges == []
+    else:  # the intent fit, recording the run ID did not: the agent still gets it
+        assert data["run_id"] == sandbox.charged_runs()[0] and "could not record it yet" in data["note"]

@@ -81,7 +81,7 @@ class SqliteStore:
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (sql.SCHEMA_VERSION,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
 
     # --- running statements --------------------------------------------------------------------------
@@ -159,7 +159,7 @@ class SqliteStore:
                 db.execute("COMMIT")
                 return result
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
 
         return await self._run(txn)
@@ -239,6 +239,13 @@ class SqliteStore:
     async def aclose(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Undo a failed transaction, unless SQLite already did (a full disk, I/O errors): the first error is
+    the one to report."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
 
 
 def _create_private(path: Path) -> None:
