@@ -24,6 +24,14 @@ def flora_url():
         yield base_url
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request, tmp_path):
+    """The ledger these processes share: a SQLite file, or a database on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/ledger.sqlite3"
+    return request.getfixturevalue("postgres_url")
+
+
 def _env(base_url: str, state_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}
     return env | {"FLORA_BASE_URL": base_url, "FLORA_API_KEY": "sk_sandbox_demo", "FLORA_STATE_URL": state_url,
@@ -50,8 +58,7 @@ async def _ids(base_url: str, state_url: str) -> dict:
     return {"workspace_id": ws, "project_id": prj["project_id"]}
 
 
-async def test_a_process_per_call_cannot_walk_through_the_budget(flora_url, tmp_path):
-    state = f"sqlite:///{tmp_path}/ledger.sqlite3"
+async def test_a_process_per_call_cannot_walk_through_the_budget(flora_url, state):
     ids = await _ids(flora_url, state)
     before = len(_charges(flora_url))
     answers = []
@@ -110,8 +117,7 @@ class _Raw:
                 return message["result"]
 
 
-async def test_kill_9_mid_call_then_restart_finds_and_finishes_the_run(flora_url, tmp_path):
-    state = f"sqlite:///{tmp_path}/ledger.sqlite3"
+async def test_kill_9_mid_call_then_restart_finds_and_finishes_the_run(flora_url, state):
     ids = await _ids(flora_url, state)
     before = len(_charges(flora_url))
     doomed = _Raw(_env(flora_url, state))
