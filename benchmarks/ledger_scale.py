@@ -190,9 +190,94 @@ async def through_mcp(state_url: str, size: int, repeats: int) -> tuple[float, f
     return statistics.median(batch), statistics.median(listing)
 
 
+async def hosted_latencies(base: str, keys: list[str], starts_per_user: int) -> list[float]:
+    """Every user's paid starts at once against the hosted server (one MCP session per user); seconds each."""
+    from tests.helpers import mcp_http
+
+    latencies: list[float] = []
+
+    async def user(key: str, ids: dict) -> None:
+        async with mcp_http(base, key) as session:
+            async def one(n: int) -> None:
+                began = time.perf_counter()
+                result = await session.call_tool("start_generation", {
+                    "type": "image", "prompt": f"hosted {key[-6:]} {n} {uuid.uuid4().hex[:8]}",
+                    "model": "t2i-flux-2-schnell", "wait_seconds": 0, **ids})
+                latencies.append(time.perf_counter() - began)
+                assert not result.is_error, result.content[0].text
+
+            async with anyio.create_task_group() as tg:
+                for n in range(starts_per_user):
+                    tg.start_soon(one, n)
+
+    async with mcp_http(base, keys[0]) as first:
+        ws = (await first.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
+        prj = (await first.call_tool("list_projects", {"workspace_id": ws})).structured_content["projects"][0]
+    ids = {"workspace_id": ws, "project_id": prj["project_id"]}
+    async with anyio.create_task_group() as tg:
+        for key in keys:
+            tg.start_soon(user, key, ids)
+    return latencies
+
+
+def hosted(stores: dict, users: int = 10, starts_per_user: int = 10) -> list[str]:
+    """2 uvicorn workers, `users` users x `starts_per_user` paid starts at once, with 0 and 1,000 earlier
+    rows per user: p50/p99 of a call, per store."""
+    import os
+    import subprocess
+
+    from flora_mcp._ids import user_id
+    from tests.helpers import free_port, running_sandbox, wait_healthy
+
+    lines = []
+    with running_sandbox(speed=1000) as flora:
+        for name, url in stores.items():
+            results = {}
+            for size in (0, 1_000):
+                state = url()
+                keys = [f"sk_sandbox_h{size}_{n}_{uuid.uuid4().hex[:6]}" for n in range(users)]
+
+                async def prepare(state: str = state, keys: list[str] = keys, size: int = size) -> None:
+                    ledger = open_ledger(state)
+                    await ledger.totals("warm", WINDOW)  # the schema exists
+                    await ledger.aclose()
+                    for key in keys:
+                        fill(state, user_id(flora, key), history(size, time.time(), RETENTION_SECONDS))
+
+                anyio.run(prepare)
+                port = free_port()
+                env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")} | {
+                    "FLORA_BASE_URL": flora, "FLORA_STATE_URL": state, "FLORA_LOG_LEVEL": "WARNING",
+                    "FLORA_RATE_LIMIT": "0"}
+                proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "flora_mcp.transports.http:create_app",
+                                         "--factory", "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
+                                         "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+                try:
+                    wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+                    base = f"http://127.0.0.1:{port}"
+                    anyio.run(hosted_latencies, base, keys, 2)  # warm both workers
+                    took = anyio.run(hosted_latencies, base, keys, starts_per_user)
+                finally:
+                    proc.terminate()
+                    proc.wait(10)
+                results[size] = (statistics.median(took) * 1000, pct(took, 99) * 1000)
+            ratio = results[1_000][1] / results[0][1]
+            lines.append(f"| hosted, 2 workers, {users} users x {starts_per_user} starts at once: p50 / p99 ms | "
+                         f"{name} | {results[0][0]:.0f} / {results[0][1]:.0f} | {results[1_000][0]:.0f} / "
+                         f"{results[1_000][1]:.0f} | | | p99 at 1k rows within 1.5x of empty: {ratio:.2f}x |")
+    return lines
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--hosted", action="store_true", help="also the hosted run (2 uvicorn workers; ~1 min)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the table is the output (the server's own info lines are not)
     repeats = 5 if args.quick else 31
@@ -231,6 +316,8 @@ def main() -> int:
                      f"5k within 1.5x of empty: {e2e[5_000][0] / e2e[0][0]:.2f}x |")
         lines.append("| list_runs, ms end to end | SQLite | "
                      f"{e2e[0][1]:.1f} | | {e2e[5_000][1]:.1f} | {e2e[20_000][1]:.1f} | < 50 ms at 20k |")
+        if args.hosted:
+            lines += hosted(stores)
     print("\n".join(lines))
     return 0
 
