@@ -196,8 +196,12 @@ async def hosted_latencies(base: str, keys: list[str], starts_per_user: int) -> 
 
     latencies: list[float] = []
 
-    async def user(key: str, ids: dict) -> None:
-        async with mcp_http(base, key) as session:
+    async def user(key: str) -> None:
+        async with mcp_http(base, key) as session:  # each sandbox key is an account with its own workspace
+            ws = (await session.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
+            prj = (await session.call_tool("list_projects", {"workspace_id": ws})).structured_content["projects"][0]
+            ids = {"workspace_id": ws, "project_id": prj["project_id"]}
+
             async def one(n: int) -> None:
                 began = time.perf_counter()
                 result = await session.call_tool("start_generation", {
@@ -210,13 +214,9 @@ async def hosted_latencies(base: str, keys: list[str], starts_per_user: int) -> 
                 for n in range(starts_per_user):
                     tg.start_soon(one, n)
 
-    async with mcp_http(base, keys[0]) as first:
-        ws = (await first.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
-        prj = (await first.call_tool("list_projects", {"workspace_id": ws})).structured_content["projects"][0]
-    ids = {"workspace_id": ws, "project_id": prj["project_id"]}
     async with anyio.create_task_group() as tg:
         for key in keys:
-            tg.start_soon(user, key, ids)
+            tg.start_soon(user, key)
     return latencies
 
 

@@ -79,6 +79,9 @@ class Reads:
     identical: tuple[tuple[str, str], ...] = ()  # (tool, fingerprint): the newest reusable row for each
     run_id: str | None = None
     window_since: float | None = None  # the budget window's sums: rows created at or after this
+    # The decision may add rows or weigh the account's budget (begin): it needs the whole account to itself.
+    # Otherwise (after the POST, status reads) locking the rows it reads is enough.
+    whole_account: bool = False
 
 
 @dataclass
@@ -150,7 +153,7 @@ def is_reusable(row: Row, now: float) -> bool:
 def reads_for_begin(intents: list[Intent], now: float, window_seconds: float, budget_usd: float | None) -> Reads:
     identical = tuple(dict.fromkeys((i.tool, i.fingerprint) for i in intents if not i.key_given and not i.new_run))
     return Reads(keys=tuple(dict.fromkeys(i.key for i in intents)), identical=identical,
-                 window_since=now - window_seconds if budget_usd is not None else None)
+                 window_since=now - window_seconds if budget_usd is not None else None, whole_account=True)
 
 
 # --- decisions -----------------------------------------------------------------------------------------

@@ -89,9 +89,9 @@ class PostgresStore:
             raise self._unavailable(exc) from None
 
     @staticmethod
-    async def _fetch(conn: Any, user: str, reads: Reads, now: float) -> Fetched:
+    async def _fetch(conn: Any, user: str, reads: Reads, now: float, lock_rows: bool = False) -> Fetched:
         """Every read a decision needs, sent together (pipeline mode: one round trip), then assembled."""
-        plan = sql.fetch_plan(D, user, reads, now)
+        plan = sql.fetch_plan(D, user, reads, now, lock_rows)
         cursors = [await conn.execute(statement, params) for _, statement, params, _ in plan]
         fetched = Fetched()
         for (what, _, _, tag), cursor in zip(plan, cursors, strict=True):
@@ -111,15 +111,19 @@ class PostgresStore:
     # --- the run book --------------------------------------------------------------------------------
     async def decide(self, user: str, reads: Reads, now: float,
                      rule: Callable[[Fetched], tuple[T, list[Change]]]) -> T:
-        """One transaction in three round trips: lock the account's row and read (pipelined), decide, write
-        and commit (pipelined)."""
+        """One transaction in two round trips: lock and read (pipelined), decide, write and commit (pipelined).
+
+        A decision that may add rows or weigh the budget (begin) locks the account's row, so one account's
+        begins run one at a time on every replica; every decision locks the rows it reads (FOR UPDATE), so
+        the writes after a POST and status reads wait only for the same start, not the whole account."""
 
         async def txn(conn: Any) -> T:
             async with conn.pipeline(), conn.transaction():
-                # The account's first decision creates its row; every one then locks it until commit.
-                await conn.execute("INSERT INTO ledger_users (user_id) VALUES (%s) ON CONFLICT DO NOTHING", (user,))
-                await conn.execute("SELECT 1 FROM ledger_users WHERE user_id = %s FOR UPDATE", (user,))
-                result, changes = rule(await self._fetch(conn, user, reads, now))
+                if reads.whole_account:  # the account's first begin creates its row; each locks it until commit
+                    await conn.execute("INSERT INTO ledger_users (user_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                                       (user,))
+                    await conn.execute("SELECT 1 FROM ledger_users WHERE user_id = %s FOR UPDATE", (user,))
+                result, changes = rule(await self._fetch(conn, user, reads, now, lock_rows=True))
                 for statement, params in sql.writes(D, user, changes):
                     await conn.execute(statement, params)
                 return result

@@ -231,13 +231,16 @@ def calibrations(d: Dialect) -> str:
     return d.q("SELECT model, estimated, charged, n FROM calibrations WHERE user_id = ? AND model IN (?, ?)")
 
 
-def fetch_plan(d: Dialect, user: str, reads: Reads, now: float) -> list[tuple[str, str, tuple, Any]]:
-    """(what, statement, params, tag) for each read a decision needs: each one an index lookup."""
-    plan: list[tuple[str, str, tuple, Any]] = [("row", by_key(d), (user, key), key) for key in reads.keys]
-    plan += [("identical", identical(d), (user, fp, tool, now - REUSE_SECONDS), (tool, fp))
+def fetch_plan(d: Dialect, user: str, reads: Reads, now: float,
+               lock_rows: bool = False) -> list[tuple[str, str, tuple, Any]]:
+    """(what, statement, params, tag) for each read a decision needs: each one an index lookup.
+    `lock_rows`: the rows read stay locked until the transaction ends (PostgreSQL's FOR UPDATE)."""
+    lock = " FOR UPDATE" if lock_rows else ""
+    plan: list[tuple[str, str, tuple, Any]] = [("row", by_key(d) + lock, (user, key), key) for key in reads.keys]
+    plan += [("identical", identical(d) + lock, (user, fp, tool, now - REUSE_SECONDS), (tool, fp))
              for tool, fp in reads.identical]
     if reads.run_id is not None:
-        plan.append(("run", by_run(d), (user, reads.run_id), None))
+        plan.append(("run", by_run(d) + lock, (user, reads.run_id), None))
     if reads.window_since is not None:
         since = reads.window_since
         edge = hour_of(since)
