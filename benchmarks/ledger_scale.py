@@ -10,7 +10,9 @@ Prints one table, each figure beside its goal from issue 21 (numbers are reporte
   - start_generations x20 end to end (MCP client in memory, the sandbox in process) with 0 and 5,000 rows.
 History is spread over the 30 days the ledger keeps (so ~1/30 of it is inside the 24 h budget window,
 as for a user with a steady month of runs); the "all in window" column puts every row inside the window.
-Bounded: about a minute; PostgreSQL is skipped (with a note) where its binaries are missing.
+Each start figure is the lowest of 3 medians (sizes interleaved per round): the machine is shared.
+Bounded: about two minutes (plus one with --hosted); PostgreSQL is skipped (with a note) where its
+binaries are missing.
 """
 
 from __future__ import annotations
@@ -96,13 +98,22 @@ async def one_start(ledger, user: str, n: int) -> None:
     await ledger.observe(user, run_id, "completed", 0.04)
 
 
-async def start_ms(url: str, size: int, spread: float, repeats: int) -> float:
-    """Median ms of one start's ledger work for a user with `size` earlier rows."""
+async def prepared_user(url: str, size: int, spread: float) -> str:
+    """A new user with `size` earlier rows over `spread` seconds."""
     user = uuid.uuid4().hex
     ledger = open_ledger(url)
     try:
         await ledger.totals(user, WINDOW)  # the schema exists
         fill(url, user, history(size, time.time(), spread))
+    finally:
+        await ledger.aclose()
+    return user
+
+
+async def start_ms(url: str, user: str, repeats: int) -> float:
+    """Median ms of one start's ledger work for `user`."""
+    ledger = open_ledger(url)
+    try:
         await one_start(ledger, user, -1)  # warm: connections, statement caches
         times = []
         for n in range(repeats):
@@ -112,6 +123,17 @@ async def start_ms(url: str, size: int, spread: float, repeats: int) -> float:
     finally:
         await ledger.aclose()
     return statistics.median(times)
+
+
+def start_costs(url: str, spread: float, repeats: int, rounds: int = 3) -> list[float]:
+    """Per size, the lowest of `rounds` medians, the sizes interleaved in each round (the machine is shared:
+    another process's burst lands in one round, not in one size)."""
+    users = {size: anyio.run(prepared_user, url, size, spread) for size in SIZES}
+    best = {size: float("inf") for size in SIZES}
+    for _ in range(rounds):
+        for size in SIZES:
+            best[size] = min(best[size], anyio.run(start_ms, url, users[size], repeats))
+    return [best[size] for size in SIZES]
 
 
 async def concurrent_per_second(url: str, size: int, starts: int) -> tuple[float, bool]:
@@ -296,8 +318,8 @@ def main() -> int:
                  "| --- | --- | " + " | ".join("---" for _ in SIZES) + " | --- |"]
         for name, url in stores.items():
             base = shared = url()
-            spread_ms = [anyio.run(start_ms, shared, size, RETENTION_SECONDS, repeats) for size in SIZES]
-            window_ms = [anyio.run(start_ms, shared, size, WINDOW - 120, repeats) for size in SIZES]
+            spread_ms = start_costs(shared, RETENTION_SECONDS, repeats)
+            window_ms = start_costs(shared, WINDOW - 120, repeats)
             ratio = spread_ms[-1] / spread_ms[0]
             lines.append(f"| one start's ledger work, ms (history over 30 days) | {name} | "
                          + " | ".join(f"{v:.2f}" for v in spread_ms) + f" | 20k within 3x of empty: {ratio:.1f}x |")
