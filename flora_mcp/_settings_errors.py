@@ -6,6 +6,7 @@ which variable (or option) was wrong, its value, and what it accepts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
@@ -46,13 +47,18 @@ def settings_error(exc: ValidationError, model: type[BaseModel], values: dict[st
         field = str(error["loc"][0]) if error["loc"] else "settings"
         info = model.model_fields.get(field)
         secret = info is not None and "SecretStr" in str(info.annotation)
-        value = None if secret or field not in values else str(values[field])[:60]
+        value = None if secret or field not in values else _without_credentials(str(values[field]))[:60]
         if error["type"] == "value_error" or info is None:  # our own validators say what is allowed
             message = ": " + _lower_first(error["msg"].removeprefix("Value error, "))
         else:  # pydantic's first clause ("input should be a valid number"), then the field's range
             message = f" ({_lower_first(error['msg'].split(', ')[0])}): use {allowed(info)}"
         problems.append(Problem(field, value, message))
     return SettingsError(problems, from_environment, env_prefix)
+
+
+def _without_credentials(value: str) -> str:
+    """A URL's user and password are never echoed: scheme://user:secret@host -> scheme://…@host."""
+    return re.sub(r"//[^/@\s]*@", "//…@", value)
 
 
 def allowed(info: FieldInfo) -> str:

@@ -72,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)
+    problem = _ledger_problem(settings)
+    if problem:  # one line, like a bad setting: the server never starts on a ledger it cannot use
+        print(f"flora-mcp: {problem}", file=sys.stderr)
+        return 2
     transport = args.transport or "stdio"
     if transport == "stdio":
         from .connect import build_client
@@ -83,6 +87,27 @@ def main(argv: list[str] | None = None) -> int:
 
     # One ASGI app serves both: Streamable HTTP at /mcp and legacy SSE at /sse.
     return serve(settings, transport=transport)
+
+
+def _ledger_problem(settings: object) -> str | None:
+    """Open the ledger FLORA_STATE_URL names and read from it once: why it cannot be used, or None."""
+    import anyio
+
+    from .config import state_url
+    from .ledger import LedgerUnavailable, open_ledger
+
+    async def check() -> None:
+        ledger = open_ledger(state_url(settings))  # type: ignore[arg-type]
+        try:
+            await ledger.totals("startup-check", 1.0)
+        finally:
+            await ledger.aclose()
+
+    try:
+        anyio.run(check)
+    except LedgerUnavailable as exc:
+        return f"FLORA_STATE_URL: {exc}"
+    return None
 
 
 def _run_sandbox(host: str, port: int, speed: float, idempotency: str) -> int:

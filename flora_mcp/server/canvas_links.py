@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._recent import Recent
 from ..errors import FloraError
+from ..ledger import LedgerUnavailable
 
 if TYPE_CHECKING:
     from ..models import RunStarted
@@ -53,6 +54,9 @@ async def canvas_url(call: ToolCall, project_id: str) -> str | None:
 async def where_to_see(call: ToolCall, run_id: str) -> dict[str, Any]:
     project_id = _RUN_PROJECTS.get(run_id)
     if project_id is None:  # started by another process: the ledger knows its project
-        project_id = (await call.ledger.run(call.user_id, run_id) or {}).get("project_id")
+        try:
+            project_id = (await call.ledger.run(call.user_id, run_id) or {}).get("project_id")
+        except LedgerUnavailable:  # a link is a nicety: the run's answer goes out without it
+            project_id = None
     url = await canvas_url(call, project_id) if project_id else None
     return {"canvas_url": url, "project_id": project_id} if url else {}

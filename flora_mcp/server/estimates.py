@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..ledger import Calibration, LedgerUnavailable
 from .session import ToolCall
 
 if TYPE_CHECKING:
@@ -66,13 +67,17 @@ async def estimate(call: ToolCall, model: Model | None, params: dict[str, Any] |
         return UNKNOWN
     base = model.estimated_credits * call.settings.usd_per_credit
     multiplier, words = param_multiplier(model, params)
-    ratio, runs = await call.ledger.calibration(model.model_id)
+    try:
+        learned = await call.ledger.calibration(call.user_id, model.model_id)
+    except LedgerUnavailable:  # read-only tools keep working; a paid start is refused at its reservation
+        learned = Calibration()
+    ratio, runs = learned.ratio, learned.runs
     usd = round(base * multiplier * ratio, 4)
     basis = f"{model.estimated_credits} credits" + "".join(f" {w}" for w in words)
     if runs:
         basis += f" x{ratio:.2f} (charged/estimated over {runs} settled run{'s' if runs > 1 else ''})"
     margin = CALIBRATED_MARGIN if runs else UNCALIBRATED_MARGIN
-    # The learned ratio is shared by every user and parameter mix, so it can undershoot a particular
+    # The learned ratio (this account's) covers every parameter mix, so it can undershoot a particular
     # request: the budget never holds back less than the catalogue's own estimate with the margin.
     reserve = max(usd, base * multiplier) * margin
     return Estimate(usd, round(reserve, 4), basis, ratio)

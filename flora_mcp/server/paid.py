@@ -28,7 +28,7 @@ import anyio
 from .._ids import new_idempotency_key
 from ..config import budget_usd
 from ..errors import AcceptedRunLostError, FloraError
-from ..ledger import Decision, Intent, OverBudget, request_fingerprint
+from ..ledger import Decision, Intent, LedgerUnavailable, OverBudget, request_fingerprint
 from .canvas_links import note_run_project
 from .costs import guard_cost, over_budget_message
 from .runs import describe_run, unknown_status_row, wait_budget
@@ -89,18 +89,21 @@ def paid_start(call: ToolCall, tool: str, body: dict[str, Any], estimate: Estima
 async def reserve(call: ToolCall, starts: list[PaidStart], what: str) -> None:
     """Checks before spend, then the write-ahead intent: guards for what is new, one atomic reservation
     for all (a batch reserves its sum), and earlier runs for what was asked before."""
-    preview = await call.ledger.preview(call.user_id, [s.intent for s in starts])
-    fresh = [s for s, d in zip(starts, preview) if d.kind == "start"]
-    if fresh:
-        await guard_cost(call, [s.estimate for s in fresh], what)
-    budget = budget_usd(call.settings)
-    window = call.settings.budget_window_hours * 3600
     try:
+        preview = await call.ledger.preview(call.user_id, [s.intent for s in starts])
+        fresh = [s for s, d in zip(starts, preview) if d.kind == "start"]
+        if fresh:
+            await guard_cost(call, [s.estimate for s in fresh], what)
+        budget = budget_usd(call.settings)
+        window = call.settings.budget_window_hours * 3600
         decisions = await call.ledger.begin(call.user_id, [s.intent for s in starts], budget_usd=budget,
                                             window_seconds=window)
     except OverBudget as exc:
         raise ToolInputError(over_budget_message(what, exc.spent_usd, exc.reserved_usd, exc.asked_usd,
                                                  exc.budget_usd, call.settings.budget_window_hours)) from None
+    except LedgerUnavailable as exc:  # no POST without a recorded intent
+        raise LedgerUnavailable(f"{what} was not started: {exc.message}",
+                                hint=f"{exc.hint}. {NOTHING_STARTED}") from None
     for start, decision in zip(starts, decisions):
         if decision.kind == "conflict":
             raise ToolInputError(
@@ -134,32 +137,33 @@ async def _adopt_when_started(call: ToolCall, start: PaidStart) -> None:
 @asynccontextmanager
 async def remember(call: ToolCall, start: PaidStart) -> AsyncIterator[None]:
     """Around a paid tool's POST (which sets `start.started`): shielded from cancellation, bounded by
-    POST_DEADLINE, and its outcome written to the ledger. A refusal is raised, saying nothing was charged."""
-    user, refused = call.user_id, None
+    POST_DEADLINE, and its outcome written to the ledger. A refusal is raised, saying nothing was charged.
+    Nothing after the POST raises for the ledger's sake: a write that fails is retried in the background."""
+    refused = None
     with anyio.CancelScope(shield=True):  # a client that gives up mid-POST must not lose an accepted run
         with anyio.move_on_after(POST_DEADLINE):
             try:
                 yield
             except AcceptedRunLostError:
                 start.outcome = "accepted"
-                await call.ledger.accepted_without_id(user, start.key)
+                await _record(call, start, "accepted_without_id")
             except FloraError as exc:
                 if exc.may_have_started:
                     start.outcome, start.note = "unknown", exc.message
-                    await call.ledger.outcome_unknown(user, start.key, exc.message)
+                    await _record(call, start, "outcome_unknown", exc.message)
                 else:
                     start.outcome = "refused"
-                    await call.ledger.release(user, start.key)
+                    await _record(call, start, "release")
                     refused = _nothing_charged(exc)
             except Exception as exc:  # noqa: BLE001 - a bug or an unreadable answer after the POST went out: it may have started
                 logger.warning("start %s: %s after the POST; outcome unknown", start.key, type(exc).__name__)
                 start.outcome, start.note = "unknown", f"its answer could not be read ({type(exc).__name__})"
-                await call.ledger.outcome_unknown(user, start.key, start.note)
+                await _record(call, start, "outcome_unknown", start.note)
             else:
                 await _started(call, start)
         if start.outcome == "new":  # the deadline passed mid-POST
             start.outcome, start.note = "unknown", f"FLORA did not answer within {POST_DEADLINE:g} s"
-            await call.ledger.outcome_unknown(user, start.key, start.note)
+            await _record(call, start, "outcome_unknown", start.note)
     if refused is not None:
         raise refused
 
@@ -176,23 +180,28 @@ async def _started(call: ToolCall, start: PaidStart) -> None:
         call.user.models_used[started.run_id] = model
     if started.estimated_seconds is not None:
         call.user.estimates[started.run_id] = started.estimated_seconds
-    await _record_started(call, start, started.estimated_seconds)
+    if not await _record(call, start, "started", start.run_id, estimated_seconds=started.estimated_seconds,
+                         **start.details):
+        start.note = ("started, but the ledger could not record it yet; this server keeps trying. Until then "
+                      "list_runs does not show it: keep this run_id")
     await call.info(f"started {started.run_id}")
 
 
-async def _record_started(call: ToolCall, start: PaidStart, estimated_seconds: int | None) -> None:
-    """Write the run ID to the ledger. The run exists either way: a ledger that cannot be written (locked,
-    unreachable) must not cost the agent the run ID it is about to receive."""
-    for attempt in range(3):
-        try:
-            await call.ledger.started(call.user_id, start.key, start.run_id, estimated_seconds=estimated_seconds,
-                                      **start.details)
-            return
-        except Exception as exc:  # noqa: BLE001 - any store failure: the run ID must still reach the agent
-            logger.warning("ledger write for %s failed (%s), attempt %d", start.run_id, type(exc).__name__,
-                           attempt + 1)
-            await anyio.sleep(0.2 * (attempt + 1))
-    start.note = "started, but this server could not record it; list_runs will not show it"
+async def _record(call: ToolCall, start: PaidStart, what: str, *args: Any, **kwargs: Any) -> bool:
+    """Write what FLORA said about a start to the ledger, after the POST. The run exists (or may) whatever
+    the ledger does: a write that fails (locked, unreachable, deleted) never costs the agent its answer.
+    It is logged loudly with the run ID and key, and retried in the background. False when it failed."""
+    user, key = call.user_id, start.key
+    method = getattr(call.ledger, what)
+    try:
+        await method(user, key, *args, **kwargs)
+        return True
+    except Exception as exc:  # noqa: BLE001 - any store failure: the answer must still go out
+        described = f"{what} for run {start.run_id or '(no run ID)'}, idempotency_key {key}"
+        logger.error("ledger: could not record %s (%s); the answer goes out, retrying in the background",
+                     described, exc if isinstance(exc, LedgerUnavailable) else type(exc).__name__)
+        call.ledger.keep_trying(described, lambda: method(user, key, *args, **kwargs))
+        return False
 
 
 def _adopt(start: PaidStart, row: dict[str, Any]) -> None:
@@ -228,6 +237,8 @@ def start_facts(start: PaidStart) -> dict[str, Any]:
         facts |= start.estimate.details()
     if start.details.get("model"):
         facts["model"] = start.details["model"]
+    if start.outcome == "started" and start.note:  # e.g. the ledger could not record it (yet)
+        facts["note"] = start.note
     return facts
 
 

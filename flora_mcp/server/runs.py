@@ -6,9 +6,11 @@ real charge and later estimates learn from it.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FloraConnectionError, FloraError, RateLimitError, ServerError
+from ..ledger import LedgerUnavailable
 from .canvas_links import where_to_see
 from .outputs import present_outputs
 from .session import ToolCall
@@ -16,6 +18,8 @@ from .waiting import seconds_left
 
 if TYPE_CHECKING:
     from ..models import Run
+
+logger = logging.getLogger("flora_mcp.server")
 
 
 async def describe_run(call: ToolCall, run: Run) -> tuple[dict[str, Any], list]:
@@ -45,7 +49,12 @@ async def remember_status(call: ToolCall, run: Run) -> None:
     seen = (run.status, run.charged_cost)
     if call.user.seen.get(run.run_id) == seen:
         return
-    await call.ledger.observe(call.user_id, run.run_id, run.status, run.charged_cost)
+    try:
+        await call.ledger.observe(call.user_id, run.run_id, run.status, run.charged_cost)
+    except Exception as exc:  # noqa: BLE001 - the run's answer never fails for the ledger's sake; told again next read
+        logger.error("ledger: could not record %s of run %s (%s)", run.status, run.run_id,
+                     exc if isinstance(exc, LedgerUnavailable) else type(exc).__name__)
+        return
     call.user.seen[run.run_id] = seen
 
 

@@ -320,7 +320,7 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
     # One ledger for the tools, the key gate's verdicts and rate windows, and OAuth's records: shared by
     # every worker and replica that names the same FLORA_STATE_URL.
     ledger = open_ledger(state_url(settings))
-    gate = _KeyGate(settings, client.with_api_key, ledger.store)
+    gate = _KeyGate(settings, client.with_api_key, ledger.shared)
 
     def api_key_for(ctx: Context) -> str | None:
         return gate.key_for(ctx.headers)
@@ -330,7 +330,7 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
     if settings.oauth:
         from .oauth import oauth_routes
 
-        auth_routes, provider = oauth_routes(settings, ledger.store, client.with_api_key)
+        auth_routes, provider = oauth_routes(settings, ledger.shared, client.with_api_key)
     server = create_server(settings, client=client, api_key_for=api_key_for, ledger=ledger)
     security = _security(settings, host)
     streamable = server.streamable_http_app(stateless_http=settings.stateless, transport_security=security, host=host,

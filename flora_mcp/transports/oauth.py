@@ -4,7 +4,7 @@
 The protocol is the MCP SDK's (`mcp.server.auth`: metadata, registration, /authorize, /token,
 /revoke, bearer checks); this module supplies what the SDK leaves to a server:
 
-- `LedgerProvider`: clients, codes and tokens in the ledger's shared store (SQLite or Redis, so
+- `LedgerProvider`: clients, codes and tokens in the ledger's shared store (SQLite or PostgreSQL, so
   replicas accept each other's tokens). Codes and tokens are stored only as SHA-256 names; the
   user's FLORA key only sealed with AES-GCM under FLORA_TOKEN_SECRET.
 - the consent page (/consent): the user pastes their FLORA key once; FLORA must accept it before a
