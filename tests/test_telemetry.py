@@ -175,7 +175,7 @@ async def test_a_generation_is_one_trace_of_our_work_under_the_sdk_request_span(
                                                             "http.response.status_code": 201}) == 1
     assert seen.total("flora_mcp.paid.starts", tool="start_generation", outcome="started") == 1
     charged = result.structured_content.get("charged_usd") or result.structured_content.get("cost_usd")
-    assert seen.total("flora_mcp.charged") > 0 and (charged is None or seen.total("flora_mcp.charged") == charged)
+    assert seen.total("flora_mcp.charged.usd") > 0 and (charged is None or seen.total("flora_mcp.charged.usd") == charged)
     assert seen.total("flora_mcp.ledger.duration", operation="begin", outcome="ok") == 1
     assert seen.total("flora_mcp.tool.active", tool="start_generation") == 0  # back to none in flight
     assert seen.total("flora_mcp.waits.active") == 0
@@ -373,3 +373,26 @@ def test_otlp_to_a_closed_port_never_reaches_the_user():
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_the_dashboard_and_the_alerts_name_only_metrics_that_exist(seen):
+    """Every series docs/grafana-flora-mcp.json and docs/observability.md query is one the scrape has."""
+    import re
+    from pathlib import Path
+
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    t = seen.telemetry
+    for counter in (t.tool_calls, t.paid_starts, t.charged, t.key_gate, t.sign_ins, t.tools_active, t.waits_active):
+        counter.add(1, {"tool": "x"})
+    for histogram in (t.tool_duration, t.flora_duration, t.ledger_duration, t.http_duration):
+        histogram.record(0.1, {"tool": "x"})
+    exposed = set()
+    for family in text_string_to_metric_families(generate_latest(seen.registry).decode()):
+        exposed |= {family.name, *(s.name for s in family.samples)}
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    queried = set(re.findall(r"\b(?:flora_mcp|http_server)_[a-z_]+", (docs / "grafana-flora-mcp.json").read_text()
+                             + (docs / "observability.md").read_text()))
+    queried = {q for q in queried if not q.startswith("flora_mcp_error")}  # flora_mcp.error.code is a span attribute
+    assert queried and queried <= exposed, queried - exposed

@@ -83,8 +83,8 @@ class Telemetry:
         self.paid_starts = meter.create_counter(
             "flora_mcp.paid.starts", unit="{start}", description="Paid starts FLORA accepted (started, accepted "
             "without a run ID) or whose outcome is unknown, as recorded in the ledger")
-        self.charged = meter.create_counter(
-            "flora_mcp.charged", unit="USD", description="USD FLORA charged for runs, counted once when a run settles")
+        self.charged = meter.create_counter(  # "{USD}": UCUM has no currency; Prometheus: flora_mcp_charged_usd_total
+            "flora_mcp.charged.usd", unit="{USD}", description="USD FLORA charged for runs, counted once when a run settles")
         self.key_gate = meter.create_counter(
             "flora_mcp.key_gate.verdicts", unit="{request}", description="Hosted key gate verdicts on MCP requests")
         self.sign_ins = meter.create_counter(
