@@ -21,6 +21,7 @@ What FLORA answered lately (`flora_reach`) is kept even when telemetry is off: /
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -85,7 +86,10 @@ def configure(settings: Settings) -> Telemetry | None:
     if wanted(settings):
         from .setup import from_environment
 
-        _active = from_environment(settings)
+        try:
+            _active = from_environment(settings)
+        except RuntimeError as exc:  # e.g. the otel extra is not installed: serve anyway, say why once
+            logging.getLogger("flora_mcp.telemetry").error("telemetry stays off: %s", exc)
     return _active
 
 

@@ -12,8 +12,10 @@ A provider the operator already installed (e.g. under `opentelemetry-instrument`
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flora_mcp.telemetry")
 
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_{}_ENDPOINT")
+# At exit, what is left is flushed for this long; a collector that does not answer then gets no more time.
+# (The SDK's own exit waits out every retry: ~20 s with a collector down, for a stdio server a client restarts.)
+EXIT_SECONDS = 3.0
 INSTALL = "pip install 'flora-mcp[otel]'"
 
 
@@ -49,6 +54,7 @@ def from_environment(settings: Settings) -> Telemetry:
     try:
         from opentelemetry import metrics, trace
         from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -62,28 +68,37 @@ def from_environment(settings: Settings) -> Telemetry:
         attributes["service.name"] = "flora-mcp"
     resource = Resource.create(attributes)
 
+    providers: list[Any] = []  # what this process made, to flush and stop at exit
+    exporters: list[Any] = []
     tracer_provider: Any = trace.get_tracer_provider()
     span_exporters = _exporters("TRACES")
     if span_exporters and isinstance(tracer_provider, trace.ProxyTracerProvider):  # nobody set one: ours
-        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         for name in span_exporters:
-            tracer_provider.add_span_processor(BatchSpanProcessor(_span_exporter(name)))
+            exporter = _span_exporter(name)
+            tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+            exporters.append(exporter)
         trace.set_tracer_provider(tracer_provider)  # the MCP SDK's request spans go here too
+        providers.append(tracer_provider)
 
     readers, prometheus = [], None
     for name in _exporters("METRICS"):
-        readers.append(_metric_reader(name))
+        exporters.append(_metric_exporter(name))
+        readers.append(PeriodicExportingMetricReader(exporters[-1]))
     if settings.metrics:
         reader, registry = _prometheus_reader()
         readers.append(reader)
         prometheus = (registry, settings.metrics)
     meter_provider: Any = metrics.get_meter_provider()
     if readers:
-        own = MeterProvider(resource=resource, metric_readers=readers)
+        own = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+        providers.append(own)
         if isinstance(meter_provider, metrics._internal._ProxyMeterProvider):
             metrics.set_meter_provider(own)
         meter_provider = own  # a Prometheus scrape needs our readers even beside an operator's provider
 
+    if providers:
+        atexit.register(_shutdown, providers, exporters)
     telemetry = Telemetry(tracer_provider, meter_provider, prometheus=prometheus)
     for handler in logging.getLogger().handlers:
         handler.addFilter(TraceIdFilter(telemetry))
@@ -93,6 +108,30 @@ def from_environment(settings: Settings) -> Telemetry:
                 ",".join(_exporters("METRICS") + (["prometheus " + settings.metrics] if settings.metrics else []))
                 or "off")
     return telemetry
+
+
+def _shutdown(providers: list[Any], exporters: list[Any], seconds: float = EXIT_SECONDS) -> None:
+    """Flush and stop the providers, bounded: past `seconds`, stop the exporters' retries and go."""
+    done = threading.Event()
+
+    def flush() -> None:
+        for provider in providers:
+            try:
+                provider.shutdown()
+            except Exception:
+                logger.warning("telemetry: shutting down %s failed", type(provider).__name__, exc_info=True)
+        done.set()
+
+    threading.Thread(target=flush, name="flora-mcp-telemetry-exit", daemon=True).start()
+    if done.wait(seconds):
+        return
+    logger.warning("telemetry: the collector did not take the last spans/metrics in %.0f s; exiting without them",
+                   seconds)
+    for exporter in exporters:
+        try:
+            exporter.shutdown()  # ends a retry loop waiting on a collector that is down
+        except Exception:
+            logger.debug("telemetry: stopping %s failed", type(exporter).__name__, exc_info=True)
 
 
 def _protocol(signal: str) -> str:
@@ -121,13 +160,13 @@ def _span_exporter(name: str) -> Any:
     return HttpSpanExporter()
 
 
-def _metric_reader(name: str) -> Any:
-    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
-
+def _metric_exporter(name: str) -> Any:
     if name == "console":
         import sys
 
-        return PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr))
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+        return ConsoleMetricExporter(out=sys.stderr)
     if name == "prometheus":
         raise RuntimeError("OTEL_METRICS_EXPORTER=prometheus: use FLORA_METRICS=app or FLORA_METRICS=[host:]port")
     if name != "otlp":
@@ -138,10 +177,10 @@ def _metric_reader(name: str) -> Any:
         except ImportError as exc:
             raise RuntimeError("OTLP over gRPC needs opentelemetry-exporter-otlp-proto-grpc; or set "
                                "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf") from exc
-        return PeriodicExportingMetricReader(OTLPMetricExporter())
+        return OTLPMetricExporter()
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
 
-    return PeriodicExportingMetricReader(HttpMetricExporter())
+    return HttpMetricExporter()
 
 
 def _prometheus_reader() -> tuple[Any, Any]:
