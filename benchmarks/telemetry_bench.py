@@ -1,6 +1,9 @@
 """What telemetry costs: stdio cold start and hosted CPU/latency per call, side by side (issue 27).
 
-    python benchmarks/telemetry_bench.py [--base DIR] [--rounds 3] [--seconds 3] [--runs 8]
+    cd /tmp && python /path/to/benchmarks/telemetry_bench.py [--base DIR] [--rounds 3] [--seconds 3] [--runs 8]
+
+(from outside the repository: `python -m`'s working directory comes first on sys.path, before --base;
+`git archive <commit> flora_mcp | tar -x -C DIR` makes a base, `python -m compileall DIR` keeps start-up fair)
 
 Variants, interleaved round by round so a change in machine load hits all alike:
   base         the code before telemetry (a checkout given by --base, put first on PYTHONPATH), if given

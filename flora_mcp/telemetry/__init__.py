@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -71,6 +72,25 @@ class FloraReach:
 flora_reach = FloraReach()
 
 
+_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_{}_ENDPOINT")
+
+
+def exporters_asked(signal: str) -> list[str]:
+    """The exporters asked for one signal (TRACES, METRICS): from OTEL_<signal>_EXPORTER, else OTLP when
+    an OTLP endpoint is set."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return []
+    choice = os.environ.get(f"OTEL_{signal}_EXPORTER", "").strip().lower()
+    if not choice:
+        endpoint = any(os.environ.get(name.format(signal), "").strip() for name in _ENDPOINTS)
+        choice = "otlp" if endpoint else "none"
+    return [c.strip() for c in choice.split(",") if c.strip() and c.strip() != "none"]
+
+
+def _wanted(settings: Settings) -> bool:
+    return bool(exporters_asked("TRACES") or exporters_asked("METRICS") or settings.metrics)
+
+
 def active() -> Telemetry | None:
     return _active
 
@@ -81,9 +101,7 @@ def configure(settings: Settings) -> Telemetry | None:
     if _configured:
         return _active
     _configured = True
-    from .setup import wanted
-
-    if wanted(settings):
+    if _wanted(settings):
         from .setup import from_environment
 
         try:

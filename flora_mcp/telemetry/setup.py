@@ -20,6 +20,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from . import exporters_asked as _exporters
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -27,27 +28,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flora_mcp.telemetry")
 
-_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_{}_ENDPOINT")
 # At exit, what is left is flushed for this long; a collector that does not answer then gets no more time.
 # (The SDK's own exit waits out every retry: ~20 s with a collector down, for a stdio server a client restarts.)
 EXIT_SECONDS = 3.0
 INSTALL = "pip install 'flora-mcp[otel]'"
-
-
-def _exporters(signal: str) -> list[str]:
-    """The exporters asked for one signal (TRACES, METRICS): from OTEL_<signal>_EXPORTER, else OTLP when
-    an OTLP endpoint is set."""
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return []
-    choice = os.environ.get(f"OTEL_{signal}_EXPORTER", "").strip().lower()
-    if not choice:
-        endpoint = any(os.environ.get(name.format(signal), "").strip() for name in _ENDPOINTS)
-        choice = "otlp" if endpoint else "none"
-    return [c.strip() for c in choice.split(",") if c.strip() and c.strip() != "none"]
-
-
-def wanted(settings: Settings) -> bool:
-    return bool(_exporters("TRACES") or _exporters("METRICS") or settings.metrics)
 
 
 def from_environment(settings: Settings) -> Telemetry:
