@@ -416,3 +416,70 @@ def test_telemetry_that_cannot_start_is_logged_and_the_server_serves_anyway():
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
     assert "telemetry stays off: OTEL_TRACES_EXPORTER=zipkin is not supported here" in out.stderr
+
+
+# --- OAuth sign-in, FLORA_METRICS on its own port, the setting's errors --------------------------------------
+async def test_sign_ins_are_counted_and_their_steps_are_spans_without_tokens(seen, tmp_path):
+    from flora_mcp.transports.http import create_app
+    from tests.test_oauth import consent_page, oauth_settings, pkce, running, sign_in, submit
+
+    async with running(create_app(oauth_settings(tmp_path))) as http:
+        client_id, tokens = await sign_in(http)
+        refreshed = await http.post("/token", data={"grant_type": "refresh_token", "client_id": client_id,
+                                                    "refresh_token": tokens["refresh_token"]})
+        assert refreshed.status_code == 200
+        page = await consent_page(http, client_id, pkce()[1])
+        assert (await submit(http, page, "sk_live_not_a_key_flora_knows")).status_code == 400
+
+    assert seen.total("flora_mcp.sign_ins", step="consent", outcome="approved") == 1
+    assert seen.total("flora_mcp.sign_ins", step="consent", outcome="key_rejected") == 1
+    assert seen.total("flora_mcp.sign_ins", step="token", outcome="issued") == 1
+    assert seen.total("flora_mcp.sign_ins", step="refresh", outcome="issued") == 1
+    routes = {s.attributes.get("http.route") for s in seen.spans() if s.kind == trace.SpanKind.SERVER}
+    assert {"/register", "/authorize", "/consent", "/token"} <= routes
+    assert seen.spans("ledger store.put")  # the OAuth records the store keeps, timed like any ledger write
+    said = seen.everything_said()
+    for secret in (tokens["access_token"], tokens["refresh_token"], refreshed.json()["access_token"], SANDBOX_API_KEY,
+                   "sk_live_not_a_key_flora_knows", client_id):
+        assert secret not in said
+
+
+def test_metrics_on_their_own_port_and_not_on_the_app():
+    from tests.helpers import free_port, hosted
+
+    port = free_port()
+    with hosted("--sandbox", FLORA_METRICS=str(port), FLORA_RATE_LIMIT="0",
+                OTEL_TRACES_EXPORTER="none") as (base, server):
+        headers = {"Authorization": f"Bearer {SANDBOX_API_KEY}", "Accept": "application/json, text/event-stream"}
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "list_workspaces",
+                                                                                "arguments": {}}}
+        assert httpx2.post(f"{base}/mcp", json=call, headers=headers, timeout=30).status_code == 200
+        assert httpx2.get(f"{base}/metrics", timeout=5).status_code == 404  # MCP clients cannot reach it
+        scrape = httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(scrape.text)}
+    assert any(s.labels.get("tool") == "list_workspaces" and s.labels.get("outcome") == "ok"
+               for s in families["flora_mcp_tool_calls"].samples)
+    assert "Prometheus metrics at http://127.0.0.1:" in server.text
+
+
+@pytest.mark.parametrize("value", ["yes", "99999", "host:port", "1.2.3.4:0"])
+def test_a_bad_flora_metrics_names_the_variable_and_the_choices(value, monkeypatch):
+    from flora_mcp.config import SettingsError, load_settings
+
+    monkeypatch.setenv("FLORA_METRICS", value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "FLORA_METRICS" in str(caught.value) and "0.0.0.0:9464" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["app", "9464", "0.0.0.0:9464", "[::1]:9464"])
+def test_good_flora_metrics_values_are_kept(value, monkeypatch):
+    from flora_mcp.config import load_settings
+    from flora_mcp.telemetry.setup import listen_address
+
+    monkeypatch.setenv("FLORA_METRICS", value)
+    assert load_settings().metrics == value
+    if value != "app":
+        assert listen_address(value)[1] == 9464
