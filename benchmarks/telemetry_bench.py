@@ -9,6 +9,7 @@ Variants, interleaved round by round so a change in machine load hits all alike:
   base         the code before telemetry (a checkout given by --base, put first on PYTHONPATH), if given
   off          this tree, no OTEL_* and no FLORA_METRICS: telemetry off
   otlp_closed  this tree, OTEL_EXPORTER_OTLP_ENDPOINT at a loopback port where nothing listens
+  otlp_open    this tree, OTLP to a stand-in collector in this process that answers 200 to every export
   prometheus   this tree, FLORA_METRICS=app (OpenTelemetry SDK on, Prometheus reader, no OTLP)
 
 Hosted: `uvicorn flora_mcp.transports.http:create_app --factory` on the sandbox (one worker, uvloop),
@@ -40,6 +41,27 @@ from tests.helpers import DEMO_KEY, free_port
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
+def stand_in_collector() -> int:
+    """An OTLP/HTTP endpoint that accepts every export (200, empty body), on a thread; its port."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Accept(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Accept)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1]
+
+
 def variants(base: Path | None) -> dict[str, dict[str, str]]:
     closed = str(free_port())  # bound by nobody: every export attempt is refused
     out = {}
@@ -47,6 +69,7 @@ def variants(base: Path | None) -> dict[str, dict[str, str]]:
         out["base"] = {"PYTHONPATH": str(base)}
     out["off"] = {}
     out["otlp_closed"] = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{closed}"}
+    out["otlp_open"] = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{stand_in_collector()}"}
     out["prometheus"] = {"FLORA_METRICS": "app"}
     return out
 
