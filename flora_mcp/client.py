@@ -63,6 +63,7 @@ from .models import (
     WorkspaceList,
 )
 from .retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from .telemetry import observed_send
 
 __all__ = ["AcceptedRunLostError", "FloraClient", "new_idempotency_key"]
 
@@ -348,8 +349,8 @@ class FloraClient:
             attempt += 1
             retry_after: float | None = None
             try:
-                response = await self._send(method, url, params=params, headers=headers,
-                                            **({"content": canonical_json(json)} if json is not None else {}))
+                response = await observed_send(self._send, method, path, attempt, url, params=params, headers=headers,
+                                               **({"content": canonical_json(json)} if json is not None else {}))
             except httpx2.TransportError as exc:
                 failure: FloraError = FloraConnectionError(f"{method} {path} failed: {type(exc).__name__}")
                 # A request that was sent may have been processed before the connection failed.

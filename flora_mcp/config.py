@@ -43,6 +43,17 @@ def _known_state_url(value: str | None) -> str | None:
     return value
 
 
+def _metrics_target(value: str | None) -> str | None:
+    """FLORA_METRICS: `app` (/metrics on the hosted app) or where its own listener binds ([host:]port)."""
+    if value is None or value == "app":
+        return value
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536 or (":" in host and not host.startswith("[")):
+        raise ValueError("use app (serve /metrics on the hosted app), a port (9464: loopback only), "
+                         "or host:port (0.0.0.0:9464 to let other machines scrape)")
+    return value
+
+
 def _known_log_level(value: str) -> str:
     if value.upper() not in LOG_LEVELS:
         raise ValueError(f"choose from {', '.join(LOG_LEVELS)}")
@@ -78,6 +89,9 @@ class Settings(BaseModel):
         "all", description=f"Tool groups to expose: {TOOLSET_CHOICES}.")
     read_only: bool = Field(False, description="Expose no tool that spends credits or changes anything.")
     log_level: Annotated[str, AfterValidator(_known_log_level)] = Field("INFO", description="Log level for stderr.")
+    metrics: Annotated[str | None, AfterValidator(_metrics_target)] = Field(
+        None, description="Prometheus metrics: app (/metrics on the hosted app, reachable like /mcp) or "
+        "[host:]port for their own listener (a bare port is loopback only). Needs the otel extra.")
 
     # Hosted (HTTP) mode
     host: str = Field("127.0.0.1", description="HTTP bind address; loopback unless you mean it.")

@@ -82,7 +82,7 @@ async def test_a_client_stored_with_a_bad_redirect_uri_before_the_check_cannot_u
         client_id = await register(http)
         from flora_mcp.ledger import open_ledger
 
-        store = open_ledger(f"sqlite:///{tmp_path}/ledger.sqlite3").store
+        store = open_ledger(f"sqlite:///{tmp_path}/ledger.sqlite3").shared
         raw = json.loads(await store.get(f"oauth:client:{client_id}"))
         raw["redirect_uris"] = ["javascript:alert(1)//"]
         await store.put(f"oauth:client:{client_id}", OAuthClientInformationFull.model_validate(raw).model_dump_json(),
@@ -136,7 +136,7 @@ async def test_our_token_formats_are_refused_by_the_key_gate_without_a_flora_cal
     from tests.helpers import settings
 
     verifier = _CountingVerifier(delay=0)
-    gate = _KeyGate(settings(rate_limit=0), verifier, open_ledger("memory:").store)
+    gate = _KeyGate(settings(rate_limit=0), verifier, open_ledger("memory:").shared)
     for token in ("fmcp_rt_abc", "fmcp_code_abc", "fmcp_at_abc"):
         assert (await gate.check(token, "203.0.113.7")).status_code == 401
     assert verifier.calls == 0
@@ -152,7 +152,7 @@ async def test_client_secrets_are_stored_hashed_and_both_auth_methods_still_work
             client = (await _register(http, [REDIRECT], token_endpoint_auth_method=method)).json()
             secret = client["client_secret"]
             ledger_bytes = (tmp_path / "ledger.sqlite3").read_bytes()
-            store = open_ledger(f"sqlite:///{tmp_path}/ledger.sqlite3").store
+            store = open_ledger(f"sqlite:///{tmp_path}/ledger.sqlite3").shared
             assert secret not in (await store.get(f"oauth:client:{client['client_id']}"))
             assert secret.encode() not in ledger_bytes
             verifier, challenge = pkce()
@@ -176,7 +176,7 @@ async def test_client_secrets_are_stored_hashed_and_both_auth_methods_still_work
 async def _sqlite_store(tmp_path):
     from flora_mcp.ledger import open_ledger
 
-    return open_ledger(f"sqlite:///{tmp_path}/gate.sqlite3").store
+    return open_ledger(f"sqlite:///{tmp_path}/gate.sqlite3").shared
 
 
 async def test_three_hundred_requests_with_one_new_valid_key_cost_one_check_and_all_pass(tmp_path):

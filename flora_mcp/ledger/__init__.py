@@ -274,11 +274,6 @@ class Ledger:
         except LedgerUnavailable as exc:  # housekeeping: the start itself is recorded
             logger.warning("ledger: pruning old rows failed (%s)", exc)
 
-    @property
-    def store(self) -> SharedValues:
-        """The old name of `shared`, kept while branches written against it merge; use `shared`."""
-        return self.shared
-
     async def aclose(self) -> None:
         if self._retrying:  # give background writes a last, short chance
             with anyio.move_on_after(2):

@@ -28,6 +28,8 @@ from .._recent import Recent
 from .._version import __version__
 from ..config import Settings, load_settings, state_url
 from ..errors import ConfigurationError
+from ..telemetry import configure as configure_telemetry
+from ..telemetry import instrument_ledger, instrument_server
 from ..toolsets import parse_toolsets
 from .dispatch import build_tool
 from .session import ToolCall, UserState, connection_of
@@ -83,7 +85,7 @@ class _Backend:
         self.settings = settings
         self._client = client
         self._connect = connect
-        self._ledger = ledger
+        self._ledger = instrument_ledger(ledger)
         self.users: Recent = Recent(10_000)  # one entry per API key seen (hosted: per user)
         self.log_levels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> level
 
@@ -97,7 +99,7 @@ class _Backend:
         if self._ledger is None:
             from ..ledger import open_ledger
 
-            self._ledger = open_ledger(state_url(self.settings))
+            self._ledger = instrument_ledger(open_ledger(state_url(self.settings)))
         return self._ledger
 
     def call(self, client: FloraClient, ctx: Context, *, hosted: bool = False) -> ToolCall:
@@ -125,6 +127,7 @@ def create_server(
     `ledger` defaults to the one FLORA_STATE_URL names (see config.state_url), opened on first use.
     """
     settings = settings or load_settings()
+    configure_telemetry(settings)  # OTEL_* / FLORA_METRICS, once per process; off costs nothing
     backend = _Backend(settings, client, connect, ledger)
 
     async def open_call(ctx: Context) -> ToolCall:
@@ -144,6 +147,7 @@ def create_server(
         log_level=settings.log_level.upper(),  # type: ignore[arg-type]
         subscriptions=False,  # nothing here changes while connected: no listChanged or subscribe to promise
     )
+    instrument_server(server, [t.name for t in tools])
     _serve_log_levels(server, backend.log_levels)
     _serve_outputs(server, open_call)
     _drop_prompts(server)

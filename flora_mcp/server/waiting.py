@@ -14,6 +14,7 @@ import anyio
 
 from ..config import MAX_WAIT_SECONDS
 from ..errors import FloraError
+from ..telemetry import traced_wait
 from .session import ToolCall
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def status_line(run: Run) -> str:
     return f"{run.status}, {run.progress:.0f}%"
 
 
+@traced_wait
 async def follow(call: ToolCall, run_ids: list[str], wait_seconds: float,
                  estimated_seconds: int | None = None) -> list[Run | FloraError]:
     """Poll the runs until all are finished or the wait is over; one progress stream for all.

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .. import telemetry
 from .._ids import key_hash
 from .._recent import Recent
 from ..client import FloraClient
@@ -36,6 +37,7 @@ from ..errors import AuthenticationError, FloraError
 from ..ledger import open_ledger
 from ..server import create_server
 from .fastpath import with_fast_path
+from .ops import operator_routes
 
 logger = logging.getLogger("flora_mcp.http")
 access_log = logging.getLogger("flora_mcp.access")
@@ -296,6 +298,7 @@ class _Gatekeeper:
             if path.startswith(MCP_PATHS):
                 address = scope["client"][0] if scope.get("client") else None
                 denial = await self.gate.check(key, address)
+                telemetry.key_gate_verdict(key is not None, denial)
                 if denial is None and key is not None:
                     scope["user"] = user_for(key)
             if denial is not None:
@@ -306,7 +309,7 @@ class _Gatekeeper:
             access_log.info(json.dumps({
                 "method": scope["method"], "path": path, "status": status["code"],
                 "ms": round((time.monotonic() - started) * 1000, 1),
-                "key": fingerprint(key) if key else None,
+                "key": fingerprint(key) if key else None, **telemetry.trace_ids(),
             }))
 
 
@@ -319,7 +322,8 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
     client = client or build_client(settings, None, per_request_keys=True)
     # One ledger for the tools, the key gate's verdicts and rate windows, and OAuth's records: shared by
     # every worker and replica that names the same FLORA_STATE_URL.
-    ledger = open_ledger(state_url(settings))
+    telemetry.configure(settings)  # before the ledger is made: it is wrapped when telemetry is on
+    ledger = telemetry.instrument_ledger(open_ledger(state_url(settings)))
     gate = _KeyGate(settings, client.with_api_key, ledger.shared)
 
     def api_key_for(ctx: Context) -> str | None:
@@ -352,12 +356,13 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
         # serves; the access log already has one line per request.
         logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     mcp_routes = with_fast_path(streamable.routes, server.session_manager)
-    app = Starlette(routes=[Route("/healthz", healthz), *mcp_routes, *sse.routes, *auth_routes], lifespan=lifespan)
+    app = Starlette(routes=[Route("/healthz", healthz), *operator_routes(settings, ledger), *mcp_routes, *sse.routes, *auth_routes], lifespan=lifespan)
     app.add_middleware(_Gatekeeper, gate=gate)  # type: ignore[arg-type]
     if provider is not None:  # outermost: swaps an OAuth token for the user's FLORA key before the key gate
         from .oauth import OAuthGate
 
         app.add_middleware(OAuthGate, provider=provider, mcp_paths=MCP_PATHS)  # type: ignore[arg-type]
+    telemetry.instrument_app(app)  # outermost: one span per HTTP request, named in the access log
     return app
 
 

@@ -57,6 +57,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .._ids import user_id
 from ..config import Settings
 from ..errors import AuthenticationError, FloraError
+from ..telemetry import sign_in
 
 logger = logging.getLogger("flora_mcp.oauth")
 
@@ -280,6 +281,7 @@ class LedgerProvider:
         if await self.store.take(f"oauth:code:{name}") is None:  # another exchange won the race
             raise TokenError("invalid_grant", "authorization code already used")
         grant = secrets.token_urlsafe(16)
+        sign_in("token", "issued")
         await self.store.put(f"oauth:code-used:{name}", grant, CODE_TTL * 2)
         if not await self.store.get(f"oauth:client-used:{client.client_id}"):
             await self.store.put(f"oauth:client-used:{client.client_id}", "1", CLIENT_TTL)
@@ -312,6 +314,7 @@ class LedgerProvider:
         name = _hash(refresh_token.token)
         if await self.store.take(f"oauth:rt:{name}") is None:
             raise TokenError("invalid_grant", "refresh token already used")
+        sign_in("refresh", "issued")
         await self.store.put(f"oauth:rt-used:{name}", refresh_token.grant, self.refresh_ttl)
         await self.store.delete(f"oauth:at:{refresh_token.access_hash}")
         return await self._issue(refresh_token.grant, client.client_id, scopes,
@@ -433,12 +436,15 @@ class ConsentPage:
         try:
             await self.client_for_key(key).list_workspaces()
         except AuthenticationError:
+            sign_in("consent", "key_rejected")
             return self._page(request_id, pending, csrf, "FLORA did not accept this API key. Copy it again from "
                               "FLORA's settings (API keys) and paste the whole key.", 400)
         except FloraError:
+            sign_in("consent", "flora_unavailable")
             return self._page(request_id, pending, csrf, "FLORA could not be reached to check your key. Try again "
                               "in a moment.", 503)
         target = await self.provider.approve(request_id, key)
+        sign_in("consent", "approved" if target else "expired")
         if target is None:
             return self._gone()
         return RedirectResponse(target, status_code=303, headers=_PAGE_HEADERS)
