@@ -26,6 +26,7 @@ from .._recent import Recent
 from ..config import Settings, load_settings, state_url
 from ..connect import build_client
 from ..toolsets import parse_toolsets
+from .app import bind_app
 from .session import ToolCall, UserState, connection_of
 from .tooling import ToolSpec, build_tool
 
@@ -121,6 +122,7 @@ def create_server(
         tools=tools,
         log_level=settings.log_level.upper(),  # type: ignore[arg-type]
         subscriptions=False,  # nothing here changes while connected: no listChanged or subscribe to promise
+        extensions=[bind_app(tools, settings)],  # the MCP App next to run, media and canvas results
     )
     _serve_log_levels(server, backend.log_levels)
     _serve_outputs(server, open_call)
