@@ -39,8 +39,8 @@ except ImportError:  # pragma: no cover - the test extra installs it
 pytestmark = [
     pytest.mark.skipif(async_playwright is None, reason="playwright is not installed (pip install -e .[test])"),
     pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install -y chromium; .ci/app-harness does)"),
-    pytest.mark.skipif(not BUNDLE.exists(), reason="no host bundle: cd tests/app_host && npm ci && npm run build"),
 ]
+needs_bundle = pytest.mark.skipif(not BUNDLE.exists(), reason="no host bundle: cd tests/app_host && npm ci && npm run build")
 
 # Every frame reports its CSP violations on the console, where the harness counts them.
 REPORT_CSP = """document.addEventListener("securitypolicyviolation", (e) =>
@@ -102,6 +102,7 @@ async def focusable_reached(page: Any, frame: Any) -> tuple[int, int]:
     return len(seen), controls
 
 
+@needs_bundle
 async def test_every_bound_tool_renders_in_a_real_host(tmp_path):
     params = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp", "--sandbox"],
                                    env=clean_env(FLORA_SANDBOX_SPEED="5", FLORA_STATE_URL="memory:",
@@ -258,3 +259,35 @@ async def test_every_bound_tool_renders_in_a_real_host(tmp_path):
           f"CSP violations {sum('Content Security Policy' in e or 'CSP violation' in e for e in h.errors)}")
     assert h.errors == []
     assert max(h.first_image_ms) < 300, h.first_image_ms
+
+
+async def test_the_demo_page_shows_the_run_without_a_host(tmp_path, monkeypatch):
+    """`flora-mcp demo --app` writes one page a newcomer opens in a browser: the run, the canvas, the runs."""
+    from flora_mcp.demo import run_demo
+
+    monkeypatch.setenv("FLORA_STATE_URL", "memory:")
+    page_path = tmp_path / "flora-app.html"
+    assert await run_demo("A <b>bold</b> mug on a sunlit table", tmp_path / "out", 50.0, page_path) == 0
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = await browser.new_page(viewport={"width": 820, "height": 900})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        await page.add_init_script(REPORT_CSP)
+        await page.goto(page_path.as_uri())
+        frames = [f for f in page.frames if f != page.main_frame]
+        assert len(frames) == 3
+        await frames[0].wait_for_function("() => { const i = document.querySelector('img[data-output]');"
+                                          " return i && i.complete && i.naturalWidth > 0; }")
+        assert await frames[0].locator("img[data-output]").get_attribute("alt") == "A <b>bold</b> mug on a sunlit table"
+        await frames[0].locator("button.thumb").click()  # full size from the recorded flora:// resource
+        await frames[0].wait_for_function("() => document.querySelector('#lightbox-img').naturalWidth >= 1024")
+        await page.keyboard.press("Escape")
+        await frames[1].wait_for_selector("svg.graph [data-node]")
+        await frames[2].wait_for_selector("tbody tr")
+        await frames[0].get_by_role("button", name="Place on canvas").click()  # not recorded: says so, no crash
+        await frames[0].wait_for_selector("[role=alert]")
+        if os.environ.get("UPDATE_SCREENSHOTS"):
+            await page.screenshot(path=str(DOCS / "app-demo-page.png"), full_page=True)
+        await browser.close()
+    assert errors == []
