@@ -170,9 +170,13 @@ async def test_every_bound_tool_renders_in_a_real_host(tmp_path):
         await frame.get_by_role("button", name="Run again").click()
         await frame.wait_for_function("() => document.querySelectorAll('.run [data-status=completed]').length >= 2",
                                       timeout=30_000)
+        await frame.get_by_role("button", name="Variation").first.click()
+        await frame.wait_for_function("() => document.querySelectorAll('.run [data-status=completed]').length >= 3",
+                                      timeout=30_000)
         calls = [e for e in await h.host_log() if e["method"] == "tools/call"]
-        again = next(e for e in calls if e["name"] == "start_generation")
+        again, variation = [e for e in calls if e["name"] == "start_generation"]
         assert again["arguments"]["new_run"] is True and again["arguments"]["prompt"] == XSS_PROMPT
+        assert variation["arguments"]["prompt"] == XSS_PROMPT and "seed" in variation["arguments"]["params"]
         assert {"place_on_canvas", "read_canvas", "get_run"} <= {e["name"] for e in calls}
 
         # An unfinished run follows itself to completed through get_run, backing off.
@@ -234,6 +238,13 @@ async def test_every_bound_tool_renders_in_a_real_host(tmp_path):
         await frame.wait_for_selector("img[data-output]")
         await frame.wait_for_function("() => document.querySelector('img[data-output]').naturalWidth > 0")
 
+        # A technique run (a product image on a backdrop).
+        args = {"technique_id": "tech_product_backdrop", "inputs": [{"name": "product", "value": run["outputs"][0]}],
+                "workspace_id": ws, "wait_seconds": 30}
+        _, frame = await h.call("run_technique", args)
+        await frame.wait_for_function("() => { const i = document.querySelector('img[data-output]');"
+                                      " return i && i.naturalWidth > 0; }")
+
         # The canvas as a graph: nodes and edges, from the diagram the server parsed.
         placed = await client.call_tool("place_on_canvas", {"run_id": first, "project_id": where["project_id"]})
         node = placed.structured_content["placed"][0]["node_id"]
@@ -285,9 +296,11 @@ async def test_the_demo_page_shows_the_run_without_a_host(tmp_path, monkeypatch)
         await page.keyboard.press("Escape")
         await frames[1].wait_for_selector("svg.graph [data-node]")
         await frames[2].wait_for_selector("tbody tr")
+        if os.environ.get("UPDATE_SCREENSHOTS"):  # a viewport as tall as the page: frames below it are not painted
+            await page.set_viewport_size({"width": 820, "height": await page.evaluate("document.body.scrollHeight")})
+            await page.wait_for_timeout(300)
+            await page.screenshot(path=str(DOCS / "app-demo-page.png"), full_page=True)
         await frames[0].get_by_role("button", name="Place on canvas").click()  # not recorded: says so, no crash
         await frames[0].wait_for_selector("[role=alert]")
-        if os.environ.get("UPDATE_SCREENSHOTS"):
-            await page.screenshot(path=str(DOCS / "app-demo-page.png"), full_page=True)
         await browser.close()
     assert errors == []
