@@ -21,7 +21,7 @@ from mcp.client.extension import advertise
 from mcp.client.stdio import StdioServerParameters
 
 from flora_mcp.server.app import APP_URI
-from tests.helpers import clean_env
+from tests.helpers import clean_env, running_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = ROOT / "tests" / "app_host"
@@ -102,36 +102,45 @@ async def focusable_reached(page: Any, frame: Any) -> tuple[int, int]:
     return len(seen), controls
 
 
+async def open_host(pw: Any, client: Client) -> tuple[Any, Harness]:
+    """Chromium with the host page: the app's HTML and CSP from the server, its tool calls and resource
+    reads forwarded to `client`, console errors and CSP violations collected."""
+    [resource] = (await client.read_resource(APP_URI)).contents
+    csp = ((resource.meta or {}).get("ui") or {}).get("csp")
+    browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                       args=["--autoplay-policy=no-user-gesture-required"])
+    page = await browser.new_page(viewport={"width": 820, "height": 900})
+    h = Harness(client, page, resource.text, csp)
+    page.on("console", lambda m: h.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: h.errors.append(str(e)))
+    await page.add_init_script(REPORT_CSP)
+
+    async def call_tool(raw: str) -> str:
+        p = json.loads(raw)
+        r = await client.call_tool(p["name"], p.get("arguments") or {})
+        return json.dumps(r.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+    async def read_resource(raw: str) -> str:
+        r = await client.read_resource(json.loads(raw)["uri"])
+        return json.dumps(r.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+    await page.expose_function("hostCallTool", call_tool)
+    await page.expose_function("hostReadResource", read_resource)
+    await page.set_content((HOST / "host.html").read_text())
+    await page.add_script_tag(content=BUNDLE.read_text())
+    return browser, h
+
+
+
 @needs_bundle
 async def test_every_bound_tool_renders_in_a_real_host(tmp_path):
     params = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp", "--sandbox"],
                                    env=clean_env(FLORA_SANDBOX_SPEED="5", FLORA_STATE_URL="memory:",
                                                  FLORA_BUDGET_USD="5"))
     async with Client(params, extensions=[APPS]) as client, async_playwright() as pw:
-        [resource] = (await client.read_resource(APP_URI)).contents
-        csp = ((resource.meta or {}).get("ui") or {}).get("csp")
-        assert csp is None, "the embedded sandbox serves no files: the app needs no network origin"
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                           args=["--autoplay-policy=no-user-gesture-required"])
-        page = await browser.new_page(viewport={"width": 820, "height": 900})
-        h = Harness(client, page, resource.text, csp)
-        page.on("console", lambda m: h.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: h.errors.append(str(e)))
-        await page.add_init_script(REPORT_CSP)
-
-        async def call_tool(raw: str) -> str:
-            p = json.loads(raw)
-            r = await client.call_tool(p["name"], p.get("arguments") or {})
-            return json.dumps(r.model_dump(mode="json", by_alias=True, exclude_none=True))
-
-        async def read_resource(raw: str) -> str:
-            r = await client.read_resource(json.loads(raw)["uri"])
-            return json.dumps(r.model_dump(mode="json", by_alias=True, exclude_none=True))
-
-        await page.expose_function("hostCallTool", call_tool)
-        await page.expose_function("hostReadResource", read_resource)
-        await page.set_content((HOST / "host.html").read_text())
-        await page.add_script_tag(content=BUNDLE.read_text())
+        browser, h = await open_host(pw, client)
+        page = h.page
+        assert h.csp is None, "the embedded sandbox serves no files: the app needs no network origin"
 
         ws = (await client.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
         project = (await client.call_tool("list_projects", {"workspace_id": ws})).structured_content
@@ -304,3 +313,32 @@ async def test_the_demo_page_shows_the_run_without_a_host(tmp_path, monkeypatch)
         await frames[0].wait_for_selector("[role=alert]")
         await browser.close()
     assert errors == []
+
+
+@needs_bundle
+async def test_media_load_from_the_declared_origin_when_flora_serves_its_files():
+    """Against an API that serves its files (`flora-mcp sandbox` over HTTP), the resource's CSP names that
+    origin and the app loads full-size media from it directly (no resources/read), with no CSP violation."""
+    with running_sandbox(speed=50) as base:
+        origin = base.removesuffix("/api/v1")
+        params = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp"],
+                                       env=clean_env(FLORA_BASE_URL=base, FLORA_API_KEY="sk_sandbox_demo",
+                                                     FLORA_STATE_URL="memory:"))
+        async with Client(params, extensions=[APPS]) as client, async_playwright() as pw:
+            browser, h = await open_host(pw, client)
+            assert h.csp == {"resourceDomains": [origin]}
+            ws = (await client.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
+            project = (await client.call_tool("list_projects", {"workspace_id": ws})).structured_content
+            where = {"workspace_id": ws, "project_id": project["projects"][0]["project_id"]}
+            args = {"type": "audio", "prompt": "A short chime", "model": "tts-elevenlabs-v3", "wait_seconds": 30, **where}
+            _, frame = await h.call("start_generation", args)
+            await frame.wait_for_function("() => document.querySelector('audio').duration > 0", timeout=10_000)
+            assert (await frame.evaluate("document.querySelector('audio').currentSrc")).startswith(origin + "/")
+            args = {"type": "image", "prompt": "A ceramic mug", "model": "t2i-flux-2-pro", "wait_seconds": 30, **where}
+            _, frame = await h.call("start_generation", args)
+            await frame.locator("button.thumb").click()
+            await frame.wait_for_function("() => document.querySelector('#lightbox-img').naturalWidth >= 1024")
+            assert (await frame.evaluate("document.querySelector('#lightbox-img').currentSrc")).startswith(origin + "/")
+            assert not [e for e in await h.host_log() if e["method"] == "resources/read"]
+            await browser.close()
+        assert h.errors == []
