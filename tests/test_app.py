@@ -94,7 +94,10 @@ async def test_the_resource_declares_the_media_origins_as_its_csp():
     cdn = settings(sandbox=False, api_key="sk_test", media_origins="https://media.flora.ai")
     async with Client(create_server(cdn), extensions=[APPS]) as client:
         [content] = (await client.read_resource(APP_URI)).contents
-    assert content.meta["ui"]["csp"] == {"resourceDomains": ["https://media.flora.ai"]}
+    assert content.meta["ui"]["csp"] == {"resourceDomains": ["https://media.flora.ai", "data:"]}
+    async with Client(create_server(settings(sandbox=True)), extensions=[APPS]) as client:
+        [content] = (await client.read_resource(APP_URI)).contents
+    assert content.meta["ui"]["csp"] == {"resourceDomains": ["data:"]}  # previews and resources: no network
 
 
 def test_the_canvas_graph_stays_under_2_kb_and_says_what_it_left_out():

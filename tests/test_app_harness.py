@@ -140,7 +140,7 @@ async def test_every_bound_tool_renders_in_a_real_host(tmp_path):
     async with Client(params, extensions=[APPS]) as client, async_playwright() as pw:
         browser, h = await open_host(pw, client)
         page = h.page
-        assert h.csp is None, "the embedded sandbox serves no files: the app needs no network origin"
+        assert h.csp == {"resourceDomains": ["data:"]}, "the embedded sandbox serves no files: no network origin"
 
         ws = (await client.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
         project = (await client.call_tool("list_projects", {"workspace_id": ws})).structured_content
@@ -333,7 +333,7 @@ async def test_media_load_from_the_declared_origin_when_flora_serves_its_files()
                                                      FLORA_STATE_URL="memory:"))
         async with Client(params, extensions=[APPS]) as client, async_playwright() as pw:
             browser, h = await open_host(pw, client)
-            assert h.csp == {"resourceDomains": [origin]}
+            assert h.csp == {"resourceDomains": [origin, "data:"]}
             ws = (await client.call_tool("list_workspaces", {})).structured_content["workspaces"][0]["workspace_id"]
             project = (await client.call_tool("list_projects", {"workspace_id": ws})).structured_content
             where = {"workspace_id": ws, "project_id": project["projects"][0]["project_id"]}

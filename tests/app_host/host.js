@@ -3,23 +3,25 @@
 // through functions the harness exposes on window (hostCallTool, hostReadResource).
 import { AppBridge, PostMessageTransport } from "@modelcontextprotocol/ext-apps/app-bridge";
 
-// The CSP a host applies to an app (the ext-apps spec's defaults, widened by the resource's
-// _meta.ui.csp domains only): inline script/style, images and media from data: and the declared
-// origins, no network.
+// The CSP a host applies to an app, as the MCP Inspector builds it: nothing beyond inline script and
+// style unless the resource's _meta.ui.csp declares it (not even data: images).
 function cspFor(csp) {
-  const res = ((csp && csp.resourceDomains) || []).join(" ");
-  const conn = ((csp && csp.connectDomains) || []).join(" ");
+  const list = (domains, none) => (domains && domains.length ? domains.join(" ") : none);
+  const res = list(csp && csp.resourceDomains, "'none'");
+  const inline = res === "'none'" ? "'unsafe-inline'" : `'unsafe-inline' ${res}`;
   return [
     "default-src 'none'",
-    `script-src 'unsafe-inline' ${res}`,
-    `style-src 'unsafe-inline' ${res}`,
-    `img-src data: ${res}`,
-    `media-src data: ${res}`,
-    `font-src ${res || "'none'"}`,
-    `connect-src ${conn || "'none'"}`,
-    "frame-src 'none'",
+    `connect-src ${list(csp && csp.connectDomains, "'none'")}`,
+    `script-src ${inline}`,
+    `style-src ${inline}`,
+    `img-src ${res}`,
+    `font-src ${res}`,
+    `media-src ${res}`,
+    `frame-src ${list(csp && csp.frameDomains, "'none'")}`,
+    "base-uri 'self'",
+    "form-action 'none'",
     "object-src 'none'",
-    "base-uri 'none'",
+    "worker-src 'none'",
   ].join("; ");
 }
 

@@ -55,6 +55,13 @@ def media_origins(settings: Settings) -> list[str]:
     return [o for o in dict.fromkeys(origins) if o]
 
 
+def app_csp(settings: Settings) -> ResourceCsp:
+    """Images and media from FLORA's media origins and `data:` (the previews in results, and files read as
+    resources, are shown as data: URLs; hosts such as the MCP Inspector allow no data: unless declared).
+    No connect, frame or font domains: the app reaches nothing itself."""
+    return ResourceCsp(resource_domains=[*media_origins(settings), "data:"])
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
@@ -67,17 +74,20 @@ def app_html(settings: Settings) -> str:
     return _template().replace(_CONFIG_MARK, config.replace("</", "<\\/"), 1)
 
 
-class FloraApp(Apps):
-    """The Apps extension with our one resource, and the graph edges added to read_canvas for hosts with Apps."""
+def _add_canvas_graph(tool: Tool) -> None:
+    """read_canvas, for a host with Apps: the diagram's graph in `_meta`, parsed here so the view draws it
+    without a Mermaid parser of its own. Wrapped on this one tool: other calls keep their plain path."""
+    answer = tool.fn
 
-    async def intercept_tool_call(self, params: Any, ctx: Any, call_next: Any) -> Any:
-        result = await call_next(ctx)
-        if params.name == "read_canvas" and isinstance(result, CallToolResult) and not result.is_error \
-                and client_supports_apps(ctx):
-            extra = canvas_graph((result.structured_content or {}).get("diagram"))
-            if extra is not None:
-                result = result.model_copy(update={"meta": {**(result.meta or {}), META_KEY: extra}})
+    async def run(arguments: dict[str, Any], ctx: Any) -> Any:
+        result = await answer(arguments=arguments, ctx=ctx)
+        if isinstance(result, CallToolResult) and not result.is_error and client_supports_apps(ctx):
+            graph = canvas_graph((result.structured_content or {}).get("diagram"))
+            if graph is not None:
+                result = result.model_copy(update={"meta": {**(result.meta or {}), META_KEY: graph}})
         return result
+
+    tool.fn = run
 
 
 def canvas_graph(diagram: Any) -> dict[str, Any] | None:
@@ -99,17 +109,18 @@ def canvas_graph(diagram: Any) -> dict[str, Any] | None:
     return graph
 
 
-def bind_app(tools: Iterable[Tool], settings: Settings) -> FloraApp:
+def bind_app(tools: Iterable[Tool], settings: Settings) -> Apps:
     """Point the bound tools at the app (`_meta.ui.resourceUri`) and build the extension serving it."""
     for tool in tools:
         if tool.name in BOUND_TOOLS:
             tool.meta = {**(tool.meta or {}), "ui": {"resourceUri": APP_URI}}
-    app = FloraApp()
-    origins = media_origins(settings)
+        if tool.name == "read_canvas":
+            _add_canvas_graph(tool)
+    app = Apps()
     app.add_html_resource(
         APP_URI, app_html(settings), name="flora_app", title="FLORA runs",
         description="Runs, media, costs and the project canvas, for hosts that render MCP Apps",
-        csp=ResourceCsp(resource_domains=origins) if origins else None,
+        csp=app_csp(settings),
         prefers_border=True,
     )
     return app
