@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a scripted agent session against the sandbox")
     demo.add_argument("--prompt", default=None)
     demo.add_argument("--output", type=Path, default=Path("flora-output"), help="where outputs are saved")
+    demo.add_argument("--app", nargs="?", type=Path, const=Path("flora-output/flora-app.html"), default=None,
+                      metavar="PAGE", help="also write the MCP App as a host shows it (default flora-output/flora-app.html)")
     return p
 
 
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import DEFAULT_PROMPT, run_demo
 
         _configure_logging("WARNING")
-        return anyio.run(run_demo, args.prompt or DEFAULT_PROMPT, args.output)
+        return anyio.run(run_demo, args.prompt or DEFAULT_PROMPT, args.output, 4.0, args.app)
     if args.command == "sandbox":
         _configure_logging(args.log_level or "INFO")
         return _run_sandbox(args.sandbox_host, args.sandbox_port, args.speed, args.idempotency)

@@ -80,6 +80,8 @@ class Settings(BaseModel):
     state_url: Annotated[str | None, AfterValidator(_known_state_url)] = Field(
         None, description="The ledger: sqlite:///path (default: a file in the user state directory), "
         "postgresql://user@host/db for replicas, or memory: (this process only). See docs/ledger.md.")
+    media_origins: str = Field("", description="MCP Apps: comma-separated origins FLORA serves output files from, "
+                               "allowed in the app's CSP (default: the API's own origin).")
     usd_per_credit: float = Field(0.01, gt=0, description="USD per FLORA credit, for estimates (not in the API).")
     wait_seconds: float = Field(25.0, ge=0, le=MAX_WAIT_SECONDS,
                                 description="Default wait inside one tool call for a run.")

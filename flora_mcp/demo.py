@@ -26,8 +26,11 @@ def _bar(progress: float, message: str | None) -> None:
     sys.stdout.flush()
 
 
-async def run_demo(prompt: str = DEFAULT_PROMPT, output_dir: Path = Path("flora-output"), speed: float = 4.0) -> int:
+async def run_demo(prompt: str = DEFAULT_PROMPT, output_dir: Path = Path("flora-output"), speed: float = 4.0,
+                   app_page: Path | None = None) -> int:
+    """`app_page`: also write the MCP App rendered against this session's run there (see server/app/page.py)."""
     from mcp.client import Client
+    from mcp.client.extension import advertise
 
     from .config import Settings
     from .connect import build_client
@@ -47,7 +50,9 @@ async def run_demo(prompt: str = DEFAULT_PROMPT, output_dir: Path = Path("flora-
     async def progress(value: float, total: float | None, message: str | None) -> None:
         _bar(value * 100 / (total or 100), message)
 
-    async with Client(server) as client:
+    # Advertising MCP Apps changes nothing the demo prints; read_canvas then also carries the graph for the app.
+    apps = [advertise("io.modelcontextprotocol/ui", {"mimeTypes": ["text/html;profile=mcp-app"]})] if app_page else None
+    async with Client(server, extensions=apps) as client:
         tools = await client.list_tools()
         _say(f"Connected to {client.server_info.name if client.server_info else 'flora-mcp'} (embedded sandbox, "
              f"no key, no network); {len(tools.tools)} tools: {', '.join(t.name for t in tools.tools)}")
@@ -92,4 +97,9 @@ async def run_demo(prompt: str = DEFAULT_PROMPT, output_dir: Path = Path("flora-
         _say(f"  on the canvas as node {', '.join(p['node_id'] for p in placed['placed'])}")
         canvas = await call(client, "read_canvas", {"project_id": project["project_id"]})
         _say(f"\nThe project canvas ({canvas['canvas_url']}):\n{canvas['diagram']}")
+        if app_page is not None:
+            from .server.app.page import write_demo_page
+
+            await write_demo_page(client, app_page, args, run["run_id"], project["project_id"])
+            _say(f"\nThe app as an MCP Apps host shows it: {app_page.resolve()}")
     return 0

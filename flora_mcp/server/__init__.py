@@ -31,6 +31,7 @@ from ..errors import ConfigurationError
 from ..telemetry import configure as configure_telemetry
 from ..telemetry import instrument_ledger, instrument_server
 from ..toolsets import parse_toolsets
+from .app import bind_app
 from .dispatch import build_tool
 from .session import ToolCall, UserState, connection_of
 from .tooling import ToolSpec
@@ -146,6 +147,7 @@ def create_server(
         tools=tools,
         log_level=settings.log_level.upper(),  # type: ignore[arg-type]
         subscriptions=False,  # nothing here changes while connected: no listChanged or subscribe to promise
+        extensions=[bind_app(tools, settings)],  # the MCP App next to run, media and canvas results
     )
     instrument_server(server, [t.name for t in tools])
     _serve_log_levels(server, backend.log_levels)
