@@ -29,8 +29,8 @@ from mcp.client.streamable_http import streamable_http_client
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flora_mcp.polling import interval_for  # noqa: E402
-from tests.helpers import free_port, wait_healthy  # noqa: E402
+from flora_mcp.polling import interval_for
+from tests.helpers import free_port, wait_healthy
 
 MODEL, ESTIMATED_SECONDS = "t2v-veo-3", 120  # the sandbox's 2-minute video
 BEFORE = "800 in 20 s (one process, 2 users; issue 25's measurement of one poll stream per waiting call)"
