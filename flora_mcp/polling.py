@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -147,7 +148,14 @@ class RunPoll:
             return 0.0
         if self.answer.settled:
             return float("inf")
-        return max(0.0, self.answer.at + self.interval() - now)
+        # Due at the start of the next lease window, the same instant on every process: a poll that
+        # was due at an answer's age would let two processes straddle a window edge and both ask.
+        interval = self.interval()
+        due = (math.floor(self.answer.at / interval) + 1) * interval
+        value = self.answer.value
+        if isinstance(value, FloraError) and value.retry_after:
+            due = max(due, self.answer.at + float(value.retry_after))
+        return max(0.0, due - now)
 
     def _take(self, answer: Answer) -> bool:
         if answer.estimated_seconds and not self.estimated_seconds:
