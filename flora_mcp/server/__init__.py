@@ -112,6 +112,9 @@ def create_server(
         return backend.call(base.with_api_key(api_key_for(ctx)), ctx, hosted=True)
 
     tools = [build_tool(spec, open_call) for spec in select_tools(settings)]
+    from .tasks import TasksExtension
+
+    tasks = TasksExtension()  # MCP Tasks for the clients that opt in (server/tasks.py)
     server = MCPServer(
         name="flora-mcp",
         title="FLORA",
@@ -121,7 +124,9 @@ def create_server(
         tools=tools,
         log_level=settings.log_level.upper(),  # type: ignore[arg-type]
         subscriptions=False,  # nothing here changes while connected: no listChanged or subscribe to promise
+        extensions=[tasks],
     )
+    tasks.bind(server, open_call)
     _serve_log_levels(server, backend.log_levels)
     _serve_outputs(server, open_call)
     _drop_prompts(server)
