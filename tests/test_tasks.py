@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
+import httpx2
 import mcp_types as types
 import pytest
 from mcp.client import Client, advertise
@@ -14,7 +16,7 @@ from pydantic import TypeAdapter
 from flora_mcp.ledger import open_ledger
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.server import create_server
-from tests.helpers import first_ids, settings
+from tests.helpers import first_ids, hosted, running_sandbox, settings
 
 TASKS = "io.modelcontextprotocol/tasks"
 ANY = TypeAdapter(dict[str, Any])
@@ -122,3 +124,44 @@ async def test_get_run_is_task_capable_and_a_refused_start_completes_at_once_wit
                                                     "arguments": args | {"model": "no-such-model"}})
         task = await send(client, "tasks/get", {"taskId": refused["taskId"]})
     assert refused["status"] == "completed" and task["result"]["isError"]
+
+
+# --- a raw 2026-07-28 client over HTTP, and a task that outlives its process ---------------------------
+def _raw(base: str, method: str, params: dict[str, Any], name: str) -> dict[str, Any]:
+    """One 2026-07-28 request as bytes on the wire: headers, _meta capabilities, no SDK."""
+    meta = {"io.modelcontextprotocol/clientCapabilities": {"extensions": {TASKS: {}}},
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"}}
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+               "Authorization": "Bearer sk_sandbox_demo", "MCP-Protocol-Version": "2026-07-28",
+               "Mcp-Method": method, "Mcp-Name": name}
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params | {"_meta": meta}}
+    answer = httpx2.post(f"{base}/mcp", json=body, headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_raw_client_task_is_answered_by_a_second_process_after_the_first_is_killed(tmp_path):
+    state = {"FLORA_STATE_URL": f"sqlite:///{tmp_path}/ledger.sqlite3", "FLORA_RATE_LIMIT": "0"}
+    with running_sandbox(speed=10) as flora:  # the 45 s video takes ~4.5 s
+        env = state | {"FLORA_BASE_URL": flora}
+        with hosted(**env) as (second, _):
+            with hosted(**env) as (first, first_server):
+                ws = _raw(first, "tools/call", {"name": "list_workspaces", "arguments": {}}, "list_workspaces")
+                ws_id = ws["result"]["structuredContent"]["workspaces"][0]["workspace_id"]
+                projects = _raw(first, "tools/call", {"name": "list_projects", "arguments": {"workspace_id": ws_id}},
+                                "list_projects")["result"]["structuredContent"]["projects"]
+                created = _raw(first, "tools/call", {"name": "start_generation", "arguments": {
+                    "type": "video", "prompt": "a raw fox", "model": "t2v-seedance-1-lite", "workspace_id": ws_id,
+                    "project_id": projects[0]["project_id"]}}, "start_generation")["result"]
+                assert created["resultType"] == "task" and created["status"] == "working"
+                first_server.proc.kill()  # the process that made the task is gone
+            deadline = time.monotonic() + 30
+            while True:
+                task = _raw(second, "tasks/get", {"taskId": created["taskId"]}, created["taskId"])["result"]
+                if task["status"] != "working" or time.monotonic() > deadline:
+                    break
+                time.sleep(task["pollIntervalMs"] / 1000)
+    assert task["status"] == "completed", task
+    assert task["result"]["structuredContent"]["status"] == "completed"
+    assert task["result"]["structuredContent"]["outputs"]
