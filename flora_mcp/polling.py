@@ -48,6 +48,8 @@ UNKNOWN_FIRST_INTERVAL = 1.0  # no estimate: start here and back off 1.5x per an
 SHARED_CHECK = 0.25  # how often a waiter looks at the shared store for another process's answer or a nudge
 PUBLISHED_TTL = 60.0  # a published answer outlives its interval a little, never the run's waiters for long
 FIRST_WINDOW = 1.0  # the first answer's lease window, common to every process
+HOOKED_MIN_INTERVAL = 30.0  # a run FLORA will call back about: polled only as a safety net, this often at most
+ASK_GRACE = 1.0  # a lease winner that shows no sign of asking within this is taken to be gone
 ASK_SECONDS = 10.0  # longest another process's status read is waited for before asking FLORA too
 
 
@@ -125,6 +127,7 @@ class RunPoll:
         self.answers = 0  # answers taken so far (for the back-off without an estimate)
         self.estimated_seconds: float | None = None
         self.nudged_at = 0.0  # wall-clock time of the latest nudge seen
+        self.hooked: bool | None = None  # FLORA will call back when it settles (None: not looked up yet)
         self.waiters = 0
         self.news = anyio.Event()  # set (and replaced) whenever the answer changes or a nudge arrives
         self._lock = anyio.Lock()
@@ -136,6 +139,8 @@ class RunPoll:
 
     def interval(self) -> float:
         iv = interval_for(self.estimated_seconds, self.answers)
+        if self.hooked:  # the webhook's nudge is the signal; polls only cover a lost delivery
+            iv = max(HOOKED_MIN_INTERVAL, float(self.estimated_seconds or 0))
         value = self.answer.value if self.answer else None
         if isinstance(value, FloraError) and value.retry_after:
             iv = max(iv, float(value.retry_after))
@@ -199,11 +204,14 @@ class RunPoll:
             await self._ask_flora(client)
             return
         # Another process holds this window's lease and is asking FLORA: take its answer when published.
+        lost_at = time.monotonic()
         with anyio.move_on_after(ASK_SECONDS):
-            while True:  # the winner marks itself asking right after its lease: look after a moment
+            while True:  # the winner marks itself asking just after its lease: give it a moment to show
                 await anyio.sleep(SHARED_CHECK / 2)
                 await self.check_shared(force=True)
-                if self.seconds_until_due() > 0 or not await store.get(f"poll-asking:{self._name}"):
+                if self.seconds_until_due() > 0:
+                    break
+                if time.monotonic() - lost_at > ASK_GRACE and not await store.get(f"poll-asking:{self._name}"):
                     break
         if self.answer is None:  # it went away without an answer; a first answer cannot wait longer
             await self._ask_flora(client)
@@ -235,6 +243,8 @@ class RunPoll:
             return
         self._checked_shared = now
         store = self.polls.store
+        if self.hooked is None:
+            self.hooked = bool(await store.get(f"poll-hooked:{self._name}"))
         published, nudged = await store.get(f"poll:{self._name}"), await store.get(f"poll-nudge:{self._name}")
         if published:
             answer = Answer.load(published)
@@ -279,7 +289,8 @@ class RunPolls:
                     # A run's progress is shared while someone waits on it: the next call reads FLORA
                     # afresh. A final answer stays published for the other processes' waiters.
                     del self._polls[(user, poll.run_id)]
-                    if poll.answer is None or not poll.answer.settled:
+                    # A run FLORA calls back about keeps its answer: it changes only with a nudge.
+                    if not poll.hooked and (poll.answer is None or not poll.answer.settled):
                         with anyio.CancelScope(shield=True):
                             await self._forget(poll)
 
@@ -288,6 +299,13 @@ class RunPolls:
             await self.store.delete(f"poll:{poll._name}")
         except Exception as exc:  # noqa: BLE001 - it expires on its own
             logger.debug("could not drop %s's published status (%s)", poll.run_id, type(exc).__name__)
+
+    async def expect_webhook(self, user: str, run_id: str, run: Run, estimated_seconds: float | None) -> None:
+        """A start passed FLORA a callback_url: its answer seeds the run's status (no read needed), and
+        waiters then read FLORA when the webhook nudges them (or, as a safety net, rarely)."""
+        name = f"{user}:{run_id}"
+        await self.store.put(f"poll-hooked:{name}", "1", PUBLISHED_TTL * 60 * 24)
+        await self.store.put(f"poll:{name}", Answer(run, time.time(), estimated_seconds).dump(), PUBLISHED_TTL)
 
     def nudge(self, user: str, run_id: str) -> None:
         """Wake this process's waiters on a run (a webhook arrived here)."""

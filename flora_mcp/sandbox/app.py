@@ -25,15 +25,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from . import webhooks
 from .actions import ACTION_SECONDS, ACTIONS, TECHNIQUE_COST, TECHNIQUES, ActionInputError, run_action
 from .canvas import MEDIA_KINDS, CanvasProblem
 from .catalog import MODELS, MODELS_BY_ID
 from .media import render_output
 from .state import Account, SandboxState
+from .webhooks import callback_problem
 
 _ID_PATTERNS = {"workspace_id": re.compile(r"^ws_\S+$"), "project_id": re.compile(r"^prj_\S+$")}
 _ASSET_FIELDS = ("source", "workspace_id", "folder", "content_type", "file_name")
-_GENERATE_FIELDS = ("type", "prompt", "workspace_id", "project_id", "model", "params")
+_GENERATE_FIELDS = ("type", "prompt", "workspace_id", "project_id", "model", "params", "callback_url")
 _TYPES = ("image", "video", "audio", "text")
 MAX_UPLOAD = 50 * 1024 * 1024
 
@@ -295,6 +297,8 @@ class _SandboxApi:
             problems.append({"field": "model", "message": f"Model is not a {body['type']} model"})
         if "params" in body and not isinstance(body["params"], dict):
             problems.append({"field": "params", "message": "Expected object"})
+        if "callback_url" in body and (problem := callback_problem(body["callback_url"])):
+            problems.append({"field": "callback_url", "message": problem})
         if problems:
             return _validation_error(problems)
         if denied := self._owned(account, body["workspace_id"], body["project_id"]):
@@ -304,6 +308,7 @@ class _SandboxApi:
         if replay := self._spent_key(request, account):
             return replay
         run = self.state.start_run(account, body)
+        self._hook(run, body)
         return JSONResponse(
             {
                 "run_id": run.run_id,
@@ -382,9 +387,12 @@ class _SandboxApi:
         body = await _json_body(request)
         if isinstance(body, Response):
             return body
-        problems = self._ids_problems(body, ("technique_id", "workspace_id", "inputs"), ("technique_id", "workspace_id", "inputs"))
+        problems = self._ids_problems(body, ("technique_id", "workspace_id", "inputs", "callback_url"),
+                                      ("technique_id", "workspace_id", "inputs"))
         if "inputs" in body and not isinstance(body["inputs"], dict):
             problems.append({"field": "inputs", "message": "Expected object"})
+        if "callback_url" in body and (problem := callback_problem(body["callback_url"])):
+            problems.append({"field": "callback_url", "message": problem})
         if problems:
             return _validation_error(problems)
         if denied := self._owned(account, body["workspace_id"]):
@@ -414,7 +422,14 @@ class _SandboxApi:
         run = self.state.start_processed_run(account, run_type="technique", workspace_id=body["workspace_id"], project_id="",
                                         label=entry["name"], produced=produced, seconds=entry["estimated_seconds"],
                                         cost=TECHNIQUE_COST)
+        self._hook(run, body)
         return self._started(run, {"technique": {"technique_id": entry["technique_id"], "name": entry["name"]}})
+
+    def _hook(self, run: Any, body: dict[str, Any]) -> None:
+        """A run started with callback_url: its webhook is delivered when it settles."""
+        if body.get("callback_url"):
+            run.callback_url = body["callback_url"]
+            webhooks.schedule(self.state, run)
 
     def _started(self, run: Any, extra: dict[str, Any]) -> JSONResponse:
         return JSONResponse({"run_id": run.run_id, "type": run.run_type, "estimated_seconds": run.estimated_seconds,
@@ -550,6 +565,8 @@ class _SandboxApi:
             problems.append({"field": "action_id", "message": "Action not available"})
         if "params" in body and not isinstance(body["params"], dict):
             problems.append({"field": "params", "message": "Expected object"})
+        if "callback_url" in body and (problem := callback_problem(body["callback_url"])):
+            problems.append({"field": "callback_url", "message": problem})
         if problems:
             return _validation_error(problems)
         if replay := self._spent_key(request, account):
