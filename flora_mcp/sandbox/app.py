@@ -712,6 +712,7 @@ class _SandboxApi:
             # status reads (GET /runs/{id}) among the logged requests: what the polls benchmark counts
             "status_reads": sum(1 for _, method, path in self.state.request_log
                                 if method == "GET" and path.startswith("/runs/")),
+            "webhooks": self.state.webhook_log[-200:],
         })
 
     async def health(self, request: Request) -> Response:

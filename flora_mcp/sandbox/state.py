@@ -130,6 +130,7 @@ class SandboxState:
         self.charges: list[tuple[str, str, float]] = []  # (account, run_id, usd) for every accepted run
         self.request_log: list[tuple[str, str, str]] = []  # (account, method, path), the latest REQUEST_LOG_SIZE
         self.requests_seen = 0
+        self.webhook_log: list[dict[str, Any]] = []  # each webhook delivery attempt and its answer (sandbox/webhooks.py)
         self.downloads: list[str] = []  # output file paths served, in order
         self._rate: dict[str, list[float]] = {}
         self._ids = itertools.count(1)

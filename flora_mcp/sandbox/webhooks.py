@@ -80,14 +80,14 @@ async def _deliver(state: SandboxState, run: SandboxRun) -> None:
         for attempt, wait in enumerate((0.0, *RETRY_SECONDS)):
             if wait:
                 await asyncio.sleep(wait / state.speed)
-            ok = await _post(http, run.callback_url, delivery, body, signed_at=int(time.time()),
+            ok = await _post(state, http, run.callback_url, delivery, body, signed_at=int(time.time()),
                              secret=("whsec_wrong" if bad and attempt == 0 else SANDBOX_WEBHOOK_SECRET))
             if ok:
                 break
         if twice:
-            await _post(http, run.callback_url, delivery, body, signed_at=int(time.time()))
+            await _post(state, http, run.callback_url, delivery, body, signed_at=int(time.time()))
         if replay:
-            await _post(http, run.callback_url, delivery, body, signed_at=int(time.time()) - 400)
+            await _post(state, http, run.callback_url, delivery, body, signed_at=int(time.time()) - 400)
 
 
 def _take(faults: Any, name: str) -> bool:
@@ -97,14 +97,24 @@ def _take(faults: Any, name: str) -> bool:
     return False
 
 
-async def _post(http: httpx2.AsyncClient, url: str | None, delivery: str, body: bytes, *, signed_at: int,
-                secret: str = SANDBOX_WEBHOOK_SECRET) -> bool:
+async def _post(state: SandboxState, http: httpx2.AsyncClient, url: str | None, delivery: str, body: bytes, *,
+                signed_at: int, secret: str = SANDBOX_WEBHOOK_SECRET) -> bool:
     event = json.loads(body)["type"]
     headers = {"Content-Type": "application/json", "Flora-Signature": sign(secret, body, signed_at),
                "Flora-Webhook-Id": delivery, "Flora-Event": event}
+    entry: dict[str, Any] = {"id": delivery, "event": event, "run_id": json.loads(body)["data"]["run_id"],
+                             "signed_seconds_ago": int(time.time()) - signed_at, "good_secret": secret ==
+                             SANDBOX_WEBHOOK_SECRET}
+    state.webhook_log.append(entry)  # what tests read back: each attempt and how it was answered
     try:
         answer = await http.post(str(url), content=body, headers=headers)
     except httpx2.HTTPError as exc:
         logger.info("webhook %s to %s failed: %s", delivery, url, type(exc).__name__)
+        entry["status"] = None
         return False
+    entry["status"] = answer.status_code
+    try:
+        entry["answer"] = answer.json()
+    except ValueError:
+        entry["answer"] = None
     return 200 <= answer.status_code < 300
