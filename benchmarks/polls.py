@@ -1,6 +1,6 @@
 """One status poll per run: how many times FLORA is asked about runs that many callers wait on.
 
-    python benchmarks/polls.py [--users 10] [--calls 10] [--seconds 20] [--processes 2]
+    python benchmarks/polls.py [--users 10] [--calls 10] [--seconds 20] [--processes 2] [--webhooks]
 
 A sandbox standing in for FLORA (real time: its 2-minute video does not finish in the window), and
 `--processes` hosted flora-mcp servers sharing one SQLite ledger, all on loopback over HTTP. Each
@@ -8,6 +8,10 @@ user (its own sandbox key) starts one video, then `--calls` get_run calls per us
 once (wait_seconds = --seconds), spread over the server processes. The sandbox's request log counts
 the status reads (GET /runs/{id}) made during the wait; the floor is one per run per poll interval
 (plus one per run for the first answer). Numbers are printed, not asserted.
+
+--webhooks: the servers pass FLORA a callback_url (each its own loopback port; the sandbox delivers
+there) and the sandbox runs 12x faster, so the videos finish ~10 s into the wait: the floor is then
+0 reads before a run's webhook and 1 after it.
 """
 
 from __future__ import annotations
@@ -71,17 +75,20 @@ async def _wait_on(base: str, key: str, run_id: str, calls: int, seconds: float,
                 tg.start_soon(one)
 
 
-async def main(users: int, calls: int, seconds: float, processes: int) -> None:
+async def main(users: int, calls: int, seconds: float, processes: int, webhooks: bool) -> None:
     sandbox_port, ports = free_port(), [free_port() for _ in range(processes)]
     state = tempfile.mkdtemp(prefix="flora-polls-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}
     flora = f"http://127.0.0.1:{sandbox_port}"
-    procs = [_spawn(["sandbox", "--port", str(sandbox_port), "--speed", "1"], sandbox_port, env)]
+    speed = "12" if webhooks else "1"
+    procs = [_spawn(["sandbox", "--port", str(sandbox_port), "--speed", speed], sandbox_port, env)]
     try:
         server_env = env | {"FLORA_BASE_URL": f"{flora}/api/v1", "FLORA_STATE_URL": f"sqlite:///{state}/ledger.sqlite3",
                             "FLORA_RATE_LIMIT": "0", "FLORA_LOG_LEVEL": "WARNING"}
         for port in ports:
-            procs.append(_spawn(["--transport", "http", "--port", str(port)], port, server_env))
+            hooks = {"FLORA_WEBHOOK_PUBLIC_URL": f"http://127.0.0.1:{port}",
+                     "FLORA_WEBHOOK_SECRET": "whsec_sandbox_demo"} if webhooks else {}
+            procs.append(_spawn(["--transport", "http", "--port", str(port)], port, server_env | hooks))
         bases = [f"http://127.0.0.1:{p}" for p in ports]
         keys = [f"sk_sandbox_polls{u}" for u in range(users)]
         run_ids = [await _start_video(bases[u % processes], key) for u, key in enumerate(keys)]
@@ -94,12 +101,21 @@ async def main(users: int, calls: int, seconds: float, processes: int) -> None:
                     share = calls // processes + (1 if p < calls % processes else 0)
                     tg.start_soon(_wait_on, base, key, run_id, share, seconds, statuses)
         elapsed = time.monotonic() - began
-        reads = httpx2.get(f"{flora}/_sandbox").json()["status_reads"] - reads_before
+        control = httpx2.get(f"{flora}/_sandbox").json()
+        reads = control["status_reads"] - reads_before
+        delivered = [w for w in control["webhooks"] if w.get("status") == 200]
     finally:
         for proc in reversed(procs):
             proc.terminate()
             proc.wait(10)
     interval = interval_for(ESTIMATED_SECONDS, 1)
+    if webhooks:
+        print(f"waiting get_run calls: {len(statuses)} ({users} users x {calls}) on {users} runs, "
+              f"{processes} server processes, webhooks on, {elapsed:.1f} s")
+        print(f"statuses returned: { {s: statuses.count(s) for s in sorted(set(statuses))} }")
+        print(f"webhooks delivered: {len(delivered)}   FLORA status requests: {reads}   floor: <= {users} "
+              f"(0 before a run's webhook, 1 after)   {'OK' if reads <= users else 'OVER'}")
+        return
     floor = users * (math.ceil(elapsed / interval) + 1)
     print(f"waiting get_run calls: {len(statuses)} ({users} users x {calls}) on {users} runs, "
           f"{processes} server processes, {elapsed:.1f} s")
@@ -116,5 +132,6 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--webhooks", action="store_true", help="servers pass callback_url; runs finish in the window")
     a = parser.parse_args()
-    anyio.run(main, a.users, a.calls, a.seconds, a.processes)
+    anyio.run(main, a.users, a.calls, a.seconds, a.processes, a.webhooks)

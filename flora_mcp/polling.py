@@ -157,6 +157,8 @@ class RunPoll:
         # was due at an answer's age would let two processes straddle a window edge and both ask.
         interval = self.interval()
         due = (math.floor(self.answer.at / interval) + 1) * interval
+        if self.hooked:  # a safety-net poll is a full interval after the answer (a window edge may be near)
+            due = self.answer.at + interval
         value = self.answer.value
         if isinstance(value, FloraError) and value.retry_after:
             due = max(due, self.answer.at + float(value.retry_after))
