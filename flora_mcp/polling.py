@@ -48,6 +48,7 @@ UNKNOWN_FIRST_INTERVAL = 1.0  # no estimate: start here and back off 1.5x per an
 SHARED_CHECK = 0.25  # how often a waiter looks at the shared store for another process's answer or a nudge
 PUBLISHED_TTL = 60.0  # a published answer outlives its interval a little, never the run's waiters for long
 FIRST_WINDOW = 1.0  # the first answer's lease window, common to every process
+LEASE_WINDOW = 3600.0  # a lease named after the answer it replaces: one taker, however late the others come
 HOOKED_MIN_INTERVAL = 30.0  # a run FLORA will call back about: polled only as a safety net, this often at most
 ASK_GRACE = 1.0  # a lease winner that shows no sign of asking within this is taken to be gone
 ASK_SECONDS = 10.0  # longest another process's status read is waited for before asking FLORA too
@@ -193,15 +194,19 @@ class RunPoll:
         return self.answer
 
     async def _refresh(self, client: Any) -> None:
-        await self.check_shared()
+        await self.check_shared(force=True)  # the lease is named after our answer: have the newest first
         if self.seconds_until_due() > 0:
             return  # another process answered for this interval
         store = self.polls.store
-        # The first answer is leased in short common windows (processes may not agree on the interval
-        # before they know the estimate); later ones in windows of the interval.
-        window = self.interval() if self.answer else FIRST_WINDOW
-        nudged = self.answer is not None and self.nudged_at > self.answer.at
-        lease = f"poll-lease:{self._name}:{self.nudged_at!r}" if nudged else f"poll-lease:{self._name}:{window:g}"
+        # A lease is named after what is due, which every process agrees on: the nudge, or the answer
+        # being replaced (the first answer, before any, in short common windows). Its counter lives long
+        # enough that processes arriving moments apart still meet on it.
+        if self.answer is None:
+            lease, window = f"poll-lease:{self._name}:first", FIRST_WINDOW
+        elif self.nudged_at > self.answer.at:
+            lease, window = f"poll-lease:{self._name}:nudge:{self.nudged_at!r}", LEASE_WINDOW
+        else:
+            lease, window = f"poll-lease:{self._name}:after:{self.answer.at!r}", LEASE_WINDOW
         if await store.count(lease, window) == 1:
             await self._ask_flora(client)
             return

@@ -72,11 +72,12 @@ async def test_a_nudge_reaches_the_other_process_and_one_of_them_asks_flora(tmp_
         tg.start_soon(_wait, here, client, 3.0, 60.0)  # 5 s interval: no second poll of its own in 3 s
         tg.start_soon(_wait, there, client, 3.0, 60.0)
         await anyio.sleep(0.5)
-        assert len(client.reads) == 1
+        first = len(client.reads)
+        assert first in (1, 2)  # one, or two when the processes straddle the first answer's 1 s lease window
         client.status = "completed"
         await there.publish_nudge("user", "run_1")  # a webhook arrived at the other process
         await anyio.sleep(1.0)
-        assert len(client.reads) == 2  # one read for both processes, at once
+        assert len(client.reads) == first + 1  # one read for both processes, at once
     await store.aclose()
 
 
