@@ -50,6 +50,7 @@ PUBLISHED_TTL = 60.0  # a published answer outlives its interval a little, never
 FIRST_WINDOW = 1.0  # the first answer's lease window, common to every process
 LEASE_WINDOW = 3600.0  # a lease named after the answer it replaces: one taker, however late the others come
 HOOKED_MIN_INTERVAL = 30.0  # a run FLORA will call back about: polled only as a safety net, this often at most
+NUDGE_SECONDS = 2.0  # nudges for one run closer together than this are one nudge
 ASK_GRACE = 1.0  # a lease winner that shows no sign of asking within this is taken to be gone
 ASK_SECONDS = 10.0  # longest another process's status read is waited for before asking FLORA too
 
@@ -320,13 +321,17 @@ class RunPolls:
         if poll is not None:
             poll.nudge()
 
-    async def publish_nudge(self, user: str, run_id: str) -> None:
-        """Wake every process's waiters on a run: they read FLORA once, under one lease."""
+    async def publish_nudge(self, user: str, run_id: str) -> bool:
+        """Wake every process's waiters on a run: they read FLORA once, under one lease. At most one
+        nudge per run per NUDGE_SECONDS counts, so a flood of (forged) deliveries costs few reads."""
+        if await self.store.count(f"poll-nudged:{user}:{run_id}", NUDGE_SECONDS) > 1:
+            return False
         now = time.time()
         await self.store.put(f"poll-nudge:{user}:{run_id}", repr(now), PUBLISHED_TTL)
         poll = self._polls.get((user, run_id))
         if poll is not None:
             poll.nudge(now)
+        return True
 
 
 async def wait_for_news(polls: list[RunPoll], timeout: float) -> None:

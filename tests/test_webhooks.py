@@ -173,3 +173,17 @@ async def test_out_of_order_deliveries_for_a_batch_each_wake_their_own_run(webho
     assert order == list(reversed(run_ids))  # out of order
     assert [r["status"] for r in result.structured_content["runs"]] == ["completed", "completed"]
     assert control["status_reads"] - reads_before == 2
+
+
+async def test_a_flood_of_deliveries_for_one_run_costs_at_most_one_read_per_nudge_window():
+    """No secret, 50 forged deliveries with fresh IDs for a run being waited on: nudges closer than 2 s
+    count as one, so FLORA is read once more, not 50 times."""
+    polls = RunPolls(open_ledger("memory:").store)
+    receiver, flora = WebhookReceiver(polls, secret=None), _Flora("running")
+    async with polls.watch(USER, ["run_abc"], {"run_abc": 600}) as [poll]:
+        await poll.refresh(flora)
+        for i in range(50):
+            assert (await receiver.receive(USER, {}, _event(delivery=f"whd_{i}")))[0] == 200
+            if poll.seconds_until_due() == 0:
+                await poll.refresh(flora)
+    assert flora.reads == 2
