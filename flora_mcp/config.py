@@ -114,6 +114,14 @@ class Settings(BaseModel):
     oauth_access_ttl: int = Field(3600, gt=0, description="HTTP OAuth: access token lifetime, seconds.")
     oauth_refresh_ttl: int = Field(30 * 86400, gt=0, description="HTTP OAuth: refresh token lifetime, seconds.")
 
+    # FLORA's run webhooks (docs/tasks.md): a nudge to read a finished run now, instead of polling for it
+    webhook_public_url: str | None = Field(None, description="HTTP: the public https://host FLORA can reach this "
+                                           "server at; starts then pass callback_url=<it>/webhooks/flora/<user>. "
+                                           "FLORA refuses loopback and private addresses.")
+    webhook_secret: SecretStr | None = Field(None, description="HTTP: the workspace's whsec_ signing secret "
+                                             "(single-tenant); deliveries without a valid Flora-Signature are then "
+                                             "refused. Never logged.")
+
 
 def budget_usd(settings: Settings) -> float | None:
     """The budget in force: FLORA_BUDGET_USD, or the old FLORA_SESSION_BUDGET."""

@@ -159,6 +159,7 @@ class GenerateRequest(_Request):
     project_id: ProjectId
     model: Annotated[str, Field(min_length=1)] | None = None
     params: dict[str, Any] | None = None
+    callback_url: str | None = None  # FLORA POSTs run.completed / run.failed here (https, public)
 
 
 class ModelRef(_Response):

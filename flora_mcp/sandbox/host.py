@@ -81,6 +81,10 @@ class Host:
             "charges": [{"account": a, "run_id": r, "usd": c} for a, r, c in self.state.charges],
             "runs": len(self.state.runs),
             "requests": self.state.requests_seen,
+            # status reads (GET /runs/{id}) among the logged requests: what the polls benchmark counts
+            "status_reads": sum(1 for _, method, path in self.state.request_log
+                                if method == "GET" and path.startswith("/runs/")),
+            "webhooks": self.state.webhook_log[-200:],
         })
 
     async def health(self, request: Request) -> Response:

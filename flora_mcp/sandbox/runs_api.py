@@ -3,6 +3,8 @@ a worker thread), and a run's status."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -11,9 +13,10 @@ from .actions import ACTION_SECONDS, ACTIONS, TECHNIQUE_COST, TECHNIQUES, Action
 from .api_base import ApiRoutes
 from .catalog import MODELS, MODELS_BY_ID
 from .state import Account
+from .webhooks import callback_problem, schedule
 from .wire import TYPES, error, json_body, validation_error
 
-_GENERATE_FIELDS = ("type", "prompt", "workspace_id", "project_id", "model", "params")
+_GENERATE_FIELDS = ("type", "prompt", "workspace_id", "project_id", "model", "params", "callback_url")
 
 
 class RunRoutes(ApiRoutes):
@@ -43,6 +46,8 @@ class RunRoutes(ApiRoutes):
             problems.append({"field": "model", "message": f"Model is not a {body['type']} model"})
         if "params" in body and not isinstance(body["params"], dict):
             problems.append({"field": "params", "message": "Expected object"})
+        if "callback_url" in body and (problem := callback_problem(body["callback_url"])):
+            problems.append({"field": "callback_url", "message": problem})
         if problems:
             return validation_error(problems)
         if denied := self._owned(account, body["workspace_id"], body["project_id"]):
@@ -52,6 +57,7 @@ class RunRoutes(ApiRoutes):
         if replay := self._spent_key(request, account):
             return replay
         run = self.state.start_run(account, body)
+        self._hook(run, body)
         return JSONResponse(
             {
                 "run_id": run.run_id,
@@ -119,9 +125,12 @@ class RunRoutes(ApiRoutes):
         body = await json_body(request)
         if isinstance(body, Response):
             return body
-        problems = self._ids_problems(body, ("technique_id", "workspace_id", "inputs"), ("technique_id", "workspace_id", "inputs"))
+        problems = self._ids_problems(body, ("technique_id", "workspace_id", "inputs", "callback_url"),
+                                      ("technique_id", "workspace_id", "inputs"))
         if "inputs" in body and not isinstance(body["inputs"], dict):
             problems.append({"field": "inputs", "message": "Expected object"})
+        if "callback_url" in body and (problem := callback_problem(body["callback_url"])):
+            problems.append({"field": "callback_url", "message": problem})
         if problems:
             return validation_error(problems)
         if denied := self._owned(account, body["workspace_id"]):
@@ -151,7 +160,14 @@ class RunRoutes(ApiRoutes):
         run = self.state.start_processed_run(account, run_type="technique", workspace_id=body["workspace_id"], project_id="",
                                         label=entry["name"], produced=produced, seconds=entry["estimated_seconds"],
                                         cost=TECHNIQUE_COST)
+        self._hook(run, body)
         return self._started(run, {"technique": {"technique_id": entry["technique_id"], "name": entry["name"]}})
+
+    def _hook(self, run: Any, body: dict[str, Any]) -> None:
+        """A run started with callback_url: its webhook is delivered when it settles."""
+        if body.get("callback_url"):
+            run.callback_url = body["callback_url"]
+            schedule(self.state, run)
 
     def list_actions(self, request: Request, account: Account) -> Response:
         return JSONResponse({"actions": [entry for entry, _ in ACTIONS.values()]})

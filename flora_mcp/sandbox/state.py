@@ -49,6 +49,11 @@ class Faults:
     slow_answers: int = 0  # next N POSTs are processed, then answered only after `slow_answer_seconds`
     slow_answer_seconds: float = 0.0
     only_paths: tuple[str, ...] = ()  # limit server_errors/drop/slow answers to these paths ("/runs/*": a prefix)
+    # Webhook deliveries (a run started with callback_url), as FLORA's at-least-once delivery can go wrong:
+    webhook_duplicates: int = 0  # next N deliveries arrive twice
+    webhook_bad_signatures: int = 0  # next N deliveries first arrive with a wrong signature (then as FLORA retries)
+    webhook_replays: int = 0  # next N deliveries are followed by a copy signed 400 s ago (a replay)
+    webhook_delay: float = 0.0  # every delivery arrives this many seconds late (after later runs' ones)
 
     def applies(self, path: str) -> bool:
         return not self.only_paths or any(
@@ -81,6 +86,7 @@ class SandboxRun:
     run_type: str = "generation"  # generation | action | technique: what started it (the start answer's `type`)
     produced: list[tuple[str, str, bytes, str]] | None = None  # action/technique results, shown on completion
     canvas_node: str | None = None  # a canvas action run: its outputs appear on the canvas, wired from this node
+    callback_url: str | None = None  # where its run.completed / run.failed webhook is delivered
 
 
 def _short_hash(*parts: str, n: int = 10) -> str:
@@ -124,6 +130,7 @@ class SandboxState:
         self.charges: list[tuple[str, str, float]] = []  # (account, run_id, usd) for every accepted run
         self.request_log: list[tuple[str, str, str]] = []  # (account, method, path), the latest REQUEST_LOG_SIZE
         self.requests_seen = 0
+        self.webhook_log: list[dict[str, Any]] = []  # each webhook delivery attempt and its answer (sandbox/webhooks.py)
         self.downloads: list[str] = []  # output file paths served, in order
         self._rate: dict[str, list[float]] = {}
         self._ids = itertools.count(1)

@@ -138,6 +138,9 @@ def create_server(
         return backend.call(base.with_api_key(api_key_for(ctx)), ctx, hosted=True)
 
     tools = [build_tool(spec, open_call) for spec in select_tools(settings)]
+    from .tasks import TasksExtension
+
+    tasks = TasksExtension()  # MCP Tasks for the clients that opt in (server/tasks.py)
     server = MCPServer(
         name="flora-mcp",
         title="FLORA",
@@ -147,8 +150,9 @@ def create_server(
         tools=tools,
         log_level=settings.log_level.upper(),  # type: ignore[arg-type]
         subscriptions=False,  # nothing here changes while connected: no listChanged or subscribe to promise
-        extensions=[bind_app(tools, settings)],  # the MCP App next to run, media and canvas results
+        extensions=[bind_app(tools, settings), tasks],  # the MCP App next to results; long runs as MCP tasks
     )
+    tasks.bind(server, open_call)
     instrument_server(server, [t.name for t in tools])
     _serve_log_levels(server, backend.log_levels)
     _serve_outputs(server, open_call)

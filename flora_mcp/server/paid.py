@@ -29,6 +29,7 @@ from .._ids import new_idempotency_key
 from ..config import budget_usd
 from ..errors import AcceptedRunLostError, FloraError
 from ..ledger import Decision, Intent, LedgerUnavailable, OverBudget, request_fingerprint
+from .callbacks import expect_webhook
 from .canvas_links import note_run_project
 from .costs import guard_cost, over_budget_message
 from .runs import describe_run, unknown_status_row, wait_budget
@@ -184,6 +185,7 @@ async def _started(call: ToolCall, start: PaidStart) -> None:
                          **start.details):
         start.note = ("started, but the ledger could not record it yet; this server keeps trying. Until then "
                       "list_runs does not show it: keep this run_id")
+    await expect_webhook(call, started)  # FLORA will call back: no status polls until it does
     await call.info(f"started {started.run_id}")
 
 

@@ -38,6 +38,7 @@ from ..ledger import open_ledger
 from ..server import create_server
 from .fastpath import with_fast_path
 from .ops import operator_routes
+from .webhooks import webhook_routes
 
 logger = logging.getLogger("flora_mcp.http")
 access_log = logging.getLogger("flora_mcp.access")
@@ -356,7 +357,8 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
         # serves; the access log already has one line per request.
         logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     mcp_routes = with_fast_path(streamable.routes, server.session_manager)
-    app = Starlette(routes=[Route("/healthz", healthz), *operator_routes(settings, ledger), *mcp_routes, *sse.routes, *auth_routes], lifespan=lifespan)
+    app = Starlette(routes=[Route("/healthz", healthz), *operator_routes(settings, ledger), *mcp_routes,
+                            *sse.routes, *auth_routes, *webhook_routes(settings, ledger)], lifespan=lifespan)
     app.add_middleware(_Gatekeeper, gate=gate)  # type: ignore[arg-type]
     if provider is not None:  # outermost: swaps an OAuth token for the user's FLORA key before the key gate
         from .oauth import OAuthGate

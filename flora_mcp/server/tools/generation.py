@@ -27,6 +27,7 @@ from ..arguments import (
     WaitParam,
     WorkspaceParam,
 )
+from ..callbacks import callback_url
 from ..estimates import Estimate, estimate
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
 from ..paid import PaidStart, answer, paid_start, pending_row, remember, reserve, start_facts
@@ -119,7 +120,7 @@ async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | Non
     from ...models import GenerateRequest
 
     request = GenerateRequest(type=item.type, prompt=item.prompt, workspace_id=workspace_id, project_id=project_id,
-                              model=item.model, params=item.params or None)
+                              model=item.model, params=item.params or None, callback_url=callback_url(call))
     return _Prepared(request, model, await estimate(call, model, item.params))
 
 
