@@ -68,6 +68,9 @@ IdempotencyKeyParam = Annotated[
     Field(pattern=r"^[!-~]{1,255}$", description="Same key: same run"),  # an HTTP header value
 ]
 NewRunParam = Annotated[bool | None, Field(description="Don't reuse a recent identical run")]
+# The agent's own spending limit for one call: refused before anything is sent when the estimate's
+# upper bound (estimated_usd_max) is above it.
+MaxUsdParam = Annotated[float | None, Field(gt=0, description="Refuse if it may cost more (USD)")]
 # small: one preview to look at (several outputs share one contact sheet; audio is a link with its
 # length); full: 1 MP images and inline audio; none: links only. Previews of a run come once per
 # user; giving `previews` asks again.

@@ -10,6 +10,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 from ..._ids import TECHNIQUE_ID_PATTERN
 from ..arguments import (
     IdempotencyKeyParam,
+    MaxUsdParam,
     NewRunParam,
     ParamsParam,
     PreviewsParam,
@@ -61,6 +62,7 @@ class RunAction(ToolArgs):
     idempotency_key: IdempotencyKeyParam = None
     new_run: NewRunParam = None
     wait_seconds: WaitParam = None
+    max_usd: MaxUsdParam = None
     previews: PreviewsParam = None
 
 
@@ -76,6 +78,7 @@ class RunTechnique(ToolArgs):
     idempotency_key: IdempotencyKeyParam = None
     new_run: NewRunParam = None
     wait_seconds: WaitParam = None
+    max_usd: MaxUsdParam = None
     previews: PreviewsParam = None
 
 
@@ -121,7 +124,7 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
     start = paid_start(call, "run_action", body.model_dump(exclude_none=True), fixed(action.charged_cost, "the action's"),
                        idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="action",
                        model=action.action_id, project_id=project_id, label=action.action_id)
-    await reserve(call, [start], f"Action {action.action_id}")
+    await reserve(call, [start], f"Action {action.action_id}", req.max_usd)
     if start.must_post:
         async with remember(call, start):
             start.started = await call.client.start_action_run(body, idempotency_key=start.key, resend=start.resend)
@@ -173,7 +176,7 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
                        fixed(technique.run_cost, "the technique's"),
                        idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="technique",
                        model=technique.technique_id, label=technique.name[:40])
-    await reserve(call, [start], f"Technique {technique.technique_id}")
+    await reserve(call, [start], f"Technique {technique.technique_id}", req.max_usd)
     if start.must_post:
         async with remember(call, start):
             start.started = await call.client.start_technique_run(body, idempotency_key=start.key,

@@ -15,6 +15,7 @@ from ...ledger import book
 from ..arguments import (
     PARAMS_SCHEMA,
     IdempotencyKeyParam,
+    MaxUsdParam,
     ModelIdParam,
     NewRunParam,
     ParamsParam,
@@ -27,7 +28,8 @@ from ..arguments import (
     WaitParam,
     WorkspaceParam,
 )
-from ..estimates import Estimate, estimate
+from ..costs import check_max_usd
+from ..estimates import Estimate, credits_of, estimate
 from ..guidance import explain, find_model, resolve_project, resolve_workspace
 from ..paid import PaidStart, answer, paid_start, pending_row, remember, reserve, start_facts
 from ..param_checks import check_params
@@ -56,6 +58,7 @@ class StartGeneration(GenerationItem):
     new_run: NewRunParam = None
     wait_seconds: WaitParam = None
     dry_run: Annotated[bool | None, Field(description="Check and estimate only")] = None
+    max_usd: MaxUsdParam = None
     previews: PreviewsParam = None
 
 
@@ -74,6 +77,8 @@ class StartGenerations(ToolArgs):
     project_id: ProjectParam = None
     new_run: NewRunParam = None
     wait_seconds: WaitParam = None
+    dry_run: Annotated[bool | None, Field(description="Check and estimate the total only")] = None
+    max_usd: Annotated[float | None, Field(gt=0, description="Refuse if the total may cost more (USD)")] = None
     previews: PreviewsParam = None
 
 
@@ -127,9 +132,9 @@ async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | Non
 async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
     prepared = await _prepare(call, req, None, None)
     if req.dry_run:
-        return _dry_run(prepared)
+        return _dry_run(call, prepared, req.max_usd)
     start = prepared.start(call, "start_generation", idempotency_key=req.idempotency_key, new_run=req.new_run)
-    await reserve(call, [start], "Generation")
+    await reserve(call, [start], "Generation", req.max_usd)
     if start.must_post:
         async with remember(call, start):
             start.started = await call.client.start_generation(prepared.request, idempotency_key=start.key,
@@ -137,15 +142,45 @@ async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
     return await answer(call, start, req.wait_seconds)
 
 
-def _dry_run(prepared: _Prepared) -> ToolResult:
+def _dry_run(call: ToolCall, prepared: _Prepared, max_usd: float | None) -> ToolResult:
     model, cost = prepared.model, prepared.estimate
     return ToolResult({
         "dry_run": True, "params_ok": True, "request": prepared.request.model_dump(exclude_none=True),
-        "estimated_credits": model.estimated_credits if model else None, **cost.details(),
+        "estimated_credits": credits_of(call, cost.usd), **cost.details(),
         "estimated_seconds": model.estimated_seconds if model else None,
+        **_max_usd_verdict([cost], max_usd, "Generation"),
         "note": "nothing was started or charged" + ("" if model else "; no model named: FLORA picks one, "
                                                     "and its cost is not known in advance"),
     })
+
+
+def _max_usd_verdict(estimates: list[Estimate], max_usd: float | None, what: str) -> dict[str, Any]:
+    """A dry run says whether the real call would pass max_usd, and if not the refusal it would get."""
+    if max_usd is None or not estimates:
+        return {}
+    try:
+        check_max_usd(estimates, max_usd, what)
+    except ToolInputError as exc:
+        return {"within_max_usd": False, "refusal": str(exc)}
+    return {"within_max_usd": True}
+
+
+def _batch_dry_run(prepared: list[_Prepared | str], max_usd: float | None) -> ToolResult:
+    """Each item's estimate and the batch's total: what start_generations would hold and may charge."""
+    good = [p for p in prepared if isinstance(p, _Prepared)]
+    rows = [{"item": i, "error": p} if isinstance(p, str) else
+            {"item": i, "model": p.request.model, **p.estimate.details()} for i, p in enumerate(prepared)]
+    summary: dict[str, Any] = {"dry_run": True, "items": rows}
+    if good and all(p.estimate.usd is not None for p in good):
+        summary |= {"estimated_usd": round(sum(p.estimate.usd or 0.0 for p in good), 4),
+                    "estimated_usd_max": round(sum(p.estimate.reserve_usd for p in good), 4)}
+    else:
+        summary["estimated_usd"] = None
+    summary |= _max_usd_verdict([p.estimate for p in good], max_usd, f"Batch of {len(good)}")
+    errors = len(rows) - len(good)
+    summary["note"] = ("nothing was started or charged" + (f"; {errors} item(s) would be refused (see error)"
+                                                          if errors else ""))
+    return ToolResult(summary)
 
 
 async def get_run(req: GetRun, call: ToolCall) -> ToolResult:
@@ -207,12 +242,14 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
             prepared.append(await _prepare(call, item, req.workspace_id, req.project_id))
         except (ToolInputError, FloraError) as exc:
             prepared.append(str(exc))
+    if req.dry_run:
+        return _batch_dry_run(prepared, req.max_usd)
     rows: list[dict[str, Any]] = [{"item": i, "error": p} for i, p in enumerate(prepared) if isinstance(p, str)]
     good = {i: p.start(call, "start_generations", idempotency_key=None, new_run=req.new_run, item=i)
             for i, p in enumerate(prepared) if isinstance(p, _Prepared)}
     if not good:
         raise ToolInputError("items: none could be started: " + "; ".join(f"item {r['item']}: {r['error']}" for r in rows))
-    await reserve(call, list(good.values()), f"Batch of {len(good)}")
+    await reserve(call, list(good.values()), f"Batch of {len(good)}", req.max_usd)
 
     async def start_one(index: int, start: PaidStart) -> None:
         item = prepared[index]
