@@ -149,7 +149,7 @@ async def test_a_project_determines_its_workspace_and_run_action_picks_a_project
 # --- saying what happened ------------------------------------------------------------------------------
 @pytest.mark.parametrize(("args", "expected"), [
     ({"aspect_ratio": "16:9"}, "put it inside params: params=[{name: 'aspect_ratio', value: '16:9'}]"),
-    ({"params": {"aspect_ratio": "square"}}, "Did you mean '1:1'?"),
+    ({"params": {"aspect_ratio": "portrait"}}, "Did you mean '9:16'?"),  # two portrait options: ask
     ({"prompt": "x" * 20_000}, "20,000 characters is more than the 4,000 allowed for image prompts"),
 ])
 async def test_refusals_point_at_the_fix_and_say_nothing_was_charged(make_session, fast_sandbox, args, expected):

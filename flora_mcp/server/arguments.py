@@ -26,20 +26,39 @@ class ToolArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
+_QUOTES = "\"'`“”‘’"
+
+
+def bare(value: Any) -> Any:
+    """An ID as pasted from a transcript: surrounding whitespace and quotes ('"run_…"') are noise."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    while len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
+        text = text[1:-1].strip()
+    return text
+
+
 WorkspaceParam = Annotated[
-    str | None,
-    Field(pattern=WORKSPACE_ID_PATTERN, description="From list_workspaces"),
+    Annotated[str, Field(pattern=WORKSPACE_ID_PATTERN), BeforeValidator(bare)] | None,
+    Field(description="From list_workspaces"),
 ]
 ProjectParam = Annotated[
-    str | None,
-    Field(pattern=PROJECT_ID_PATTERN, description="From list_projects; sets the workspace"),
+    Annotated[str, Field(pattern=PROJECT_ID_PATTERN), BeforeValidator(bare)] | None,
+    Field(description="From list_projects; sets the workspace"),
 ]
-RunIdParam = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="From start_generation")]
+# Where a paid start takes a project, its exact name works too (resolved across the key's workspaces,
+# and the answer gives the ID): no pattern, so a client that validates arguments lets the name through.
+ProjectRefParam = Annotated[
+    Annotated[str, BeforeValidator(bare)] | None,
+    Field(description="prj_… (list_projects) or its exact name; sets the workspace"),
+]
+RunIdParam = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="From start_generation"), BeforeValidator(bare)]
 
 
 def _lower(value: Any) -> Any:
-    """An enum value in the wrong case ('Image') is still unambiguous."""
-    return value.lower() if isinstance(value, str) else value
+    """An enum value in the wrong case or with spaces around it (' Image') is still unambiguous."""
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 TypeParam = Annotated[GenerationType, BeforeValidator(_lower)]
@@ -58,8 +77,8 @@ def _prompt_fits(prompt: str, info: ValidationInfo) -> str:
 
 PromptParam = Annotated[str, Field(min_length=1), AfterValidator(_prompt_fits)]
 ModelIdParam = Annotated[
-    str | None,
-    Field(pattern=r"^\S+$", description="Endpoint ID from list_models"),
+    Annotated[str, Field(pattern=r"^\S+$"), BeforeValidator(bare)] | None,
+    Field(description="Endpoint ID from list_models"),
 ]
 # Seconds to wait inside one call (default FLORA_WAIT_SECONDS, 25), up to MAX_WAIT_SECONDS.
 WaitParam = Annotated[float | None, Field(ge=0, le=MAX_WAIT_SECONDS)]
@@ -110,7 +129,10 @@ def named_values(description: str) -> dict[str, Any]:
 
 
 PARAMS_SCHEMA = named_values("As list_models shows, e.g. [{name: aspect_ratio, value: '16:9'}]")
-ParamsParam = Annotated[dict[str, Any], BeforeValidator(parse_named_values), WithJsonSchema(PARAMS_SCHEMA)]
+ParamsParam = Annotated[dict[str, Any] | None, BeforeValidator(parse_named_values), WithJsonSchema(PARAMS_SCHEMA)]
+ACTION_PARAMS_SCHEMA = named_values("As list_actions shows, e.g. [{name: angle, value: '90'}]")
+ActionParamsParam = Annotated[dict[str, Any] | None, BeforeValidator(parse_named_values),
+                              WithJsonSchema(ACTION_PARAMS_SCHEMA)]
 
 
 def typed(kind: str, value: Any) -> Any:

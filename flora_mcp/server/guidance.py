@@ -139,6 +139,38 @@ async def resolve_project(call: ToolCall, workspace_id: str, value: str | None) 
     )
 
 
+def _same_name(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+async def project_by_name(call: ToolCall, name: str, workspace_id: str | None) -> tuple[str, str]:
+    """(workspace_id, project_id) of the one project named `name` (case and spacing aside), looked for
+    in the given workspace or else in every workspace of the key. Several or none: the answer says which."""
+    from ..models import ListProjectsRequest
+
+    workspaces = [workspace_id] if workspace_id else [w.workspace_id for w in await _workspaces(call)]
+    found: list[tuple[str, str, str]] = []
+    near: dict[str, str] = {}
+    for ws in workspaces:
+        page = await call.client.list_projects(ListProjectsRequest(workspace_id=ws, query=name, limit=100))
+        for p in page.projects:
+            if _same_name(p.name, name):
+                found.append((ws, p.project_id, p.name))
+            near[p.project_id] = f"{p.name}, {ws}"
+    if len(found) == 1:
+        return found[0][0], found[0][1]
+    where = workspace_id or f"the key's {len(workspaces)} workspace(s)"
+    if found:
+        raise ToolInputError(f"project_id: {len(found)} projects are named {name!r} in {where}: "
+                             + ", ".join(f"{p} ({w})" for w, p, _ in found) + "; pass one of these IDs")
+    if re.fullmatch(r"[A-Za-z0-9_-]+", name) and await _workspace_of(call, workspaces, f"prj_{name}", max_pages=3):
+        raise ToolInputError(f"project_id takes a prj_… ID, not {name!r}: use prj_{name}")
+    if len(workspaces) == 1:  # a near name: the usual suggestion
+        raise ToolInputError(await suggest_project(call, workspaces[0], name))
+    hint = f"; similar: {_listing(near)}" if near else "; list_projects shows them, or create_project"
+    raise ToolInputError(f"project_id: no project is named {name!r} in {where}{hint}")
+
+
 async def suggest_workspace(call: ToolCall, value: str) -> str:
     names = {w.workspace_id: w.name for w in await _workspaces(call)}
     bare = value.strip()
@@ -260,8 +292,10 @@ async def _explain_one(call: ToolCall, name: str, kind: str, value: Any, argumen
             ws = arguments.get("workspace_id")
             ws = ws if isinstance(ws, str) and ws.startswith("ws_") else None
             return await suggest_project(call, ws, value)
+        # Offer the prefix only for what looks like a bare ID: never run_"run_…" or run_<a sentence>
+        bare_id = isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_-]+", value) and not value.startswith("run")
         return (f"run_id takes the run_… ID that start_generation returned, not {value!r}"
-                + (f": did you mean run_{value}?" if value and " " not in str(value) else ""))
+                + (f": did you mean run_{value}?" if bare_id else "; list_runs lists the runs started here"))
     if name == "prompt" and kind == "prompt_too_long":
         limit = PROMPT_MAX_CHARS.get(str(arguments.get("type")), max(PROMPT_MAX_CHARS.values()))
         return (f"prompt: {len(str(value)):,} characters is more than the {limit:,} allowed for {arguments.get('type')} "

@@ -12,9 +12,9 @@ from ..arguments import (
     IdempotencyKeyParam,
     MaxUsdParam,
     NewRunParam,
-    ParamsParam,
+    ActionParamsParam,
     PreviewsParam,
-    ProjectParam,
+    ProjectRefParam,
     ToolArgs,
     WaitParam,
     WorkspaceParam,
@@ -23,7 +23,7 @@ from ..arguments import (
 )
 from ..chaining import as_input_item, resolve_output_uris
 from ..estimates import fixed
-from ..guidance import closest_ids, recent_project, resolve_workspace
+from ..guidance import closest_ids, project_by_name, recent_project, resolve_workspace
 from ..paid import answer, paid_start, remember, reserve
 from ..param_checks import check_action, describe_action_param
 from ..session import ToolCall
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 class ListActions(ToolArgs):
     query: str | None = None  # matches ID, name, description
+
+
+INPUT_TYPES = ("image", "video", "audio", "text")
+OUTPUT_TYPES = ("imageUrl", "videoUrl", "audioUrl")  # an output row's types, read as image, video, audio
 
 
 class InputItem(ToolArgs):
@@ -53,12 +57,14 @@ class RunAction(ToolArgs):
         WithJsonSchema({"type": "array", "minItems": 1, "description": "{type, url} or {type: text, text}; urls "
                         "from upload_asset, or pass a run's output object as is", "items": {
                             "type": "object", "required": ["type"], "properties": {
-                                "type": {"enum": ["image", "video", "audio", "text"], "type": "string"},
-                                "url": {"type": ["string", "null"]}, "text": {"type": ["string", "null"]}}}}),
+                                # an output object's own types too, as it is accepted as is
+                                "type": {"enum": [*INPUT_TYPES, *OUTPUT_TYPES], "type": "string"},
+                                "url": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                                "text": {"anyOf": [{"type": "string"}, {"type": "null"}]}}}}),
     ]
-    params: ParamsParam = None
+    params: ActionParamsParam = None
     workspace_id: WorkspaceParam = None
-    project_id: ProjectParam = None
+    project_id: ProjectRefParam = None
     idempotency_key: IdempotencyKeyParam = None
     new_run: NewRunParam = None
     wait_seconds: WaitParam = None
@@ -114,7 +120,11 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
     problems = check_action(action, req.inputs, req.params)
     if problems:
         raise ToolInputError("; ".join(problems) + f". {NOTHING_STARTED}")
-    workspace_id = await resolve_workspace(call, req.workspace_id, req.project_id)
+    workspace_id, named = req.workspace_id, None
+    if req.project_id and not req.project_id.startswith("prj_"):  # a project's name
+        named = req.project_id
+        workspace_id, req.project_id = await project_by_name(call, named, workspace_id)
+    workspace_id = await resolve_workspace(call, workspace_id, req.project_id)
     project_id = req.project_id or call.settings.project_id or await recent_project(call, workspace_id)
     from ...models import ActionInput, ActionRunRequest
 
@@ -129,8 +139,10 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
         async with remember(call, start):
             start.started = await call.client.start_action_run(body, idempotency_key=start.key, resend=start.resend)
     result = await answer(call, start, req.wait_seconds)
-    if not req.project_id:
-        result.structured["project_id"] = project_id  # chosen for the agent: say which
+    if not req.project_id or named:
+        result.structured["project_id"] = project_id  # chosen for the agent, or named by it: say which
+    if named:
+        result.structured["project_note"] = f"{named!r} is {project_id}; pass the ID next time"
     return result
 
 

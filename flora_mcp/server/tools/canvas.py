@@ -50,11 +50,12 @@ def _params_by_node(value: Any) -> Any:
     return by_node
 
 
-NODE_PARAMS_SCHEMA = {"type": ["array", "null"], "description": "Per node of the diagram", "items": {
+_TEXT_OR_NULL = {"anyOf": [{"type": "string"}, {"type": "null"}]}  # not "type": [..., "null"]: see tooling._compact
+NODE_PARAMS_SCHEMA = {"description": "Per node of the diagram", "anyOf": [{"type": "array", "items": {
     "type": "object", "required": ["node_id"], "properties": {
         "node_id": {"type": "string"},
-        **{name: {"type": ["string", "null"]} for name in NODE_PARAM_FIELDS if name != "model_parameters"},
-        "model_parameters": {"type": ["string", "null"], "description": "JSON object"}}}}
+        **{name: _TEXT_OR_NULL for name in NODE_PARAM_FIELDS if name != "model_parameters"},
+        "model_parameters": {**_TEXT_OR_NULL, "description": "JSON object"}}}}, {"type": "null"}]}
 NodeIdParam = Annotated[str, Field(pattern=r"^\S+$", description="From read_canvas or create_canvas_action")]
 
 

@@ -21,6 +21,7 @@ from ..arguments import (
     ParamsParam,
     PreviewsParam,
     ProjectParam,
+    ProjectRefParam,
     PromptParam,
     RunIdParam,
     ToolArgs,
@@ -30,7 +31,7 @@ from ..arguments import (
 )
 from ..costs import check_max_usd
 from ..estimates import Estimate, credits_of, estimate
-from ..guidance import explain, find_model, resolve_project, resolve_workspace
+from ..guidance import explain, find_model, project_by_name, resolve_project, resolve_workspace
 from ..paid import PaidStart, answer, paid_start, pending_row, remember, reserve, start_facts
 from ..param_checks import check_params
 from ..runs import describe_run, is_transient, remember_status, unknown_status_row, wait_budget
@@ -50,7 +51,7 @@ class GenerationItem(ToolArgs):
     model: ModelIdParam = None
     params: ParamsParam = None
     workspace_id: WorkspaceParam = None
-    project_id: ProjectParam = None
+    project_id: ProjectRefParam = None
 
 
 class StartGeneration(GenerationItem):
@@ -71,10 +72,10 @@ class StartGenerations(ToolArgs):
         WithJsonSchema({"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {
             "type": "object", "required": ["type", "prompt"], "description": "start_generation args",
             "properties": {"type": {"enum": list(GENERATION_TYPES), "type": "string"}, "prompt": {"type": "string"},
-                           "model": {"type": ["string", "null"]}, "params": PARAMS_SCHEMA}}}),
+                           "model": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "params": PARAMS_SCHEMA}}}),
     ]
     workspace_id: WorkspaceParam = None
-    project_id: ProjectParam = None
+    project_id: ProjectRefParam = None
     new_run: NewRunParam = None
     wait_seconds: WaitParam = None
     dry_run: Annotated[bool | None, Field(description="Check and estimate the total only")] = None
@@ -95,10 +96,12 @@ class GetRun(ToolArgs):
 
 # --- preparing a start: everything that can be checked before money is spent ------------------------
 class _Prepared:
-    def __init__(self, request: GenerateRequest, model: Model | None, estimate: Estimate) -> None:
+    def __init__(self, request: GenerateRequest, model: Model | None, estimate: Estimate,
+                 project_named: str | None = None) -> None:
         self.request = request
         self.model = model
         self.estimate = estimate
+        self.project_named = project_named  # the name the agent gave for the project, when it gave one
 
     def start(self, call: ToolCall, tool: str, *, idempotency_key: str | None, new_run: bool | None,
               item: int | None = None) -> PaidStart:
@@ -111,8 +114,12 @@ class _Prepared:
 
 
 async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | None, project_id: str | None) -> _Prepared:
-    workspace_id = await resolve_workspace(call, item.workspace_id or workspace_id, item.project_id or project_id)
-    project_id = await resolve_project(call, workspace_id, item.project_id or project_id)
+    workspace_id, project_id = item.workspace_id or workspace_id, item.project_id or project_id
+    named = project_id if project_id and not project_id.startswith("prj_") else None
+    if named:  # a project's name: the one project of that name in the key's workspaces
+        workspace_id, project_id = await project_by_name(call, named, workspace_id)
+    workspace_id = await resolve_workspace(call, workspace_id, project_id)
+    project_id = await resolve_project(call, workspace_id, project_id)
     model = await find_model(call, item.model, item.type) if item.model else None
     if item.params and model is None:
         raise ToolInputError(f"params belong to a model: pass model=<endpoint ID from list_models> with params. "
@@ -125,7 +132,7 @@ async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | Non
 
     request = GenerateRequest(type=item.type, prompt=item.prompt, workspace_id=workspace_id, project_id=project_id,
                               model=item.model, params=item.params or None)
-    return _Prepared(request, model, await estimate(call, model, item.params))
+    return _Prepared(request, model, await estimate(call, model, item.params), named)
 
 
 # --- tools ---------------------------------------------------------------------------------------
@@ -139,7 +146,17 @@ async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
         async with remember(call, start):
             start.started = await call.client.start_generation(prepared.request, idempotency_key=start.key,
                                                                resend=start.resend)
-    return await answer(call, start, req.wait_seconds)
+    result = await answer(call, start, req.wait_seconds)
+    result.structured |= _named_project(prepared)
+    return result
+
+
+def _named_project(prepared: _Prepared) -> dict[str, Any]:
+    """A project given by name: the answer gives its ID (and workspace) for the next call."""
+    if not prepared.project_named:
+        return {}
+    return {"project_id": prepared.request.project_id, "workspace_id": prepared.request.workspace_id,
+            "project_note": f"{prepared.project_named!r} is {prepared.request.project_id}; pass the ID next time"}
 
 
 def _dry_run(call: ToolCall, prepared: _Prepared, max_usd: float | None) -> ToolResult:
@@ -148,7 +165,7 @@ def _dry_run(call: ToolCall, prepared: _Prepared, max_usd: float | None) -> Tool
         "dry_run": True, "params_ok": True, "request": prepared.request.model_dump(exclude_none=True),
         "estimated_credits": credits_of(call, cost.usd), **cost.details(),
         "estimated_seconds": model.estimated_seconds if model else None,
-        **_max_usd_verdict([cost], max_usd, "Generation"),
+        **_max_usd_verdict([cost], max_usd, "Generation"), **_named_project(prepared),
         "note": "nothing was started or charged" + ("" if model else "; no model named: FLORA picks one, "
                                                     "and its cost is not known in advance"),
     })
@@ -286,6 +303,9 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
     rows.sort(key=lambda r: r["item"])
     result = _batch_result(rows, blocks, asked=len(req.items))
     result.structured["started"] = len(started)
+    named = [p for p in prepared if isinstance(p, _Prepared) and p.project_named]
+    if named:
+        result.structured |= _named_project(named[0])
     return result
 
 
