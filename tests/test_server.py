@@ -15,7 +15,8 @@ from flora_mcp.server import create_server
 from flora_mcp.server.outputs import PREVIEW_MAX_BYTES, PREVIEW_MAX_PIXELS
 from tests.helpers import call, first_ids, settings, text_of
 
-CORE = {"list_workspaces", "list_projects", "create_project", "list_models", "start_generation", "get_run", "list_runs"}
+CORE = {"list_workspaces", "list_projects", "create_project", "list_models", "start_generation", "get_run", "list_runs",
+        "send_feedback"}
 
 
 async def test_tools_list_has_patterns_enums_and_truthful_hints(make_session):

@@ -50,6 +50,9 @@ def error(status: int, code: str, message: str, fields: list[dict[str, str]] | N
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
+FEEDBACK_KINDS = ("feature_request", "bug", "technique_request", "missing_capability")
+
+
 def _validation_error(fields: list[dict[str, str]]) -> JSONResponse:
     message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
     return error(400, "input_validation_error", message, fields)
@@ -190,6 +193,7 @@ class _SandboxApi:
             Route("/workspaces", self._list_workspaces, methods=["GET"]),
             Route("/projects", self._list_projects, methods=["GET"]),
             Route("/projects", self._create_project, methods=["POST"]),
+            Route("/feedback", self._record_feedback, methods=["POST"]),
             Route("/projects/{project_id}", self.project_route(self._get_project), methods=["GET"]),
             Route("/projects/{project_id}/canvas", self.project_route(self._get_canvas), methods=["GET"]),
             Route("/projects/{project_id}/canvas", self.project_route(self._patch_canvas), methods=["PATCH"]),
@@ -270,6 +274,34 @@ class _SandboxApi:
         }
         account.projects.append(project)
         return JSONResponse(project, status_code=201)
+
+    async def _record_feedback(self, request: Request, account: Account) -> Response:
+        """POST /feedback (recordFeedback): validated as FLORA's spec says; kept in state.feedback."""
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        known = {"kind", "summary", "detail", "attempted_tools", "workspace_id", "project_id", "run_id"}
+        problems = [{"field": k, "message": "Unrecognized key"} for k in body if k not in known]
+        if body.get("kind") not in FEEDBACK_KINDS:
+            problems.append({"field": "kind", "message": f"Expected one of {', '.join(FEEDBACK_KINDS)}"})
+        for key in ("summary", "detail"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                problems.append({"field": key, "message": "Required"})
+        tools = body.get("attempted_tools")
+        if tools is not None and not (isinstance(tools, list) and all(isinstance(t, str) for t in tools)):
+            problems.append({"field": "attempted_tools", "message": "Expected an array of strings"})
+        for key, prefix in (("workspace_id", "ws_"), ("project_id", "prj_"), ("run_id", "run_")):
+            value = body.get(key)
+            if value is not None and not (isinstance(value, str) and re.fullmatch(rf"{prefix}\S+", value)):
+                problems.append({"field": key, "message": f"Expected {prefix}…"})
+        if problems:
+            return _validation_error(problems)
+        if refused := self._spent_key(request, account):
+            return refused
+        recorded = {"feedback_id": self.state.new_id("fb", account.key_fingerprint),
+                    "received_at": int(self.state.clock())}
+        self.state.feedback.append({**body, **recorded, "account": account.key_fingerprint})
+        return JSONResponse(recorded, status_code=201)
 
     def _list_models(self, request: Request, account: Account) -> Response:
         type_ = request.query_params.get("type")

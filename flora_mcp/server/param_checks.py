@@ -61,8 +61,8 @@ _TYPE_WORDS = {"string": "a string", "string[]": "a list of strings", "bool": "t
 def describe_param(spec: ModelParam) -> str:
     """Compact: name, then allowed values or range; * marks required."""
     text = spec.name + ("*" if spec.required else "")
-    if spec.options:
-        return f"{text}({'|'.join(o.value for o in spec.options)})"
+    if spec.options:  # FLORA's word for each option where it gives one (a voice's "calm, deep")
+        return f"{text}({'|'.join(o.value + (f': {o.description[:40]}' if o.description else '') for o in spec.options)})"
     if spec.min is not None and spec.max is not None and spec.type != "seed":
         lo, hi = (int(v) if float(v).is_integer() else v for v in (spec.min, spec.max))
         return f"{text}({lo}-{hi})"

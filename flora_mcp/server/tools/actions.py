@@ -23,7 +23,7 @@ from ..arguments import (
 )
 from ..chaining import as_input_item, resolve_output_uris
 from ..estimates import fixed
-from ..guidance import closest_ids, project_by_name, recent_project, resolve_workspace
+from ..guidance import action_answer, project_by_name, recent_project, resolve_workspace
 from ..paid import answer, paid_start, remember, reserve
 from ..param_checks import check_action, describe_action_param
 from ..session import ToolCall
@@ -112,9 +112,7 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
     actions = await _actions(call)
     action = actions.get(req.action_id)
     if action is None:
-        matches = closest_ids(req.action_id, {a.action_id: a.name for a in actions.values()})
-        hint = f"use {', '.join(matches)}" if matches else f"choose from list_actions ({', '.join(list(actions)[:8])}…)"
-        raise ToolInputError(f"action_id {req.action_id!r} is not an action: {hint}")
+        raise ToolInputError(f"action_id: {action_answer(req.action_id, actions)}")
     for item, url in zip(req.inputs, await resolve_output_uris(call.client, [i.url for i in req.inputs])):
         item.url = url
     problems = check_action(action, req.inputs, req.params)

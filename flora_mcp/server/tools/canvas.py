@@ -18,7 +18,7 @@ from ...mermaid import Flowchart, MermaidError, parse
 from ..arguments import IdempotencyKeyParam, NewRunParam, ParamsParam, ProjectParam, RunIdParam, ToolArgs, WaitParam
 from ..canvas_links import remember_canvas_url
 from ..estimates import fixed
-from ..guidance import closest_ids, find_model, resolve_project, resolve_workspace
+from ..guidance import action_answer, find_model, resolve_project, resolve_workspace
 from ..paid import answer, paid_start, remember, reserve
 from ..param_checks import check_action
 from ..session import ToolCall
@@ -305,9 +305,7 @@ async def create_canvas_action(req: CreateCanvasAction, call: ToolCall) -> ToolR
     actions = await _actions(call)
     action = actions.get(req.action_id)
     if action is None:
-        matches = closest_ids(req.action_id, {a.action_id: a.name for a in actions.values()})
-        hint = f"use {', '.join(matches)}" if matches else "choose one from list_actions"
-        raise ToolInputError(f"action_id {req.action_id!r} is not an action: {hint}" + NOTHING_SENT)
+        raise ToolInputError(f"action_id: {action_answer(req.action_id, actions)}" + NOTHING_SENT)
     # Inputs come from the nodes wired into it on the canvas, so only its params are checked here.
     problems = [p for p in check_action(action, [], req.params) if p.startswith("params.")]
     if problems:

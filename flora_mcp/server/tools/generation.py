@@ -257,8 +257,8 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
             except ValidationError as exc:
                 raise ToolInputError(await explain(exc, raw, call, GenerationItem)) from None
             prepared.append(await _prepare(call, item, req.workspace_id, req.project_id))
-        except (ToolInputError, FloraError) as exc:
-            prepared.append(str(exc))
+        except (ToolInputError, FloraError) as exc:  # said once for the batch, not in every row
+            prepared.append(str(exc).replace(f". {NOTHING_STARTED}", "").rstrip(". "))
     if req.dry_run:
         return _batch_dry_run(prepared, req.max_usd)
     rows: list[dict[str, Any]] = [{"item": i, "error": p} for i, p in enumerate(prepared) if isinstance(p, str)]
