@@ -88,3 +88,20 @@ async def test_voices_carry_flora_descriptions_so_an_agent_can_pick_a_calm_one(m
         _, models = await call(client, "list_models", {"type": "audio"})
     tts = next(m for m in models["models"] if m["id"] == "tts-elevenlabs-v3")
     assert "roger: Calm, confident male voice" in tts["params"]
+
+
+async def test_a_public_output_url_is_the_resource_link_and_flora_uri_stays_readable(make_session):
+    from flora_mcp.sandbox import Sandbox
+
+    public = Sandbox(speed=200, public_base_url="https://media.flora-sandbox.example")
+    async with make_session(public) as client:
+        ids = await _ids(client)
+        result, data = await call(client, "start_generation", {"type": "image", "prompt": "a mug",
+                                                               "model": "t2i-flux-2-schnell", **ids})
+        [link] = [c for c in result.content if c.type == "resource_link"]
+        output = data["outputs"][0]
+        mcp_uri = f"flora://runs/{data['run_id']}/outputs/{output['id']}"
+        read = await client.read_resource(mcp_uri)  # the MCP form still reads
+    assert str(link.uri) == output["url"] and output["url"].startswith("https://media.flora-sandbox.example/")
+    assert f"through MCP: {mcp_uri}" in link.description
+    assert read.contents and read.contents[0].mime_type == "image/png"
