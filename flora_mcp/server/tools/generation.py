@@ -390,7 +390,8 @@ def _age(seconds: float) -> str:
 TOOLS = [
     ToolSpec("start_generation",
              "Paid. Starts a generation in a project (project_id, or FLORA_PROJECT_ID); without model FLORA picks "
-             "one (the answer names it). Waits (wait_seconds, default 25), returns outputs or a run_id for get_run.",
+             "one (the answer names it). Waits (wait_seconds; default 25, less if your client cuts calls sooner), "
+             "returns outputs or a run_id for get_run.",
              StartGeneration, start_generation, "core", read_only=False, idempotent=False),
     ToolSpec("get_run", "Status, cost and outputs of runs; waits for them.",
              GetRun, get_run, "core", read_only=True, idempotent=True),
