@@ -90,3 +90,13 @@ async def test_max_usd_on_an_action_is_checked_against_its_price(make_session, f
         refused, _ = await call(client, "run_action", {
             "action_id": "split-text", "inputs": [{"type": "text", "text": "a,b"}], **ids, "max_usd": 0.001})
     assert refused.is_error and "max_usd $0.001" in text_of(refused) and fast_sandbox.state.charges == []
+
+
+async def test_get_run_names_the_model_and_prompt_it_knows(make_session):
+    async with make_session() as client:
+        ids = await _ids(client)
+        _, started = await call(client, "start_generation", image(
+            ids, prompt="Three product shots of the ceramic mug on oak, soft light", wait_seconds=0))
+        _, found = await call(client, "get_run", {"run_id": started["run_id"], "wait_seconds": 5})
+    assert found["model"] == "t2i-flux-2-pro"
+    assert found["prompt"] == "Three product shots of the ceramic mug o…"

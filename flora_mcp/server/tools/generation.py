@@ -212,11 +212,26 @@ async def get_run(req: GetRun, call: ToolCall) -> ToolResult:
                         else {"run_id": run_id, "error": {"code": run.code, "message": str(run)}})
             continue
         row, found = await describe_run(call, run)
-        rows.append(row)
+        rows.append(row | await _what_was_asked(call, run_id))
         blocks.extend(found)
     if isinstance(req.run_id, str):
         return ToolResult(rows[0], content=blocks)
     return _batch_result(rows, blocks, asked=len(run_ids))
+
+
+async def _what_was_asked(call: ToolCall, run_id: str) -> dict[str, Any]:
+    """For a run started through this server: its model and the opening words of its prompt (ledger), so
+    an agent that has only the run ID (after a crash, say) can tell which run it is."""
+    try:
+        known = await call.ledger.run(call.user_id, run_id)
+    except Exception:  # noqa: BLE001 - naming the run is a courtesy; its status is the answer
+        return {}
+    if not known:
+        return {}
+    asked = {"model": known.get("model")} if known.get("model") else {}
+    if known.get("kind") == "generation" and known.get("label"):
+        asked["prompt"] = known["label"] + ("…" if len(known["label"]) >= 40 else "")
+    return asked
 
 
 def _batch_result(rows: list[dict[str, Any]], blocks: list, *, asked: int) -> ToolResult:
