@@ -6,6 +6,7 @@ Descriptions say where a value comes from; patterns and enums come from the FLOR
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
@@ -49,8 +50,19 @@ ProjectParam = Annotated[
 ]
 # Where a paid start takes a project, its exact name works too (resolved across the key's workspaces,
 # and the answer gives the ID): no pattern, so a client that validates arguments lets the name through.
+def _project_ref(value: str) -> str:
+    """A prj_ ID must be one; anything else is a name (resolved later), up to 200 printable characters."""
+    if value.startswith("prj_"):
+        if not re.fullmatch(PROJECT_ID_PATTERN, value):
+            raise PydanticCustomError("string_pattern_mismatch", "String should match pattern '{pattern}'",
+                                      {"pattern": PROJECT_ID_PATTERN})
+    elif not value or len(value) > 200 or not value.isprintable():
+        raise PydanticCustomError("project_name", "a prj_… ID or a project's name (up to 200 printable characters)")
+    return value
+
+
 ProjectRefParam = Annotated[
-    Annotated[str, BeforeValidator(bare)] | None,
+    Annotated[str, AfterValidator(_project_ref), BeforeValidator(bare)] | None,
     Field(description="prj_… (list_projects) or its exact name; sets the workspace"),
 ]
 RunIdParam = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="From start_generation"), BeforeValidator(bare)]
