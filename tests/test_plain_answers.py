@@ -39,6 +39,7 @@ async def test_action_params_point_at_list_actions(make_session):
     async with make_session() as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert "list_actions" in tools["run_action"].input_schema["properties"]["params"]["description"]
+    assert "list_actions" in tools["create_canvas_action"].input_schema["properties"]["params"]["description"]
     assert "list_models" in tools["start_generation"].input_schema["properties"]["params"]["description"]
 
 

@@ -15,7 +15,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 from ..._ids import ASSET_ID_PATTERN
 from ...errors import BadRequestError
 from ...mermaid import Flowchart, MermaidError, parse
-from ..arguments import IdempotencyKeyParam, NewRunParam, ParamsParam, ProjectParam, RunIdParam, ToolArgs, WaitParam
+from ..arguments import ActionParamsParam, IdempotencyKeyParam, NewRunParam, ProjectParam, RunIdParam, ToolArgs, WaitParam
 from ..canvas_links import remember_canvas_url
 from ..estimates import fixed
 from ..guidance import action_answer, find_model, resolve_project, resolve_workspace
@@ -85,7 +85,7 @@ class PlaceOnCanvas(ToolArgs):
 
 class CreateCanvasAction(ToolArgs):
     action_id: Annotated[str, Field(description="From list_actions, e.g. rotate-image")]
-    params: ParamsParam = None
+    params: ActionParamsParam = None
     project_id: ProjectParam = None
 
 
