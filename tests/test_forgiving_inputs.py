@@ -109,3 +109,9 @@ async def test_a_project_name_resolves_across_the_keys_workspaces(make_session):
     assert data["project_id"] == target["project_id"] and data["workspace_id"] == second
     assert data["status"] == "completed" and target["project_id"] in data["project_note"]
     assert missing.is_error and "no project is named 'no such project anywhere'" in text_of(missing)
+
+
+async def test_list_models_folds_the_case_of_its_type(make_session):
+    async with make_session() as client:
+        result, data = await call(client, "list_models", {"type": "Audio "})
+    assert not result.is_error and data["models"] and {m["type"] for m in data["models"]} == {"audio"}

@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from ..._ids import GenerationType
-from ..arguments import ToolArgs, WorkspaceParam
+from ..arguments import ToolArgs, TypeParam, WorkspaceParam
 from ..guidance import find_model, resolve_workspace
 from ..param_checks import describe_param
 from ..session import ToolCall
@@ -34,7 +33,7 @@ class CreateProject(ToolArgs):
 
 
 class ListModels(ToolArgs):
-    type: GenerationType | None = None
+    type: TypeParam | None = None
     query: str | None = None  # matches ID, name, provider, capability
     model_id: Annotated[str | None, Field(description="Details of one model")] = None
 
