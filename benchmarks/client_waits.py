@@ -25,9 +25,10 @@ from flora_mcp.server.client_timeouts import CLIENT_TIMEOUTS, MARGIN, SHORTEST_W
 
 SCALE = 10.0
 CLIENTS = [  # (who, clientInfo.name it sends, seconds it waits for one call)
-    ("openai-agents/google-adk", "mcp", 5.0),
+    ("openai-agents", "mcp", 5.0),
+    ("google-adk (stdio)", "google-adk", 5.0),
     ("llama-index-tools-mcp", "mcp", 30.0),
-    ("pydantic-ai", "mcp", 300.0),
+    ("pydantic-ai", "fastmcp", 300.0),
     ("Claude", "claude-ai", 60.0),
     ("fastmcp", "fastmcp", None),
 ]

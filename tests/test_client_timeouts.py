@@ -24,6 +24,7 @@ def _ctx(name: str | None):
 def test_the_default_wait_follows_the_clients_known_timeout():
     default = Settings(state_url="memory:")
     assert default_wait(default, _ctx("mcp")) == 4.0  # the Python SDK's name: openai-agents, google-adk cut at 5 s
+    assert default_wait(default, _ctx("google-adk")) == 4.0  # names itself; cuts stdio calls at 5 s
     assert default_wait(default, _ctx("claude-ai")) == 25.0
     assert default_wait(default, _ctx("fastmcp")) == 25.0
     assert default_wait(default, _ctx("Some Host")) == 25.0  # unknown: the configured default

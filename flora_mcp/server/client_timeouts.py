@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 # clientInfo.name (lowercased; a prefix matches) -> seconds the client waits for one tool call
-# (None: no limit in effect). "mcp" is the Python SDK's default name, which the agent frameworks send:
-# openai-agents and google-adk (stdio) cut at 5 s, llama-index-tools-mcp at 30 s, pydantic-ai at 300 s,
-# langchain-mcp-adapters never; the shortest decides.
+# (None: no limit in effect). "mcp" is the Python SDK's default name, which several agent frameworks send:
+# openai-agents cuts at 5 s, llama-index-tools-mcp at 30 s, strands and langchain-mcp-adapters never; the
+# shortest decides. google-adk names itself and cuts stdio calls at 5 s (300 s over HTTP).
 CLIENT_TIMEOUTS: dict[str, float | None] = {
     "mcp": 5.0,
+    "google-adk": 5.0,
     "openai-mcp": 5.0,
     "claude-ai": 60.0,
     "claude-code": 60.0,
