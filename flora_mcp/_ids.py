@@ -29,6 +29,18 @@ def new_idempotency_key() -> str:
     return f"flora-mcp-{uuid.uuid4().hex}"
 
 
+def not_a_flora_key(api_key: str) -> str | None:
+    """Why `api_key` cannot be a FLORA key, or None. FLORA keys are printable ASCII with no spaces; an
+    ellipsis copied from documentation ('sk_live_…') would otherwise fail deep inside the HTTP client."""
+    odd = next((c for c in api_key if not 33 <= ord(c) <= 126), None)
+    if odd is None:
+        return None
+    what = f"{odd!r} (U+{ord(odd):04X})" if odd.isprintable() and not odd.isspace() else f"U+{ord(odd):04X}"
+    return (f"this is not a FLORA key: it contains {what}, which no FLORA key has"
+            + (" (an ellipsis copied from an example?)" if odd == "\u2026" else "")
+            + "; paste the whole key from FLORA's settings")
+
+
 def key_hash(api_key: str | None) -> str:
     """An API key's name wherever keys must be told apart without being kept (connection slots, the
     shared store): its full SHA-256, since a shortened hash could be forged to collide. Logs show a prefix."""

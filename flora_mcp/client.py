@@ -49,6 +49,8 @@ from .models import (
     CanvasPatched,
     CreatedAsset,
     CreateProjectRequest,
+    FeedbackRecorded,
+    FeedbackRequest,
     GenerateRequest,
     ListProjectsRequest,
     ModelList,
@@ -152,6 +154,12 @@ class FloraClient:
         body = request.model_dump(exclude_none=True)
         data = await self._request("POST", "/projects", json=body, idempotency_key=idempotency_key)
         return self._parse(Project, data.get("project", data))
+
+    async def record_feedback(self, request: FeedbackRequest, *, idempotency_key: str | None = None) -> FeedbackRecorded:
+        """POST /feedback: tell FLORA what was missing or wrong (not paid)."""
+        data = await self._request("POST", "/feedback", json=request.model_dump(exclude_none=True),
+                                   idempotency_key=idempotency_key)
+        return self._parse(FeedbackRecorded, data)
 
     async def list_models(self, type: str | None = None) -> ModelList:
         params = {"type": type} if type else None

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from ._ids import not_a_flora_key
 from ._settings_errors import SettingsError, settings_error
 from .toolsets import CHOICES as TOOLSET_CHOICES
 from .toolsets import parse_toolsets
@@ -54,6 +55,13 @@ def _metrics_target(value: str | None) -> str | None:
     return value
 
 
+def _a_flora_key(value: SecretStr | None) -> SecretStr | None:
+    problem = None if value is None else not_a_flora_key(value.get_secret_value())
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 def _known_log_level(value: str) -> str:
     if value.upper() not in LOG_LEVELS:
         raise ValueError(f"choose from {', '.join(LOG_LEVELS)}")
@@ -65,7 +73,8 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    api_key: SecretStr | None = Field(None, description="FLORA API key (sk_live_…). Never logged.")
+    api_key: Annotated[SecretStr | None, AfterValidator(_a_flora_key)] = Field(
+        None, description="FLORA API key (sk_live_…). Never logged.")
     base_url: str = Field(DEFAULT_BASE_URL, description="FLORA API base URL.")
     workspace_id: str | None = Field(None, description="Default ws_… workspace for tools that take one.")
     project_id: str | None = Field(None, description="Default prj_… project for generations.")

@@ -107,6 +107,25 @@ class CreateProjectRequest(_Request):
     name: Annotated[str, Field(min_length=1, max_length=200)]
 
 
+# --- Feedback ----------------------------------------------------------------------------------------
+FeedbackKind = Literal["feature_request", "bug", "technique_request", "missing_capability"]
+
+
+class FeedbackRequest(_Request):
+    kind: FeedbackKind
+    summary: Annotated[str, Field(min_length=1)]
+    detail: Annotated[str, Field(min_length=1)]
+    attempted_tools: list[str] | None = None
+    workspace_id: WorkspaceId | None = None
+    project_id: ProjectId | None = None
+    run_id: RunId | None = None
+
+
+class FeedbackRecorded(_Response):
+    feedback_id: Annotated[str, Field(pattern=r"^fb_\S+$")]
+    received_at: int
+
+
 # --- Models ------------------------------------------------------------------------------------------
 class ParamOption(_Response):
     label: str

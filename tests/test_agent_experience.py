@@ -39,7 +39,9 @@ async def test_audio_is_a_link_with_length_and_size_unless_asked_inline(make_ses
         assert link.size == out["bytes"] and "2 s" in link.description
         assert _size(result) < 4000
         result, _ = await call(client, "get_run", {"run_id": data["run_id"], "previews": "full"})
-    assert _kinds(result) == ["text", "audio", "resource_link"]  # opt-in
+    # opt-in, as an embedded blob: langchain-mcp-adapters raises NotImplementedError on AudioContent (issue 23)
+    assert _kinds(result) == ["text", "resource", "resource_link"]
+    assert result.content[1].resource.mime_type == "audio/wav" and result.content[1].resource.blob
 
 
 async def test_four_variations_come_as_one_contact_sheet(make_session):
@@ -150,7 +152,7 @@ async def test_a_project_determines_its_workspace_and_run_action_picks_a_project
 # --- saying what happened ------------------------------------------------------------------------------
 @pytest.mark.parametrize(("args", "expected"), [
     ({"aspect_ratio": "16:9"}, "put it inside params: params=[{name: 'aspect_ratio', value: '16:9'}]"),
-    ({"params": {"aspect_ratio": "square"}}, "Did you mean '1:1'?"),
+    ({"params": {"aspect_ratio": "portrait"}}, "Did you mean '9:16'?"),  # two portrait options: ask
     ({"prompt": "x" * 20_000}, "20,000 characters is more than the 4,000 allowed for image prompts"),
 ], ids=["flat-param", "near-miss-value", "long-prompt"])
 async def test_refusals_point_at_the_fix_and_say_nothing_was_charged(make_session, fast_sandbox, args, expected):

@@ -201,6 +201,7 @@ async def test_three_hundred_requests_with_one_new_valid_key_cost_one_check_and_
         assert verifier.calls == 1
 
 
+@pytest.mark.slow
 async def test_junk_keys_from_a_shared_address_never_refuse_a_valid_key(tmp_path):
     from flora_mcp.transports.http import _KeyGate
     from tests.helpers import settings

@@ -154,7 +154,7 @@ async def test_canvas_action_runs_are_idempotent(make_session, fast_sandbox):
     ("unwired", "has no inputs: it needs an image. Wire one with patch_canvas"),
     ("not-an-action", "is an image node, not an action"),
     ("missing", "is not on the canvas"),
-    ("over-limit", "Canvas action n2 not started: its estimate is above FLORA_MAX_COST_PER_RUN $0.005 (estimate $0.01"),
+    ("over-limit", "Canvas action n2 not started: its estimate is above FLORA_MAX_COST_PER_RUN $0.005 (up to $0.01"),
 ])
 async def test_canvas_action_runs_are_checked_before_spend(make_session, fast_sandbox, case, expected):
     limit = {"max_cost_per_run": 0.005} if case == "over-limit" else {}

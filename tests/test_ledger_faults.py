@@ -53,6 +53,7 @@ class _Locker:
 
 
 # --- before the POST: refused, nothing sent ------------------------------------------------------------------
+@pytest.mark.slow
 async def test_a_locked_ledger_refuses_the_start_quickly_and_sends_nothing(tmp_path):
     sandbox, path = Sandbox(speed=200), tmp_path / "ledger.sqlite3"
     async with _session(sandbox, path) as client:
@@ -100,6 +101,7 @@ async def test_a_ledger_replaced_while_serving_is_refused(tmp_path):
 
 
 # --- after the POST: the run ID reaches the agent, the write is retried --------------------------------------
+@pytest.mark.slow
 async def test_a_lock_taken_during_the_post_still_answers_with_the_run_and_records_it_later(tmp_path, caplog):
     sandbox, path = Sandbox(speed=200), tmp_path / "ledger.sqlite3"
     async with _session(sandbox, path, wait_seconds=0) as client:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import anyio
+import pytest
 
 from flora_mcp.errors import RateLimitError
 from flora_mcp.ledger import open_ledger
@@ -39,6 +40,7 @@ async def _wait(polls: RunPolls, client, seconds: float, estimate: float | None 
             await wait_for_news([poll], min(remaining, poll.seconds_until_due()))
 
 
+@pytest.mark.slow
 async def test_waiters_in_two_processes_share_one_poll_per_interval(tmp_path):
     """Two RunPolls on one SQLite file stand for two processes; 10 waiters each, for 2.2 s at a
     0.5 s interval: FLORA is asked about once per interval, not once per waiter per interval."""

@@ -396,6 +396,7 @@ async def test_a_flood_of_one_bad_key_costs_one_flora_call():
     assert set(statuses) == {401} and verifier.calls == 1
 
 
+@pytest.mark.slow
 async def test_many_bad_keys_from_one_address_are_slowed_not_locked_out():
     """Issue 22: an address is shared (Claude's egress, an office NAT), so junk from it slows its new keys'
     checks to one at a time instead of refusing them: a valid key from it still gets in."""

@@ -46,5 +46,7 @@ async def test_tools_list_stays_small():
     sizes = [len(json.dumps(t.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"meta"}),
                             separators=(",", ":"))) for t in tools]
     # Portable schemas (nullable types spelled out, params as [{name, value}]) and the controls that keep
-    # a retry from paying twice cost bytes; run_action and start_generation are the largest.
-    assert max(sizes) < 1700 and sum(sizes) / len(sizes) < 700, sizes
+    # a retry from paying twice cost bytes; run_action and start_generation are the largest. Issue 23 added
+    # max_usd (~90 bytes per paid tool) and writes nullable fields as anyOf [X, null] (~20 bytes each more than
+    # "type": [X, "null"], which fast-agent's Gemini converter rejects): +10% over the list.
+    assert max(sizes) < 2000 and sum(sizes) / len(sizes) < 800, sizes

@@ -16,7 +16,8 @@ from flora_mcp.server import create_server
 from flora_mcp.server.outputs import PREVIEW_MAX_BYTES, PREVIEW_MAX_PIXELS
 from tests.helpers import call, first_ids, settings, text_of
 
-CORE = {"list_workspaces", "list_projects", "create_project", "list_models", "start_generation", "get_run", "list_runs"}
+CORE = {"list_workspaces", "list_projects", "create_project", "list_models", "start_generation", "get_run", "list_runs",
+        "send_feedback"}
 
 
 async def test_tools_list_has_patterns_enums_and_truthful_hints(make_session):
@@ -28,9 +29,12 @@ async def test_tools_list_has_patterns_enums_and_truthful_hints(make_session):
     start = tools["start_generation"].input_schema
     assert start["required"] == ["type", "prompt"]
     assert start["properties"]["type"]["enum"] == ["image", "video", "audio", "text"]
-    assert start["properties"]["workspace_id"]["pattern"] == r"^ws_[A-Za-z0-9_-]{1,64}$"
+    assert start["properties"]["workspace_id"]["anyOf"][0]["pattern"] == r"^ws_[A-Za-z0-9_-]{1,64}$"
     assert "list_workspaces" in start["properties"]["workspace_id"]["description"]
-    assert start["properties"]["project_id"]["pattern"] == r"^prj_[A-Za-z0-9_-]{1,64}$"
+    # a project's name works where a paid start takes a project, so no prj_ pattern refuses it there
+    assert "exact name" in start["properties"]["project_id"]["description"]
+    assert tools["list_runs"].input_schema["properties"]["project_id"]["anyOf"][0]["pattern"] == \
+        r"^prj_[A-Za-z0-9_-]{1,64}$"
     assert "list_models" in start["properties"]["model"]["description"]
     assert tools["get_run"].input_schema["properties"]["run_id"]["anyOf"][0]["pattern"] == r"^run_[A-Za-z0-9_-]{1,64}$"
     for name in ("list_workspaces", "list_projects", "list_models", "get_run"):
@@ -76,11 +80,15 @@ async def test_project_name_and_bare_id_answer_with_the_prj_id(make_session):
         workspace_id, _ = await first_ids(client)
         _, page = await call(client, "list_projects", {"workspace_id": workspace_id, "query": "Moodboard"})
         moodboard = page["projects"][0]["project_id"]
-        for wrong in ("Moodboard", moodboard.removeprefix("prj_")):
-            result, _ = await call(client, "start_generation", {"type": "image", "prompt": "x",
-                                                               "workspace_id": workspace_id, "project_id": wrong})
-            assert result.is_error and moodboard in text_of(result), wrong
-            assert "project_id" in text_of(result)
+        result, _ = await call(client, "start_generation", {"type": "image", "prompt": "x",
+                                                           "project_id": moodboard.removeprefix("prj_")})
+        assert result.is_error and moodboard in text_of(result) and "project_id" in text_of(result)
+        # a project's exact name (case and spacing aside) is one step from right: it works, and says the ID
+        result, data = await call(client, "start_generation", {"type": "image", "prompt": "x", "dry_run": True,
+                                                               "project_id": " moodBOARD "})
+        assert not result.is_error, text_of(result)
+        assert data["project_id"] == moodboard and data["request"]["project_id"] == moodboard
+        assert data["workspace_id"] == workspace_id and f"is {moodboard}" in data["project_note"]
 
 
 async def test_model_display_name_answers_with_the_endpoint_id(make_session, fast_sandbox):
@@ -246,7 +254,7 @@ async def test_bad_params_are_refused_before_any_charge(make_session, fast_sandb
         workspace_id, project_id = await first_ids(client)
         base = {"type": "image", "prompt": "x", "workspace_id": workspace_id, "project_id": project_id,
                 "model": "t2i-flux-2-pro"}
-        result, _ = await call(client, "start_generation", base | {"params": {"aspect_ratio": "16x9"}})
+        result, _ = await call(client, "start_generation", base | {"params": {"aspect_ratio": "17:9"}})
         assert result.is_error and "Did you mean '16:9'" in text_of(result) and "1:1" in text_of(result)
         result, _ = await call(client, "start_generation", base | {"params": {"guidance": 50}})
         assert result.is_error and "guidance" in text_of(result) and "1-10" in text_of(result)

@@ -81,6 +81,7 @@ async def test_a_client_that_did_not_opt_in_gets_the_ordinary_result():
         assert refused.value.error.code == -32021
 
 
+@pytest.mark.slow
 async def test_another_users_task_is_not_found_and_another_process_answers_for_its_owner():
     """Three servers on one ledger: the task's maker, another user, and the same user elsewhere."""
     sandbox, ledger = Sandbox(speed=30), open_ledger("memory:")

@@ -124,6 +124,7 @@ def webhook_setup():
 
 
 @pytest.mark.parametrize(("row", "faults", "end", "answers"), ROWS, ids=[r[0] for r in ROWS])
+@pytest.mark.slow
 async def test_webhook_fault_table(webhook_setup, row, faults, end, answers):
     """Every row ends in the run's true state, with one status read (none before the webhook), and each
     delivery attempt answered as the row says."""
@@ -152,6 +153,7 @@ async def test_webhook_fault_table(webhook_setup, row, faults, end, answers):
           f"{control['status_reads'] - reads_before} | deliveries answered {seen} | get_run waited {waited:.1f} s")
 
 
+@pytest.mark.slow
 async def test_out_of_order_deliveries_for_a_batch_each_wake_their_own_run(webhook_setup):
     """The first run's delivery is held back 2 s, so the second's arrives first: both end completed, with
     one status read each."""

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from .assets_api import AssetRoutes
+from .feedback_api import FeedbackRoutes
 from .gate import ApiGate, DropConnections, with_account
 from .host import Host
 from .projects_api import ProjectRoutes
@@ -38,10 +39,12 @@ class _SandboxApi:
         """The ASGI app: the /api/v1 routes behind ApiGate (handlers take the request and the account),
         then the media, upload, canvas, control and health routes."""
         projects, runs, assets = ProjectRoutes(self.state), RunRoutes(self.state), AssetRoutes(self.state)
+        feedback = FeedbackRoutes(self.state)
         api_routes = [
             Route("/workspaces", projects.list_workspaces, methods=["GET"]),
             Route("/projects", projects.list_projects, methods=["GET"]),
             Route("/projects", projects.create_project, methods=["POST"]),
+            Route("/feedback", feedback.record_feedback, methods=["POST"]),
             Route("/projects/{project_id}", projects.project_route(projects.get_project), methods=["GET"]),
             Route("/projects/{project_id}/canvas", projects.project_route(projects.get_canvas), methods=["GET"]),
             Route("/projects/{project_id}/canvas", projects.project_route(projects.patch_canvas), methods=["PATCH"]),

@@ -128,6 +128,7 @@ class SandboxState:
         self.idempotency_mode = idempotency_mode
         self.answers: dict[tuple[str, str], tuple[str, int, bytes]] = {}  # replay mode: (account, key) -> answer
         self.charges: list[tuple[str, str, float]] = []  # (account, run_id, usd) for every accepted run
+        self.feedback: list[dict[str, Any]] = []  # every POST /feedback, as recorded
         self.request_log: list[tuple[str, str, str]] = []  # (account, method, path), the latest REQUEST_LOG_SIZE
         self.requests_seen = 0
         self.webhook_log: list[dict[str, Any]] = []  # each webhook delivery attempt and its answer (sandbox/webhooks.py)

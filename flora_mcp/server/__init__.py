@@ -66,10 +66,10 @@ def flora_itself(settings: Settings, api_key: str | None) -> FloraClient:
 
 
 def all_tools() -> list[ToolSpec]:
-    from .tools import actions, assets, canvas, discovery, generation
+    from .tools import actions, assets, canvas, discovery, feedback, generation
 
     return [*discovery.TOOLS, *generation.TOOLS, *actions.ACTION_TOOLS, *actions.TECHNIQUE_TOOLS, *assets.TOOLS,
-            *canvas.TOOLS]
+            *canvas.TOOLS, *feedback.TOOLS]
 
 
 def select_tools(settings: Settings) -> list[ToolSpec]:

@@ -6,6 +6,7 @@ Descriptions say where a value comes from; patterns and enums come from the FLOR
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -35,20 +36,50 @@ class ToolArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
+_QUOTES = "\"'`“”‘’"
+
+
+def bare(value: Any) -> Any:
+    """An ID as pasted from a transcript: surrounding whitespace and quotes ('"run_…"') are noise."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    while len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
+        text = text[1:-1].strip()
+    return text
+
+
 WorkspaceParam = Annotated[
-    str | None,
-    Field(pattern=WORKSPACE_ID_PATTERN, description="From list_workspaces"),
+    Annotated[str, Field(pattern=WORKSPACE_ID_PATTERN), BeforeValidator(bare)] | None,
+    Field(description="From list_workspaces"),
 ]
 ProjectParam = Annotated[
-    str | None,
-    Field(pattern=PROJECT_ID_PATTERN, description="From list_projects; sets the workspace"),
+    Annotated[str, Field(pattern=PROJECT_ID_PATTERN), BeforeValidator(bare)] | None,
+    Field(description="From list_projects; sets the workspace"),
 ]
-RunIdParam = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="From start_generation")]
+# Where a paid start takes a project, its exact name works too (resolved across the key's workspaces,
+# and the answer gives the ID): no pattern, so a client that validates arguments lets the name through.
+def _project_ref(value: str) -> str:
+    """A prj_ ID must be one; anything else is a name (resolved later), up to 200 printable characters."""
+    if value.startswith("prj_"):
+        if not re.fullmatch(PROJECT_ID_PATTERN, value):
+            raise PydanticCustomError("string_pattern_mismatch", "String should match pattern '{pattern}'",
+                                      {"pattern": PROJECT_ID_PATTERN})
+    elif not value or len(value) > 200 or not value.isprintable():
+        raise PydanticCustomError("project_name", "a prj_… ID or a project's name (up to 200 printable characters)")
+    return value
+
+
+ProjectRefParam = Annotated[
+    Annotated[str, AfterValidator(_project_ref), BeforeValidator(bare)] | None,
+    Field(description="prj_… (list_projects) or its exact name; sets the workspace"),
+]
+RunIdParam = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="From start_generation"), BeforeValidator(bare)]
 
 
 def _lower(value: Any) -> Any:
-    """An enum value in the wrong case ('Image') is still unambiguous."""
-    return value.lower() if isinstance(value, str) else value
+    """An enum value in the wrong case or with spaces around it (' Image') is still unambiguous."""
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 TypeParam = Annotated[GenerationType, BeforeValidator(_lower)]
@@ -67,8 +98,8 @@ def _prompt_fits(prompt: str, info: ValidationInfo) -> str:
 
 PromptParam = Annotated[str, Field(min_length=1), AfterValidator(_prompt_fits)]
 ModelIdParam = Annotated[
-    str | None,
-    Field(pattern=r"^\S+$", description="Endpoint ID from list_models"),
+    Annotated[str, Field(pattern=r"^\S+$"), BeforeValidator(bare)] | None,
+    Field(description="Endpoint ID from list_models"),
 ]
 # Seconds to wait inside one call (default FLORA_WAIT_SECONDS, 25), up to MAX_WAIT_SECONDS.
 WaitParam = Annotated[float | None, Field(ge=0, le=MAX_WAIT_SECONDS)]
@@ -77,13 +108,16 @@ IdempotencyKeyParam = Annotated[
     Field(pattern=r"^[!-~]{1,255}$", description="Same key: same run"),  # an HTTP header value
 ]
 NewRunParam = Annotated[bool | None, Field(description="Don't reuse a recent identical run")]
+# The agent's own spending limit for one call: refused before anything is sent when the estimate's
+# upper bound (estimated_usd_max) is above it.
+MaxUsdParam = Annotated[float | None, Field(gt=0, description="Refuse if it may cost more (USD)")]
 # small: one preview to look at (several outputs share one contact sheet; audio is a link with its
 # length); full: 1 MP images and inline audio; none: links only. Previews of a run come once per
 # user; giving `previews` asks again.
 PreviewsParam = Annotated[
     Literal["small", "full", "none"] | None,
     BeforeValidator(_lower),
-    Field(description="Default small (one sheet for several); sent once per run unless set"),
+    Field(description="Default small; sent once per run unless set"),
 ]
 
 
@@ -116,7 +150,10 @@ def named_values(description: str) -> dict[str, Any]:
 
 
 PARAMS_SCHEMA = named_values("As list_models shows, e.g. [{name: aspect_ratio, value: '16:9'}]")
-ParamsParam = Annotated[dict[str, Any], BeforeValidator(parse_named_values), WithJsonSchema(PARAMS_SCHEMA)]
+ParamsParam = Annotated[dict[str, Any] | None, BeforeValidator(parse_named_values), WithJsonSchema(PARAMS_SCHEMA)]
+ACTION_PARAMS_SCHEMA = named_values("As list_actions shows, e.g. [{name: angle, value: '90'}]")
+ActionParamsParam = Annotated[dict[str, Any] | None, BeforeValidator(parse_named_values),
+                              WithJsonSchema(ACTION_PARAMS_SCHEMA)]
 
 
 def typed(kind: str, value: Any) -> Any:

@@ -26,20 +26,38 @@ class _ConfirmSpend(BaseModel):
     confirm: bool = Field(description="Start it anyway?")
 
 
+def check_max_usd(estimates: list[Estimate], max_usd: float | None, what: str) -> None:
+    """The agent's own limit (`max_usd`: one start, or a batch's total) against the estimates' upper
+    bound. No confirmation: the agent set it, so going over it is always a refusal."""
+    if max_usd is None:
+        return
+    if any(e.usd is None for e in estimates):
+        raise ToolInputError(f"{what} not started: FLORA gives no cost estimate without a model, so max_usd "
+                             f"${max_usd:g} cannot be held. {NOTHING_STARTED}. Name a model (list_models)")
+    bound = round(sum(e.reserve_usd for e in estimates), 4)
+    if bound > max_usd:
+        expected = round(sum(e.usd or 0.0 for e in estimates), 4)
+        basis = estimates[0].basis if len(estimates) == 1 else f"{len(estimates)} starts"
+        raise ToolInputError(f"{what} not started: it may cost up to ${bound:g} (expected ${expected:g}; {basis}), "
+                             f"above max_usd ${max_usd:g}. {NOTHING_STARTED}. Choose a cheaper model, fewer or "
+                             "smaller outputs, or a higher max_usd")
+
+
 async def guard_cost(call: ToolCall, estimates: list[Estimate], what: str) -> None:
     """Refuse (or, where the client can ask its user, confirm) starts the limits cannot vouch for.
 
-    FLORA_MAX_COST_PER_RUN applies to each start on its own; a start with no estimate cannot be
-    checked against it or against the budget, so it needs the user's OK.
+    FLORA_MAX_COST_PER_RUN applies to each start's upper bound on its own; a start with no estimate
+    cannot be checked against it or against the budget, so it needs the user's OK.
     """
     limit, budget = call.settings.max_cost_per_run, budget_usd(call.settings)
     reasons = []
     if limit is not None:
-        over = [e for e in estimates if e.usd is not None and e.usd > limit]
+        over = [e for e in estimates if e.usd is not None and e.reserve_usd > limit]
         if over:
-            worst = max(over, key=lambda e: e.usd or 0)
+            worst = max(over, key=lambda e: e.reserve_usd)
             count = f"{len(over)} of {len(estimates)} starts are" if len(estimates) > 1 else "its estimate is"
-            reasons.append(f"{count} above FLORA_MAX_COST_PER_RUN ${limit:g} (estimate ${worst.usd:.2f}: {worst.basis})")
+            reasons.append(f"{count} above FLORA_MAX_COST_PER_RUN ${limit:g} (up to ${worst.reserve_usd:.2f}, "
+                           f"expected ${worst.usd:.2f}: {worst.basis})")
     unknown = [e for e in estimates if e.usd is None]
     if unknown and (limit is not None or budget is not None):
         which = "FLORA_MAX_COST_PER_RUN" if budget is None else "the budget"

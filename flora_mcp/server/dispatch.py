@@ -64,23 +64,17 @@ def input_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _compact(node: Any) -> Any:
-    """Drop what tells an agent nothing: titles and null defaults; write `X or null` briefly.
+    """Drop what tells an agent nothing: titles and null defaults.
 
     An optional field stays nullable in the schema: strict function-calling (OpenAI) makes every
-    property required, so null is how a model there says "not given".
+    property required, so null is how a model there says "not given". It is written
+    `anyOf: [X, {"type": "null"}]`, not `"type": [X, "null"]`: fast-agent's Gemini converter rejects
+    the list form, and the anyOf form converts in every framework tried (issue 23).
     """
     if isinstance(node, list):
         return [_compact(item) for item in node]
     if not isinstance(node, dict):
         return node
-    branches = node.get("anyOf")
-    if branches and {"type": "null"} in branches and len(branches) == 2:
-        [rest] = [b for b in branches if b != {"type": "null"}]
-        merged = {k: v for k, v in node.items() if k != "anyOf"}
-        if isinstance(rest.get("type"), str) and "enum" not in rest:
-            node = {**rest, **merged, "type": [rest["type"], "null"]}
-        else:  # an enum keeps its null branch apart: null is not one of its values
-            node = {**merged, "anyOf": [_compact(rest), {"type": "null"}]}
     out = {}
     for key, value in node.items():
         if key == "title" and isinstance(value, str):

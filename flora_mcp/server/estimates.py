@@ -1,9 +1,10 @@
-"""Cost estimates in USD that tell the truth: scaled by the params that multiply cost, and by what
-FLORA actually charged for this model before (learned in the ledger).
+"""Cost estimates in USD an agent can plan with: scaled by the params that multiply cost, corrected
+by what FLORA actually charged before (learned in the ledger), and bounded above.
 
-A model's `estimated_credits` is for one default output. FLORA's own guidance reports charges several
-times above quotes, so the estimate is corrected by the model's charged ÷ estimated ratio from
-settled runs, and the budget reserves a margin above it until that ratio is known.
+A model's `estimated_credits` is for one default output, and FLORA's own guidance reports charges
+several times above quotes. So every estimate has two figures: `estimated_usd`, the expected charge,
+and `estimated_usd_max`, the bound the budget holds back for the start and the one to plan with.
+Until this model has settled runs (`calibrated: false`) the bound is 1.5x the catalogue's figure.
 """
 
 from __future__ import annotations
@@ -17,20 +18,35 @@ from .session import ToolCall
 if TYPE_CHECKING:
     from ..models import Model
 
-# How much the budget holds back above the estimate: more while we have not seen this model's charges.
+# How far above the expected charge the bound (and the budget's hold) goes: more while this model's
+# charges are unknown, or known only from the account's other models.
 UNCALIBRATED_MARGIN = 1.5
 CALIBRATED_MARGIN = 1.1
+
+async def learned_calibration(call: ToolCall, model_id: str) -> Calibration:
+    """This account's calibration for the model (or its other models before this one has history)."""
+    try:
+        return await call.ledger.calibration(call.user_id, model_id)
+    except LedgerUnavailable:  # read-only tools keep working; a paid start is refused at its reservation
+        return Calibration()
 
 
 @dataclass(frozen=True)
 class Estimate:
     usd: float | None  # what we expect FLORA to charge; None when FLORA gives no estimate
-    reserve_usd: float  # what the budget holds back until the real charge is known
+    reserve_usd: float  # the bound: what the budget holds back until the real charge is known
     basis: str  # how it was reached, in words an agent can repeat to a user
     calibration: float = 1.0  # the learned charged ÷ estimated ratio applied
+    calibrated: bool | None = None  # learned from this model's charges; None for a price FLORA states
 
     def details(self) -> dict[str, Any]:
-        return {"estimated_usd": self.usd, "estimate_basis": self.basis}
+        """What an agent is shown before (and with) a start: both figures, and how sure they are."""
+        if self.usd is None:
+            return {"estimated_usd": None, "estimate_basis": self.basis}
+        shown: dict[str, Any] = {"estimated_usd": self.usd, "estimated_usd_max": self.reserve_usd}
+        if self.calibrated is not None:
+            shown["calibrated"] = self.calibrated
+        return shown | {"estimate_basis": self.basis}
 
 
 UNKNOWN = Estimate(None, 0.0, "FLORA gives no estimate for it")
@@ -65,22 +81,24 @@ def param_multiplier(model: Model, params: dict[str, Any] | None) -> tuple[float
 async def estimate(call: ToolCall, model: Model | None, params: dict[str, Any] | None) -> Estimate:
     if model is None:
         return UNKNOWN
-    base = model.estimated_credits * call.settings.usd_per_credit
     multiplier, words = param_multiplier(model, params)
-    try:
-        learned = await call.ledger.calibration(call.user_id, model.model_id)
-    except LedgerUnavailable:  # read-only tools keep working; a paid start is refused at its reservation
-        learned = Calibration()
-    ratio, runs = learned.ratio, learned.runs
-    usd = round(base * multiplier * ratio, 4)
+    base = model.estimated_credits * call.settings.usd_per_credit * multiplier
+    learned = await learned_calibration(call, model.model_id)
+    usd = round(base * learned.ratio, 4)
     basis = f"{model.estimated_credits} credits" + "".join(f" {w}" for w in words)
-    if runs:
-        basis += f" x{ratio:.2f} (charged/estimated over {runs} settled run{'s' if runs > 1 else ''})"
-    margin = CALIBRATED_MARGIN if runs else UNCALIBRATED_MARGIN
-    # The learned ratio (this account's) covers every parameter mix, so it can undershoot a particular
-    # request: the budget never holds back less than the catalogue's own estimate with the margin.
-    reserve = max(usd, base * multiplier) * margin
-    return Estimate(usd, round(reserve, 4), basis, ratio)
+    runs = f"{learned.runs} settled run{'s' if learned.runs != 1 else ''}"
+    if learned.scope == "model":
+        basis += f" x{learned.ratio:.2f} (charged/estimated over this model's {runs})"
+    elif learned.scope == "account":
+        basis += f" x{learned.ratio:.2f} (charged/estimated over {runs} of your other models)"
+    calibrated = learned.scope == "model"
+    margin = CALIBRATED_MARGIN if calibrated else UNCALIBRATED_MARGIN
+    if not calibrated:
+        basis += f"; not yet calibrated: FLORA can charge more than it estimates, so plan with the max ({margin:g}x)"
+    # The learned ratio is shared by every parameter mix, so it can undershoot a particular request: the
+    # bound never drops below the catalogue's own estimate with the margin.
+    bound = round(max(usd, base) * margin, 4)
+    return Estimate(usd, bound, basis, learned.ratio, calibrated)
 
 
 def fixed(usd: float | None, what: str) -> Estimate:
@@ -88,3 +106,11 @@ def fixed(usd: float | None, what: str) -> Estimate:
     if usd is None:
         return UNKNOWN
     return Estimate(usd, usd, f"{what} price")
+
+
+def credits_of(call: ToolCall, usd: float | None) -> float | None:
+    """USD back in FLORA's credits, so a dry run's two figures always agree."""
+    if usd is None:
+        return None
+    credits = round(usd / call.settings.usd_per_credit, 2)
+    return int(credits) if credits.is_integer() else credits

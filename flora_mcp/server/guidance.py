@@ -20,7 +20,7 @@ from .session import ToolCall
 from .tooling import ToolInputError
 
 if TYPE_CHECKING:
-    from ..models import Model, Project, Workspace
+    from ..models import Action, Model, Project, Workspace
 
 # Model-family prefixes agents confuse with the generation `type`.
 FAMILY_TYPES = {
@@ -140,6 +140,38 @@ async def resolve_project(call: ToolCall, workspace_id: str, value: str | None) 
     )
 
 
+def _same_name(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+async def project_by_name(call: ToolCall, name: str, workspace_id: str | None) -> tuple[str, str]:
+    """(workspace_id, project_id) of the one project named `name` (case and spacing aside), looked for
+    in the given workspace or else in every workspace of the key. Several or none: the answer says which."""
+    from ..models import ListProjectsRequest
+
+    workspaces = [workspace_id] if workspace_id else [w.workspace_id for w in await _workspaces(call)]
+    found: list[tuple[str, str, str]] = []
+    near: dict[str, str] = {}
+    for ws in workspaces:
+        page = await call.client.list_projects(ListProjectsRequest(workspace_id=ws, query=name, limit=100))
+        for p in page.projects:
+            if _same_name(p.name, name):
+                found.append((ws, p.project_id, p.name))
+            near[p.project_id] = f"{p.name}, {ws}"
+    if len(found) == 1:
+        return found[0][0], found[0][1]
+    where = workspace_id or f"the key's {len(workspaces)} workspace(s)"
+    if found:
+        raise ToolInputError(f"project_id: {len(found)} projects are named {name!r} in {where}: "
+                             + ", ".join(f"{p} ({w})" for w, p, _ in found) + "; pass one of these IDs")
+    if re.fullmatch(r"[A-Za-z0-9_-]+", name) and await _workspace_of(call, workspaces, f"prj_{name}", max_pages=3):
+        raise ToolInputError(f"project_id takes a prj_… ID, not {name!r}: use prj_{name}")
+    if len(workspaces) == 1:  # a near name: the usual suggestion
+        raise ToolInputError(await suggest_project(call, workspaces[0], name))
+    hint = f"; similar: {_listing(near)}" if near else "; list_projects shows them, or create_project"
+    raise ToolInputError(f"project_id: no project is named {name!r} in {where}{hint}")
+
+
 async def suggest_workspace(call: ToolCall, value: str) -> str:
     names = {w.workspace_id: w.name for w in await _workspaces(call)}
     bare = value.strip()
@@ -199,9 +231,14 @@ async def explain(exc: ValidationError, arguments: dict[str, Any], call: ToolCal
     lines: list[str] = []
     errors = exc.errors()
     extra = [e for e in errors if e.get("type") == "extra_forbidden"]
+    said: set[str] = set()
     for err in errors:
         loc = err.get("loc") or ()
         name = str(loc[0]) if loc else "arguments"
+        # A value that fits none of a union's forms (one run_id or a list) fails once per form: one line
+        if len(loc) > 1 and isinstance(loc[1], str) and "[" in loc[1] and name in said:
+            continue
+        said.add(name)
         value = err.get("input")
         kind = err.get("type", "")
         try:
@@ -264,8 +301,10 @@ async def _explain_one(call: ToolCall, name: str, kind: str, value: Any, argumen
             ws = arguments.get("workspace_id")
             ws = ws if isinstance(ws, str) and ws.startswith("ws_") else None
             return await suggest_project(call, ws, value)
+        # Offer the prefix only for what looks like a bare ID: never run_"run_…" or run_<a sentence>
+        bare_id = isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_-]+", value) and not value.startswith("run")
         return (f"run_id takes the run_… ID that start_generation returned, not {value!r}"
-                + (f": did you mean run_{value}?" if value and " " not in str(value) else ""))
+                + (f": did you mean run_{value}?" if bare_id else "; list_runs lists the runs started here"))
     if name == "prompt" and kind == "prompt_too_long":
         limit = PROMPT_MAX_CHARS.get(str(arguments.get("type")), max(PROMPT_MAX_CHARS.values()))
         return (f"prompt: {len(str(value)):,} characters is more than the {limit:,} allowed for {arguments.get('type')} "
@@ -274,3 +313,54 @@ async def _explain_one(call: ToolCall, name: str, kind: str, value: Any, argumen
         type_ = arguments.get("type") if arguments.get("type") in GENERATION_TYPES else None
         await find_model(call, str(value), type_)
     return None
+
+
+# --- an action that does not exist: what comes closest by purpose ------------------------------------
+_MEDIA_WORDS = {"image", "images", "img", "picture", "photo", "video", "videos", "clip", "audio", "sound", "text",
+                "texts", "to", "a", "an", "the", "of", "from", "into", "make", "create", "do", "get", "new", "my"}
+# What agents ask actions for that FLORA does with a model instead (words of the wish -> where to go).
+_BY_MODEL = [
+    ({"upscale", "upscaler", "enlarge", "enhance", "sharpen", "superres", "resize", "hd", "4k", "resolution"},
+     "a larger image comes from a model: start_generation with a higher resolution param (list_models shows each "
+     "model's options), or an image-to-image model given the image (list_models query='image-to-image')"),
+    ({"background", "remove", "erase", "inpaint", "edit", "retouch", "restyle", "style", "recolor", "colorize"},
+     "an image-to-image model edits an image from a prompt (list_models query='image-to-image')"),
+    ({"animate", "motion", "move"}, "an image-to-video model (list_models query='image-to-video')"),
+    ({"speak", "speech", "voice", "narrate", "tts", "read"}, "a text-to-speech model (list_models type='audio')"),
+    ({"music", "song", "sfx"}, "a music or sound model (list_models type='audio')"),
+    ({"translate", "summarize", "rewrite", "write", "caption"}, "a text model (list_models type='text')"),
+]
+
+
+def _words(text: str) -> set[str]:
+    words = set(re.findall(r"[a-z0-9]+", text.lower()))
+    return words | {w[:-1] for w in words if w.endswith("s") and len(w) > 3}
+
+
+def no_such_action(action_id: str, actions: dict[str, Action]) -> str:
+    """The answer for an action_id FLORA does not have: say so, then what comes closest by purpose (an
+    action whose own words share the wish's verb, or the kind of model that does it), never spelling."""
+    wish = _words(action_id) - _MEDIA_WORDS
+    said = f"no action {action_id!r} exists"
+    by_purpose = [a for a in actions.values()
+                  if wish & (_words(f"{a.action_id} {a.name} {a.description or ''}") - _MEDIA_WORDS)]
+    named = [a for a in by_purpose if wish <= _words(a.action_id)]
+    if len(named) == 1:  # 'rotate': the one action named for it
+        return f"{said}; use {named[0].action_id} ({(named[0].description or named[0].name).rstrip('.')})"
+    if by_purpose:
+        return f"{said}; closest by purpose: " + ", ".join(
+            f"{a.action_id} ({(a.description or a.name).rstrip('.')})" for a in by_purpose[:3])
+    for words, where in _BY_MODEL:
+        if wish & words:
+            return f"{said}, and no action does that; closest by purpose: {where}"
+    return (f"{said}, and none does {' '.join(sorted(wish)) or 'that'}: list_actions shows the {len(actions)} there "
+            "are (query= filters them); send_feedback can tell FLORA it is missing")
+
+
+def action_answer(action_id: str, actions: dict[str, Action]) -> str:
+    """An unknown action_id: the same ID spelled otherwise ('Rotate_Image') is named; anything else gets
+    no_such_action's answer by purpose."""
+    same = [i for i in actions if _norm(i) == _norm(action_id) or _norm(actions[i].name) == _norm(action_id)]
+    if same:
+        return f"{action_id!r} is spelled {same[0]!r} (as list_actions shows)"
+    return no_such_action(action_id, actions)

@@ -18,6 +18,7 @@ held in memory whole; images are checked for decompression bombs before they are
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import mimetypes
 import re
@@ -26,9 +27,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import anyio
-from mcp_types import AudioContent, ContentBlock, ImageContent, ResourceLink
+from mcp_types import BlobResourceContents, ContentBlock, EmbeddedResource, ImageContent, ResourceLink
 
 from ..errors import FloraError
 
@@ -203,10 +205,11 @@ async def render_outputs(
                     async with spooled(client, output.url, limit) as (source, mime, size):
                         row |= {"mime": mime or row["mime"], "bytes": size}
                         row["seconds"] = await anyio.to_thread.run_sync(pictures.audio_seconds, source)
-                        if mode == "full":  # opt-in: some clients cannot take audio content at all
-                            source.seek(0)
-                            shown.append(AudioContent(type="audio", data=base64.b64encode(source.read()).decode(),
-                                                      mime_type=row["mime"]))
+                        if mode == "full":  # opt-in. An embedded blob, not AudioContent: langchain-mcp-adapters
+                            source.seek(0)  # raises NotImplementedError on AudioContent, and takes this as a file
+                            shown.append(EmbeddedResource(type="resource", resource=BlobResourceContents(
+                                uri=output_uri(run.run_id, output.output_id), mime_type=row["mime"],
+                                blob=base64.b64encode(source.read()).decode())))
                 except FloraError as exc:
                     if mode != "full":
                         raise
@@ -232,11 +235,32 @@ def _image_block(picture: Any, *, tile: bool) -> ImageContent:
 
 
 def _link(run_id: str, row: dict[str, Any]) -> ResourceLink:
+    """The output as a resource link. Where FLORA's URL is public the link is that URL, which a model
+    provider can fetch (langchain-mcp-adapters and fast-agent hand a link's URI to the model as an image
+    URL); the flora:// form, read through MCP, is then named in the description. Otherwise flora://."""
     facts = [f"{row['seconds']:g} s" if row.get("seconds") else None, row.get("size"),
              _mb(row["bytes"]) if row.get("bytes") else None, row["mime"]]
-    return ResourceLink(type="resource_link", uri=output_uri(run_id, row["id"]), name=f"{run_id}/{row['id']}",
-                        description=", ".join(f for f in facts if f) + f"; also at {row['url']}",
+    mcp_uri = output_uri(run_id, row["id"])
+    public = publicly_fetchable(row["url"])
+    return ResourceLink(type="resource_link", uri=row["url"] if public else mcp_uri, name=f"{run_id}/{row['id']}",
+                        description=", ".join(f for f in facts if f)
+                        + (f"; through MCP: {mcp_uri}" if public else f"; also at {row['url']}"),
                         mime_type=row["mime"], size=row.get("bytes"))
+
+
+def publicly_fetchable(url: str) -> bool:
+    """An https URL on a public host name or address (judged from the URL alone: no DNS lookup)."""
+    try:
+        parsed = urlsplit(url)
+        host = (parsed.hostname or "").lower()
+    except ValueError:
+        return False
+    if parsed.scheme != "https" or "." not in host.strip("[]") and ":" not in host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:  # a name
+        return not host.endswith((".local", ".localhost", ".internal", ".lan", ".home.arpa")) and host != "localhost"
 
 
 async def present_outputs(call: ToolCall, run: Run) -> tuple[list[dict[str, Any]], list[ContentBlock], str | None]:

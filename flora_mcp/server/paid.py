@@ -31,7 +31,7 @@ from ..errors import AcceptedRunLostError, FloraError
 from ..ledger import Decision, Intent, LedgerUnavailable, OverBudget, request_fingerprint
 from .callbacks import expect_webhook
 from .canvas_links import note_run_project
-from .costs import guard_cost, over_budget_message
+from .costs import check_max_usd, guard_cost, over_budget_message
 from .runs import describe_run, unknown_status_row, wait_budget
 from .session import ToolCall
 from .tooling import NOTHING_STARTED, ToolInputError, ToolResult
@@ -87,13 +87,15 @@ def paid_start(call: ToolCall, tool: str, body: dict[str, Any], estimate: Estima
     return PaidStart(tool, intent, estimate)
 
 
-async def reserve(call: ToolCall, starts: list[PaidStart], what: str) -> None:
-    """Checks before spend, then the write-ahead intent: guards for what is new, one atomic reservation
-    for all (a batch reserves its sum), and earlier runs for what was asked before."""
+async def reserve(call: ToolCall, starts: list[PaidStart], what: str, max_usd: float | None = None) -> None:
+    """Checks before spend, then the write-ahead intent: guards for what is new (the agent's max_usd
+    over their total), one atomic reservation for all (a batch reserves its sum), and earlier runs for
+    what was asked before."""
     try:
         preview = await call.ledger.preview(call.user_id, [s.intent for s in starts])
         fresh = [s for s, d in zip(starts, preview) if d.kind == "start"]
         if fresh:
+            check_max_usd([s.estimate for s in fresh], max_usd, what)
             await guard_cost(call, [s.estimate for s in fresh], what)
         budget = budget_usd(call.settings)
         window = call.settings.budget_window_hours * 3600

@@ -8,6 +8,7 @@ only thing standing between a typo and a paid run.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +60,8 @@ _TYPE_WORDS = {"string": "a string", "string[]": "a list of strings", "bool": "t
 def describe_param(spec: ModelParam) -> str:
     """Compact: name, then allowed values or range; * marks required."""
     text = spec.name + ("*" if spec.required else "")
-    if spec.options:
-        return f"{text}({'|'.join(o.value for o in spec.options)})"
+    if spec.options:  # FLORA's word for each option where it gives one (a voice's "calm, deep")
+        return f"{text}({'|'.join(o.value + (f': {o.description[:40]}' if o.description else '') for o in spec.options)})"
     if spec.min is not None and spec.max is not None and spec.type != "seed":
         lo, hi = (int(v) if float(v).is_integer() else v for v in (spec.min, spec.max))
         return f"{text}({lo}-{hi})"
@@ -69,13 +70,53 @@ def describe_param(spec: ModelParam) -> str:
     return text
 
 
+# Words for an aspect ratio that name exactly one shape; landscape/portrait count only when the model
+# offers a single option of that orientation.
+_RATIO_WORDS = {"widescreen": "16:9", "wide": "16:9", "square": "1:1", "ultrawide": "21:9", "cinematic": "21:9"}
+_SECONDS = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:s|sec|secs|second|seconds)$")
+
+
 def _same_option(spec: ModelParam, value: Any) -> Any:
-    """`value` with each item that matches exactly one option case-insensitively ('Roger') spelled as
-    the option is ('roger'); anything else unchanged."""
+    """`value` with each item that matches exactly one option case-insensitively ('Roger ') spelled as
+    the option is ('roger'); for an aspect ratio, '16x9' or 'widescreen' as '16:9' when that is an
+    option; anything else unchanged."""
+    values = [o.value for o in spec.options or []]
+
     def fix(item: Any) -> Any:
-        same = [o.value for o in spec.options or [] if isinstance(item, str) and o.value.lower() == item.lower()]
-        return same[0] if len(same) == 1 else item
+        if not isinstance(item, str):
+            return item
+        text = item.strip().lower()
+        same = [v for v in values if v.lower() == text]
+        if len(same) == 1:
+            return same[0]
+        if "ratio" in spec.name:
+            return _ratio(text, values) or item
+        return item
     return [fix(v) for v in value] if isinstance(value, list) else fix(value)
+
+
+def _ratio(text: str, values: list[str]) -> str | None:
+    spelled = re.sub(r"\s*[x/×]\s*|\s*:\s*", ":", text)
+    if spelled in values:
+        return spelled
+    if _RATIO_WORDS.get(text) in values:
+        return _RATIO_WORDS[text]
+    shapes = {"landscape": lambda w, h: w > h, "horizontal": lambda w, h: w > h,
+              "portrait": lambda w, h: h > w, "vertical": lambda w, h: h > w}
+    if text in shapes:
+        fitting = [v for v in values if re.fullmatch(r"\d+:\d+", v) and shapes[text](*map(float, v.split(":")))]
+        return fitting[0] if len(fitting) == 1 else None
+    return None
+
+
+def _as_seconds(spec: ModelParam, value: Any) -> Any:
+    """'5s' or '5 seconds' for a duration is 5."""
+    if isinstance(value, str) and ("duration" in spec.name or "seconds" in spec.name):
+        match = _SECONDS.match(value.strip().lower())
+        if match:
+            number = float(match.group(1))
+            return int(number) if number.is_integer() and spec.type in ("int", "int?", "seed") else number
+    return value
 
 
 def check_params(model: Model, params: dict[str, Any] | None) -> list[str]:
@@ -87,6 +128,7 @@ def check_params(model: Model, params: dict[str, Any] | None) -> list[str]:
     problems: list[str] = []
     allowed = ", ".join(describe_param(p) for p in model.params)
     for name, spec, value in _declared(params, declared, model.model_id, allowed, problems):
+        value = params[name] = _as_seconds(spec, value)
         if spec.options:
             value = params[name] = _same_option(spec, value)
         if not _type_ok(spec, value):
@@ -137,7 +179,7 @@ def check_action(action: Action, inputs: list[InputItem], params: dict[str, Any]
     allowed = ", ".join(describe_action_param(p) for p in action.params)
     for key, spec, value in _declared(params, declared, action.action_id, allowed, problems):
         if spec.available_values and value not in spec.available_values and str(value) not in map(str, spec.available_values):
-            same = [v for v in spec.available_values if str(v).lower() == str(value).lower()]
+            same = [v for v in spec.available_values if str(v).lower() == str(value).strip().lower()]
             if len(same) == 1:  # 'Horizontal' for 'horizontal': unambiguous
                 params[key] = same[0]
                 continue

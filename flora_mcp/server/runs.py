@@ -72,4 +72,7 @@ def unknown_status_row(run_id: str, error: FloraError) -> dict[str, Any]:
 
 
 def wait_budget(call: ToolCall, wait_seconds: float | None) -> float:
-    return call.settings.wait_seconds if wait_seconds is None else wait_seconds
+    """The call's own wait_seconds, else a default that ends before this client cuts the call."""
+    from .client_timeouts import default_wait
+
+    return default_wait(call.settings, call.ctx) if wait_seconds is None else wait_seconds

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import telemetry
-from .._ids import key_hash
+from .._ids import key_hash, not_a_flora_key
 from .._recent import Recent
 from ..client import FloraClient
 from ..config import Settings, load_settings, state_url
@@ -152,6 +152,8 @@ class _KeyGate:
         if key.startswith(_OUR_TOKENS):  # ours, unknown or expired (a live access token was swapped already)
             return _unauthorized("This sign-in token is expired, revoked or not an access token; sign in again",
                                  "invalid_token")
+        if (problem := not_a_flora_key(_as_sent(key))) is not None:  # never sent on (it cannot be encoded)
+            return _unauthorized(problem[:1].upper() + problem[1:], "invalid_token")
         fp = key_hash(key)  # the full hash: the shared store's name for the key
         accepted = await self._verdict(fp)
         if accepted is None:
@@ -261,6 +263,15 @@ def user_for(key: str) -> AuthenticatedUser:
     Only the key's fingerprint is kept."""
     fp = fingerprint(key)
     return AuthenticatedUser(AccessToken(token=fp, client_id=fp, scopes=[]))
+
+
+def _as_sent(value: str) -> str:
+    """A header value as the client typed it: Starlette reads header bytes as latin-1, so UTF-8 text
+    (an ellipsis pasted into a key) is read back as UTF-8 where it can be."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 def _unauthorized(message: str, error: str = "invalid_request") -> JSONResponse:

@@ -11,10 +11,11 @@ from ..._ids import TECHNIQUE_ID_PATTERN
 from ..arguments import (
     IdempotencyKeyParam,
     InputItem,
+    MaxUsdParam,
     NewRunParam,
-    ParamsParam,
+    ActionParamsParam,
     PreviewsParam,
-    ProjectParam,
+    ProjectRefParam,
     ToolArgs,
     WaitParam,
     WorkspaceParam,
@@ -23,7 +24,7 @@ from ..arguments import (
 )
 from ..chaining import resolve_output_uris
 from ..estimates import fixed
-from ..guidance import closest_ids, recent_project, resolve_workspace
+from ..guidance import action_answer, project_by_name, recent_project, resolve_workspace
 from ..paid import answer, paid_start, remember, reserve
 from ..param_checks import check_action, describe_action_param
 from ..session import ToolCall
@@ -37,6 +38,10 @@ class ListActions(ToolArgs):
     query: str | None = None  # matches ID, name, description
 
 
+INPUT_TYPES = ("image", "video", "audio", "text")
+OUTPUT_TYPES = ("imageUrl", "videoUrl", "audioUrl")  # an output row's types, read as image, video, audio
+
+
 class RunAction(ToolArgs):
     action_id: Annotated[str, Field(description="From list_actions, e.g. rotate-image")]
     inputs: Annotated[
@@ -45,15 +50,18 @@ class RunAction(ToolArgs):
         WithJsonSchema({"type": "array", "minItems": 1, "description": "{type, url} or {type: text, text}; urls "
                         "from upload_asset, or pass a run's output object as is", "items": {
                             "type": "object", "required": ["type"], "properties": {
-                                "type": {"enum": ["image", "video", "audio", "text"], "type": "string"},
-                                "url": {"type": ["string", "null"]}, "text": {"type": ["string", "null"]}}}}),
+                                # an output object's own types too, as it is accepted as is
+                                "type": {"enum": [*INPUT_TYPES, *OUTPUT_TYPES], "type": "string"},
+                                "url": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                                "text": {"anyOf": [{"type": "string"}, {"type": "null"}]}}}}),
     ]
-    params: ParamsParam = None
+    params: ActionParamsParam = None
     workspace_id: WorkspaceParam = None
-    project_id: ProjectParam = None
+    project_id: ProjectRefParam = None
     idempotency_key: IdempotencyKeyParam = None
     new_run: NewRunParam = None
     wait_seconds: WaitParam = None
+    max_usd: MaxUsdParam = None
     previews: PreviewsParam = None
 
 
@@ -69,6 +77,7 @@ class RunTechnique(ToolArgs):
     idempotency_key: IdempotencyKeyParam = None
     new_run: NewRunParam = None
     wait_seconds: WaitParam = None
+    max_usd: MaxUsdParam = None
     previews: PreviewsParam = None
 
 
@@ -96,15 +105,17 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
     actions = await _actions(call)
     action = actions.get(req.action_id)
     if action is None:
-        matches = closest_ids(req.action_id, {a.action_id: a.name for a in actions.values()})
-        hint = f"use {', '.join(matches)}" if matches else f"choose from list_actions ({', '.join(list(actions)[:8])}…)"
-        raise ToolInputError(f"action_id {req.action_id!r} is not an action: {hint}")
+        raise ToolInputError(f"action_id: {action_answer(req.action_id, actions)}")
     for item, url in zip(req.inputs, await resolve_output_uris(call.client, [i.url for i in req.inputs])):
         item.url = url
     problems = check_action(action, req.inputs, req.params)
     if problems:
         raise ToolInputError("; ".join(problems) + f". {NOTHING_STARTED}")
-    workspace_id = await resolve_workspace(call, req.workspace_id, req.project_id)
+    workspace_id, named = req.workspace_id, None
+    if req.project_id and not req.project_id.startswith("prj_"):  # a project's name
+        named = req.project_id
+        workspace_id, req.project_id = await project_by_name(call, named, workspace_id)
+    workspace_id = await resolve_workspace(call, workspace_id, req.project_id)
     project_id = req.project_id or call.settings.project_id or await recent_project(call, workspace_id)
     from ...models import ActionInput, ActionRunRequest
 
@@ -114,13 +125,15 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
     start = paid_start(call, "run_action", body.model_dump(exclude_none=True), fixed(action.charged_cost, "the action's"),
                        idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="action",
                        model=action.action_id, project_id=project_id, label=action.action_id)
-    await reserve(call, [start], f"Action {action.action_id}")
+    await reserve(call, [start], f"Action {action.action_id}", req.max_usd)
     if start.must_post:
         async with remember(call, start):
             start.started = await call.client.start_action_run(body, idempotency_key=start.key, resend=start.resend)
     result = await answer(call, start, req.wait_seconds)
-    if not req.project_id:
-        result.structured["project_id"] = project_id  # chosen for the agent: say which
+    if not req.project_id or named:
+        result.structured["project_id"] = project_id  # chosen for the agent, or named by it: say which
+    if named:
+        result.structured["project_note"] = f"{named!r} is {project_id}; pass the ID next time"
     return result
 
 
@@ -166,7 +179,7 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
                        fixed(technique.run_cost, "the technique's"),
                        idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="technique",
                        model=technique.technique_id, label=technique.name[:40])
-    await reserve(call, [start], f"Technique {technique.technique_id}")
+    await reserve(call, [start], f"Technique {technique.technique_id}", req.max_usd)
     if start.must_post:
         async with remember(call, start):
             start.started = await call.client.start_technique_run(body, idempotency_key=start.key,

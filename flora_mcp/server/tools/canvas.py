@@ -18,10 +18,11 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 from ..._ids import ASSET_ID_PATTERN
 from ...errors import BadRequestError, FloraError
 from ...mermaid import MAX_NODES, Flowchart, MermaidError, parse, serialize
-from ..arguments import IdempotencyKeyParam, NewRunParam, ParamsParam, ProjectParam, RunIdParam, ToolArgs, WaitParam
+from ..arguments import (ActionParamsParam, IdempotencyKeyParam, NewRunParam, ProjectParam, RunIdParam,
+                         ToolArgs, WaitParam)
 from ..canvas_links import remember_canvas_url
 from ..estimates import fixed
-from ..guidance import closest_ids, find_model, resolve_project, resolve_workspace
+from ..guidance import action_answer, find_model, resolve_project, resolve_workspace
 from ..paid import answer, paid_start, remember, reserve
 from ..param_checks import check_action
 from ..session import ToolCall
@@ -53,11 +54,12 @@ def _params_by_node(value: Any) -> Any:
     return by_node
 
 
-NODE_PARAMS_SCHEMA = {"type": ["array", "null"], "description": "Per node of the diagram", "items": {
+_TEXT_OR_NULL = {"anyOf": [{"type": "string"}, {"type": "null"}]}  # not "type": [..., "null"]: see tooling._compact
+NODE_PARAMS_SCHEMA = {"description": "Per node of the diagram", "anyOf": [{"type": "array", "items": {
     "type": "object", "required": ["node_id"], "properties": {
         "node_id": {"type": "string"},
-        **{name: {"type": ["string", "null"]} for name in NODE_PARAM_FIELDS if name != "model_parameters"},
-        "model_parameters": {"type": ["string", "null"], "description": "JSON object"}}}}
+        **{name: _TEXT_OR_NULL for name in NODE_PARAM_FIELDS if name != "model_parameters"},
+        "model_parameters": {**_TEXT_OR_NULL, "description": "JSON object"}}}}, {"type": "null"}]}
 NodeIdParam = Annotated[str, Field(pattern=r"^\S+$", description="From read_canvas or create_canvas_action")]
 
 
@@ -88,7 +90,7 @@ class PlaceOnCanvas(ToolArgs):
 
 class CreateCanvasAction(ToolArgs):
     action_id: Annotated[str, Field(description="From list_actions, e.g. rotate-image")]
-    params: ParamsParam = None
+    params: ActionParamsParam = None
     project_id: ProjectParam = None
 
 
@@ -423,9 +425,7 @@ async def create_canvas_action(req: CreateCanvasAction, call: ToolCall) -> ToolR
     actions = await _actions(call)
     action = actions.get(req.action_id)
     if action is None:
-        matches = closest_ids(req.action_id, {a.action_id: a.name for a in actions.values()})
-        hint = f"use {', '.join(matches)}" if matches else "choose one from list_actions"
-        raise ToolInputError(f"action_id {req.action_id!r} is not an action: {hint}" + NOTHING_SENT)
+        raise ToolInputError(f"action_id: {action_answer(req.action_id, actions)}" + NOTHING_SENT)
     # Inputs come from the nodes wired into it on the canvas, so only its params are checked here.
     problems = [p for p in check_action(action, [], req.params) if p.startswith("params.")]
     if problems:

@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from ..._ids import GenerationType
-from ..arguments import ToolArgs, WorkspaceParam
+from ..arguments import ToolArgs, TypeParam, WorkspaceParam
 from ..guidance import find_model, resolve_workspace
 from ..param_checks import describe_param
 from ..session import ToolCall
@@ -34,7 +33,7 @@ class CreateProject(ToolArgs):
 
 
 class ListModels(ToolArgs):
-    type: GenerationType | None = None
+    type: TypeParam | None = None
     query: str | None = None  # matches ID, name, provider, capability
     model_id: Annotated[str | None, Field(description="Details of one model")] = None
 
@@ -104,7 +103,9 @@ async def list_models(req: ListModels, call: ToolCall) -> ToolResult:
         models = [m for m in models if q in " ".join([m.model_id, m.name, m.provider, *m.capabilities]).lower()]
     rows = [compact_model(m) for m in models]
     result = {"models": rows, "note": "pass id as model; params: name(options|min-max), * = required; credits: "
-                                      f"estimated cost (1 credit = ${call.settings.usd_per_credit:g}); run_seconds: "
+                                      f"FLORA's estimate for one output (1 credit = ${call.settings.usd_per_credit:g}; "
+                                      "charges can be higher: start_generation dry_run gives estimated_usd_max to plan "
+                                      "with); run_seconds: "
                                       "typical time to finish (not clip length)"}
     if not rows and req.query:
         result["note"] = f"no model matches {req.query!r}" + (f" for type {req.type}" if req.type else "")

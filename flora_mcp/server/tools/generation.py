@@ -15,11 +15,13 @@ from ...ledger import Query, book
 from ..arguments import (
     PARAMS_SCHEMA,
     IdempotencyKeyParam,
+    MaxUsdParam,
     ModelIdParam,
     NewRunParam,
     ParamsParam,
     PreviewsParam,
     ProjectParam,
+    ProjectRefParam,
     PromptParam,
     RunIdParam,
     ToolArgs,
@@ -28,8 +30,9 @@ from ..arguments import (
     WorkspaceParam,
 )
 from ..callbacks import callback_url
-from ..estimates import Estimate, estimate
-from ..guidance import explain, find_model, resolve_project, resolve_workspace
+from ..costs import check_max_usd
+from ..estimates import Estimate, credits_of, estimate
+from ..guidance import explain, find_model, project_by_name, resolve_project, resolve_workspace
 from ..paid import PaidStart, answer, paid_start, pending_row, remember, reserve, start_facts
 from ..param_checks import check_params
 from ..runs import describe_run, is_transient, remember_status, unknown_status_row, wait_budget
@@ -49,7 +52,7 @@ class GenerationItem(ToolArgs):
     model: ModelIdParam = None
     params: ParamsParam = None
     workspace_id: WorkspaceParam = None
-    project_id: ProjectParam = None
+    project_id: ProjectRefParam = None
 
 
 class StartGeneration(GenerationItem):
@@ -57,6 +60,7 @@ class StartGeneration(GenerationItem):
     new_run: NewRunParam = None
     wait_seconds: WaitParam = None
     dry_run: Annotated[bool | None, Field(description="Check and estimate only")] = None
+    max_usd: MaxUsdParam = None
     previews: PreviewsParam = None
 
 
@@ -69,12 +73,14 @@ class StartGenerations(ToolArgs):
         WithJsonSchema({"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {
             "type": "object", "required": ["type", "prompt"], "description": "start_generation args",
             "properties": {"type": {"enum": list(GENERATION_TYPES), "type": "string"}, "prompt": {"type": "string"},
-                           "model": {"type": ["string", "null"]}, "params": PARAMS_SCHEMA}}}),
+                           "model": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "params": PARAMS_SCHEMA}}}),
     ]
     workspace_id: WorkspaceParam = None
-    project_id: ProjectParam = None
+    project_id: ProjectRefParam = None
     new_run: NewRunParam = None
     wait_seconds: WaitParam = None
+    dry_run: Annotated[bool | None, Field(description="Check and estimate the total only")] = None
+    max_usd: Annotated[float | None, Field(gt=0, description="Refuse if the total may cost more (USD)")] = None
     previews: PreviewsParam = None
 
 
@@ -91,10 +97,12 @@ class GetRun(ToolArgs):
 
 # --- preparing a start: everything that can be checked before money is spent ------------------------
 class _Prepared:
-    def __init__(self, request: GenerateRequest, model: Model | None, estimate: Estimate) -> None:
+    def __init__(self, request: GenerateRequest, model: Model | None, estimate: Estimate,
+                 project_named: str | None = None) -> None:
         self.request = request
         self.model = model
         self.estimate = estimate
+        self.project_named = project_named  # the name the agent gave for the project, when it gave one
 
     def start(self, call: ToolCall, tool: str, *, idempotency_key: str | None, new_run: bool | None,
               item: int | None = None) -> PaidStart:
@@ -107,8 +115,12 @@ class _Prepared:
 
 
 async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | None, project_id: str | None) -> _Prepared:
-    workspace_id = await resolve_workspace(call, item.workspace_id or workspace_id, item.project_id or project_id)
-    project_id = await resolve_project(call, workspace_id, item.project_id or project_id)
+    workspace_id, project_id = item.workspace_id or workspace_id, item.project_id or project_id
+    named = project_id if project_id and not project_id.startswith("prj_") else None
+    if named:  # a project's name: the one project of that name in the key's workspaces
+        workspace_id, project_id = await project_by_name(call, named, workspace_id)
+    workspace_id = await resolve_workspace(call, workspace_id, project_id)
+    project_id = await resolve_project(call, workspace_id, project_id)
     model = await find_model(call, item.model, item.type) if item.model else None
     if item.params and model is None:
         raise ToolInputError(f"params belong to a model: pass model=<endpoint ID from list_models> with params. "
@@ -121,32 +133,72 @@ async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | Non
 
     request = GenerateRequest(type=item.type, prompt=item.prompt, workspace_id=workspace_id, project_id=project_id,
                               model=item.model, params=item.params or None, callback_url=callback_url(call))
-    return _Prepared(request, model, await estimate(call, model, item.params))
+    return _Prepared(request, model, await estimate(call, model, item.params), named)
 
 
 # --- tools ---------------------------------------------------------------------------------------
 async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
     prepared = await _prepare(call, req, None, None)
     if req.dry_run:
-        return _dry_run(prepared)
+        return _dry_run(call, prepared, req.max_usd)
     start = prepared.start(call, "start_generation", idempotency_key=req.idempotency_key, new_run=req.new_run)
-    await reserve(call, [start], "Generation")
+    await reserve(call, [start], "Generation", req.max_usd)
     if start.must_post:
         async with remember(call, start):
             start.started = await call.client.start_generation(prepared.request, idempotency_key=start.key,
                                                                resend=start.resend)
-    return await answer(call, start, req.wait_seconds)
+    result = await answer(call, start, req.wait_seconds)
+    result.structured |= _named_project(prepared)
+    return result
 
 
-def _dry_run(prepared: _Prepared) -> ToolResult:
+def _named_project(prepared: _Prepared) -> dict[str, Any]:
+    """A project given by name: the answer gives its ID (and workspace) for the next call."""
+    if not prepared.project_named:
+        return {}
+    return {"project_id": prepared.request.project_id, "workspace_id": prepared.request.workspace_id,
+            "project_note": f"{prepared.project_named!r} is {prepared.request.project_id}; pass the ID next time"}
+
+
+def _dry_run(call: ToolCall, prepared: _Prepared, max_usd: float | None) -> ToolResult:
     model, cost = prepared.model, prepared.estimate
     return ToolResult({
         "dry_run": True, "params_ok": True, "request": prepared.request.model_dump(exclude_none=True),
-        "estimated_credits": model.estimated_credits if model else None, **cost.details(),
+        "estimated_credits": credits_of(call, cost.usd), **cost.details(),
         "estimated_seconds": model.estimated_seconds if model else None,
+        **_max_usd_verdict([cost], max_usd, "Generation"), **_named_project(prepared),
         "note": "nothing was started or charged" + ("" if model else "; no model named: FLORA picks one, "
                                                     "and its cost is not known in advance"),
     })
+
+
+def _max_usd_verdict(estimates: list[Estimate], max_usd: float | None, what: str) -> dict[str, Any]:
+    """A dry run says whether the real call would pass max_usd, and if not the refusal it would get."""
+    if max_usd is None or not estimates:
+        return {}
+    try:
+        check_max_usd(estimates, max_usd, what)
+    except ToolInputError as exc:
+        return {"within_max_usd": False, "refusal": str(exc)}
+    return {"within_max_usd": True}
+
+
+def _batch_dry_run(prepared: list[_Prepared | str], max_usd: float | None) -> ToolResult:
+    """Each item's estimate and the batch's total: what start_generations would hold and may charge."""
+    good = [p for p in prepared if isinstance(p, _Prepared)]
+    rows = [{"item": i, "error": p} if isinstance(p, str) else
+            {"item": i, "model": p.request.model, **p.estimate.details()} for i, p in enumerate(prepared)]
+    summary: dict[str, Any] = {"dry_run": True, "items": rows}
+    if good and all(p.estimate.usd is not None for p in good):
+        summary |= {"estimated_usd": round(sum(p.estimate.usd or 0.0 for p in good), 4),
+                    "estimated_usd_max": round(sum(p.estimate.reserve_usd for p in good), 4)}
+    else:
+        summary["estimated_usd"] = None
+    summary |= _max_usd_verdict([p.estimate for p in good], max_usd, f"Batch of {len(good)}")
+    errors = len(rows) - len(good)
+    summary["note"] = ("nothing was started or charged" + (f"; {errors} item(s) would be refused (see error)"
+                                                          if errors else ""))
+    return ToolResult(summary)
 
 
 async def get_run(req: GetRun, call: ToolCall) -> ToolResult:
@@ -161,11 +213,26 @@ async def get_run(req: GetRun, call: ToolCall) -> ToolResult:
                         else {"run_id": run_id, "error": {"code": run.code, "message": str(run)}})
             continue
         row, found = await describe_run(call, run)
-        rows.append(row)
+        rows.append(row | await _what_was_asked(call, run_id))
         blocks.extend(found)
     if isinstance(req.run_id, str):
         return ToolResult(rows[0], content=blocks)
     return _batch_result(rows, blocks, asked=len(run_ids))
+
+
+async def _what_was_asked(call: ToolCall, run_id: str) -> dict[str, Any]:
+    """For a run started through this server: its model and the opening words of its prompt (ledger), so
+    an agent that has only the run ID (after a crash, say) can tell which run it is."""
+    try:
+        known = await call.ledger.run(call.user_id, run_id)
+    except Exception:  # noqa: BLE001 - naming the run is a courtesy; its status is the answer
+        return {}
+    if not known:
+        return {}
+    asked = {"model": known.get("model")} if known.get("model") else {}
+    if known.get("kind") == "generation" and known.get("label"):
+        asked["prompt"] = known["label"] + ("…" if len(known["label"]) >= 40 else "")
+    return asked
 
 
 def _batch_result(rows: list[dict[str, Any]], blocks: list, *, asked: int) -> ToolResult:
@@ -206,14 +273,16 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
             except ValidationError as exc:
                 raise ToolInputError(await explain(exc, raw, call, GenerationItem)) from None
             prepared.append(await _prepare(call, item, req.workspace_id, req.project_id))
-        except (ToolInputError, FloraError) as exc:
-            prepared.append(str(exc))
+        except (ToolInputError, FloraError) as exc:  # said once for the batch, not in every row
+            prepared.append(str(exc).replace(f". {NOTHING_STARTED}", "").rstrip(". "))
+    if req.dry_run:
+        return _batch_dry_run(prepared, req.max_usd)
     rows: list[dict[str, Any]] = [{"item": i, "error": p} for i, p in enumerate(prepared) if isinstance(p, str)]
     good = {i: p.start(call, "start_generations", idempotency_key=None, new_run=req.new_run, item=i)
             for i, p in enumerate(prepared) if isinstance(p, _Prepared)}
     if not good:
         raise ToolInputError("items: none could be started: " + "; ".join(f"item {r['item']}: {r['error']}" for r in rows))
-    await reserve(call, list(good.values()), f"Batch of {len(good)}")
+    await reserve(call, list(good.values()), f"Batch of {len(good)}", req.max_usd)
 
     async def start_one(index: int, start: PaidStart) -> None:
         item = prepared[index]
@@ -250,6 +319,9 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
     rows.sort(key=lambda r: r["item"])
     result = _batch_result(rows, blocks, asked=len(req.items))
     result.structured["started"] = len(started)
+    named = [p for p in prepared if isinstance(p, _Prepared) and p.project_named]
+    if named:
+        result.structured |= _named_project(named[0])
     return result
 
 
@@ -332,7 +404,8 @@ def _age(seconds: float) -> str:
 TOOLS = [
     ToolSpec("start_generation",
              "Paid. Starts a generation in a project (project_id, or FLORA_PROJECT_ID); without model FLORA picks "
-             "one (the answer names it). Waits (wait_seconds, default 25), returns outputs or a run_id for get_run.",
+             "one (the answer names it). Waits (wait_seconds; default 25, less if your client cuts calls sooner), "
+             "returns outputs or a run_id for get_run.",
              StartGeneration, start_generation, "core", read_only=False, idempotent=False),
     ToolSpec("get_run", "Status, cost and outputs of runs; waits for them.",
              GetRun, get_run, "core", read_only=True, idempotent=True),
