@@ -50,3 +50,12 @@ async def test_an_agent_key_retried_across_turning_webhooks_on_is_not_a_conflict
         again = await after.call_tool("start_generation", args)
     assert not again.is_error, text_of(again)
     assert again.structured_content["run_id"] == first.structured_content["run_id"]
+
+
+@pytest.mark.parametrize("run_id", [None, 42, {"id": "run_x"}])
+async def test_a_wrong_run_id_names_the_field_without_pydantic_internals(make_session, run_id):
+    async with make_session() as client:
+        result = await client.call_tool("get_run", {"run_id": run_id})
+    text = text_of(result)
+    assert result.is_error and text.startswith("run_id"), text
+    assert "function-before" not in text and "constrained-" not in text and "[" not in text.split(":")[0], text
