@@ -113,3 +113,28 @@ async def test_tasks_get_with_the_store_down_says_so_and_how_to_carry_on(caplog)
             await send(client, "tasks/get", {"taskId": created["taskId"]})
     assert "unreachable" in refused.value.error.message and "get_run" in refused.value.error.message
     assert "request handler raised" not in caplog.text
+
+
+# --- the webhook receiver, open to anyone when no secret is set (multi-tenant hosting) ------------------
+async def test_a_forged_delivery_id_cannot_write_a_large_name_into_the_shared_store():
+    """Without FLORA_WEBHOOK_SECRET each delivery's ID is kept a day to act on it once; an unsigned
+    request with a 60 KB ID must not become a 60 KB row that outlives it by a day."""
+    import json
+
+    from flora_mcp.polling import RunPolls
+    from flora_mcp.transports.webhooks import WebhookReceiver
+
+    store = open_ledger("memory:").shared
+    names: list[str] = []
+    count = store.count
+
+    async def recording(name: str, window: float) -> int:
+        names.append(name)
+        return await count(name, window)
+
+    store.count = recording
+    receiver = WebhookReceiver(RunPolls(store), secret=None)
+    body = json.dumps({"id": "evt_1", "type": "run.completed", "data": {"run_id": "run_abc"}}).encode()
+    status, _ = await receiver.receive("u" * 32, {"flora-webhook-id": "x" * 60_000}, body)
+    assert status == 200
+    assert max(len(n) for n in names) <= 200, [len(n) for n in names]
