@@ -138,3 +138,21 @@ async def test_a_forged_delivery_id_cannot_write_a_large_name_into_the_shared_st
     status, _ = await receiver.receive("u" * 32, {"flora-webhook-id": "x" * 60_000}, body)
     assert status == 200
     assert max(len(n) for n in names) <= 200, [len(n) for n in names]
+
+
+# --- params an agent gets wrong ----------------------------------------------------------------------
+@pytest.mark.parametrize("guidance", ["nan", "NaN", float("inf"), "-inf"])
+async def test_a_number_param_that_is_not_a_number_is_refused_before_anything_starts(make_session, fast_sandbox,
+                                                                                      guidance):
+    """'nan' read as a float passed the range check: the dry run said params_ok with "guidance":NaN (not
+    JSON) and the real call POSTed it to FLORA and started a paid run."""
+    async with make_session() as client:
+        ws, prj = await first_ids(client)
+        args = {"type": "image", "prompt": "a fox", "model": "t2i-flux-2-pro", "workspace_id": ws, "project_id": prj,
+                "params": {"guidance": guidance}, "wait_seconds": 0}
+        dry = await client.call_tool("start_generation", args | {"dry_run": True})
+        real = await client.call_tool("start_generation", args)
+    for result in (dry, real):
+        text = text_of(result)
+        assert result.is_error and "NaN" not in text and "params.guidance" in text, text
+    assert real.is_error and fast_sandbox.state.runs == {} and fast_sandbox.state.charges == []
