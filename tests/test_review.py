@@ -3,6 +3,8 @@ would meet (found by attacking the merged main), kept as a regression test."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -62,29 +64,24 @@ async def test_a_wrong_run_id_names_the_field_without_pydantic_internals(make_se
 
 
 # --- MCP Tasks when the ledger's shared store fails ---------------------------------------------------
-class _StoreDown:
+@contextmanager
+def _store_down(ledger: Any) -> Iterator[None]:
     """The shared values (get/put/...) of a memory ledger fail as an unreachable store does, while its run
     book still decides (a store that blips between the start's decision and the task's record)."""
+    from flora_mcp.ledger.errors import LedgerUnavailable
 
-    NAMES = ("get", "put", "count", "take", "delete")
+    async def down(*args: Any, **kwargs: Any) -> None:
+        raise LedgerUnavailable("the ledger's store is unreachable", hint="check FLORA_STATE_URL")
 
-    def __init__(self, ledger: Any) -> None:
-        self.store, self.saved = ledger.shared, {}
-
-    def __enter__(self) -> _StoreDown:
-        from flora_mcp.ledger.errors import LedgerUnavailable
-
-        async def down(*args: Any, **kwargs: Any) -> None:
-            raise LedgerUnavailable("the ledger's store is unreachable", hint="check FLORA_STATE_URL")
-
-        for name in self.NAMES:
-            self.saved[name] = getattr(self.store, name)
-            setattr(self.store, name, down)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for name, method in self.saved.items():
-            setattr(self.store, name, method)
+    store = ledger.shared
+    saved = {name: getattr(store, name) for name in ("get", "put", "count", "take", "delete")}
+    for name in saved:
+        setattr(store, name, down)
+    try:
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(store, name, method)
 
 
 async def test_a_task_start_whose_record_cannot_be_kept_still_answers_with_its_run(caplog):
@@ -93,7 +90,7 @@ async def test_a_task_start_whose_record_cannot_be_kept_still_answers_with_its_r
     sandbox, ledger = Sandbox(speed=30), open_ledger("memory:")
     async with served(sandbox, ledger) as client:
         args = await _video_args(client)
-        with _StoreDown(ledger):
+        with _store_down(ledger):
             answer = await send(client, "tools/call", {"name": "start_generation", "arguments": args})
     [run_id] = list(sandbox.state.runs)
     assert answer.get("resultType") != "task" and not answer.get("isError"), answer
@@ -109,7 +106,7 @@ async def test_tasks_get_with_the_store_down_says_so_and_how_to_carry_on(caplog)
     sandbox, ledger = Sandbox(speed=30), open_ledger("memory:")
     async with served(sandbox, ledger) as client:
         created = await send(client, "tools/call", {"name": "start_generation", "arguments": await _video_args(client)})
-        with _StoreDown(ledger), pytest.raises(MCPError) as refused:
+        with _store_down(ledger), pytest.raises(MCPError) as refused:
             await send(client, "tasks/get", {"taskId": created["taskId"]})
     assert "unreachable" in refused.value.error.message and "get_run" in refused.value.error.message
     assert "request handler raised" not in caplog.text
