@@ -153,3 +153,20 @@ async def test_a_number_param_that_is_not_a_number_is_refused_before_anything_st
         text = text_of(result)
         assert result.is_error and "NaN" not in text and "params.guidance" in text, text
     assert real.is_error and fast_sandbox.state.runs == {} and fast_sandbox.state.charges == []
+
+
+async def test_run_canvas_action_holds_the_agents_max_usd_like_every_other_paid_tool(make_session, fast_sandbox):
+    """issue 23: 'a max_usd on paid tools'. run_canvas_action is paid but refused max_usd as an unknown
+    argument, so an agent holding a limit across its starts could not pass it there."""
+    from tests.test_canvas import _action_on_canvas
+
+    async with make_session() as client:
+        workspace_id, project_id = await first_ids(client)
+        _, action = await _action_on_canvas(client, workspace_id, project_id)
+        charged_before = len(fast_sandbox.charged_runs())
+        args = {"project_id": project_id, "node_id": action}
+        refused = await client.call_tool("run_canvas_action", args | {"max_usd": 0.001})
+        assert refused.is_error and "max_usd $0.001" in text_of(refused), text_of(refused)
+        assert len(fast_sandbox.charged_runs()) == charged_before
+        allowed = await client.call_tool("run_canvas_action", args | {"max_usd": 1})
+        assert not allowed.is_error, text_of(allowed)
