@@ -170,3 +170,18 @@ async def test_run_canvas_action_holds_the_agents_max_usd_like_every_other_paid_
         assert len(fast_sandbox.charged_runs()) == charged_before
         allowed = await client.call_tool("run_canvas_action", args | {"max_usd": 1})
         assert not allowed.is_error, text_of(allowed)
+
+
+# --- checked and held: kept as guards of the money path across the merge ------------------------------
+async def test_a_task_start_retried_by_the_client_follows_the_same_run_and_pays_once():
+    from tests.test_tasks import _video_args, send, served
+
+    sandbox, ledger = Sandbox(speed=30), open_ledger("memory:")
+    async with served(sandbox, ledger) as client:
+        args = await _video_args(client)
+        first = await send(client, "tools/call", {"name": "start_generation", "arguments": args})
+        retry = await send(client, "tools/call", {"name": "start_generation", "arguments": args})
+    async with served(sandbox, ledger, opt_in=False) as plain:  # and a plain call of the same request
+        direct = await plain.call_tool("start_generation", args | {"wait_seconds": 0})
+    assert first["taskId"] != retry["taskId"]
+    assert len(sandbox.state.runs) == 1 and direct.structured_content["run_id"] in sandbox.state.runs
