@@ -185,3 +185,20 @@ async def test_a_task_start_retried_by_the_client_follows_the_same_run_and_pays_
         direct = await plain.call_tool("start_generation", args | {"wait_seconds": 0})
     assert first["taskId"] != retry["taskId"]
     assert len(sandbox.state.runs) == 1 and direct.structured_content["run_id"] in sandbox.state.runs
+
+
+# --- settings an operator gets wrong ---------------------------------------------------------------------
+def test_a_webhook_url_flora_refuses_does_not_break_every_generation(monkeypatch):
+    """FLORA refuses a callback_url that is not public https (CONTRACT; the sandbox likewise). An operator's
+    FLORA_WEBHOOK_PUBLIC_URL without https:// made every start_generation fail at FLORA with an error about
+    an argument the agent never passed; it is now refused when the settings load, naming the variable."""
+    from flora_mcp.config import SettingsError, load_settings
+
+    for value in ("mcp.example.com", "http://mcp.example.com", "ftp://mcp.example.com", "https://"):
+        monkeypatch.setenv("FLORA_WEBHOOK_PUBLIC_URL", value)
+        with pytest.raises(SettingsError) as caught:
+            load_settings()
+        assert "FLORA_WEBHOOK_PUBLIC_URL" in str(caught.value) and "https://" in str(caught.value), str(caught.value)
+    for value in ("https://mcp.example.com", "https://mcp.example.com/base/", "http://127.0.0.1:8080"):
+        monkeypatch.setenv("FLORA_WEBHOOK_PUBLIC_URL", value)
+        assert load_settings().webhook_public_url == value
