@@ -202,3 +202,24 @@ def test_a_webhook_url_flora_refuses_does_not_break_every_generation(monkeypatch
     for value in ("https://mcp.example.com", "https://mcp.example.com/base/", "http://127.0.0.1:8080"):
         monkeypatch.setenv("FLORA_WEBHOOK_PUBLIC_URL", value)
         assert load_settings().webhook_public_url == value
+
+
+# --- a charge FLORA settles after the run (CONTRACT: "charged_cost settles after the run") ---------------
+async def test_a_charge_that_settles_after_completion_counts_against_the_budget_and_calibrates():
+    """FLORA may say completed with charged_cost 0 and the real charge a moment later. The ledger took
+    the first completed answer as final: the run counted $0 against the budget for ever (its reservation
+    released) and the model's calibration learned a ratio of 0 (estimates of $0.00, 'calibrated')."""
+    from flora_mcp.ledger import Intent, request_fingerprint
+
+    ledger = open_ledger("memory:")
+    intent = Intent(key="k-late-1", key_given=False, tool="start_generation",
+                    fingerprint=request_fingerprint("start_generation", {"prompt": "late"}), reserve_usd=0.09,
+                    estimated_usd=0.06, details={"model": "t2i-flux-2-pro", "calibration": 1.0})
+    await ledger.begin("u1", [intent], budget_usd=1.0, window_seconds=3600)
+    await ledger.started("u1", "k-late-1", "run_late1")
+    await ledger.observe("u1", "run_late1", "completed", 0.0)  # finished; the charge not settled yet
+    await ledger.observe("u1", "run_late1", "completed", 0.075)  # the settled charge
+    spent, reserved = await ledger.totals("u1", 3600)
+    learned = await ledger.calibration("u1", "t2i-flux-2-pro")
+    assert (spent, reserved) == (0.075, 0.0)
+    assert learned.runs == 1 and learned.ratio == pytest.approx(1.25)
