@@ -55,6 +55,25 @@ def _metrics_target(value: str | None) -> str | None:
     return value
 
 
+def _callback_base(value: str | None) -> str | None:
+    """FLORA_WEBHOOK_PUBLIC_URL: FLORA refuses a callback_url that is not https (every start would then
+    fail at FLORA), so it is refused here; http on loopback is the sandbox's, for tests."""
+    if value is None:
+        return value
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        host, parts = None, None
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    if parts is None or not host or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+        raise ValueError("use the https:// address FLORA reaches this server at, like https://mcp.example.com "
+                         "(FLORA refuses any other callback_url)")
+    return value
+
+
 def _a_flora_key(value: SecretStr | None) -> SecretStr | None:
     problem = None if value is None else not_a_flora_key(value.get_secret_value())
     if problem:
@@ -124,9 +143,9 @@ class Settings(BaseModel):
     oauth_refresh_ttl: int = Field(30 * 86400, gt=0, description="HTTP OAuth: refresh token lifetime, seconds.")
 
     # FLORA's run webhooks (docs/tasks.md): a nudge to read a finished run now, instead of polling for it
-    webhook_public_url: str | None = Field(None, description="HTTP: the public https://host FLORA can reach this "
-                                           "server at; starts then pass callback_url=<it>/webhooks/flora/<user>. "
-                                           "FLORA refuses loopback and private addresses.")
+    webhook_public_url: Annotated[str | None, AfterValidator(_callback_base)] = Field(
+        None, description="HTTP: the public https://host FLORA can reach this server at; starts then pass "
+        "callback_url=<it>/webhooks/flora/<user>. FLORA refuses loopback and private addresses.")
     webhook_secret: SecretStr | None = Field(None, description="HTTP: the workspace's whsec_ signing secret "
                                              "(single-tenant); deliveries without a valid Flora-Signature are then "
                                              "refused. Never logged.")

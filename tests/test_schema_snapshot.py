@@ -48,5 +48,6 @@ async def test_tools_list_stays_small():
     # Portable schemas (nullable types spelled out, params as [{name, value}]) and the controls that keep
     # a retry from paying twice cost bytes; run_action and start_generation are the largest. Issue 23 added
     # max_usd (~90 bytes per paid tool) and writes nullable fields as anyOf [X, null] (~20 bytes each more than
-    # "type": [X, "null"], which fast-agent's Gemini converter rejects): +10% over the list.
-    assert max(sizes) < 2000 and sum(sizes) / len(sizes) < 800, sizes
+    # "type": [X, "null"], which fast-agent's Gemini converter rejects): +10% over the list. run_canvas_action,
+    # paid too, got its max_usd later (+69 bytes): 803.5 on average then.
+    assert max(sizes) < 2000 and sum(sizes) / len(sizes) < 810, sizes

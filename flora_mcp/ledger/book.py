@@ -230,20 +230,26 @@ def observe(row: Row | None, status: str, charged_usd: float | None, now: float)
     Nothing to write when nothing changed, so a status check that learns nothing writes nothing."""
     if status not in SETTLED and status not in FOLLOWED:
         return None, []
-    if row is None or row["status"] in SETTLED:
+    if row is None:
+        return None, []
+    # FLORA's charge settles after the run: a completed run answered $0 takes its charge when it comes
+    late_charge = row["status"] == status == "completed" and not row.get("charged_usd") and bool(charged_usd)
+    if row["status"] in SETTLED and not late_charge:
         return None, []
     if row["status"] == status and charged_usd in (None, row.get("charged_usd")):
         return None, []
-    newly = status in SETTLED
+    newly = status in SETTLED and row["status"] not in SETTLED
     before, row = row, row | {"status": status, "updated": now}
     if charged_usd is not None:
         row["charged_usd"] = round(float(charged_usd), 6)
     if newly:
         row["reserved_usd"] = 0.0
     changes: list[Change] = [Update(row, before)]
-    if newly and status == "completed" and row.get("model") and row.get("estimated_usd"):
+    # Learned from the charge itself: a $0 answer is an unsettled charge, not a ratio of 0
+    if status == "completed" and row.get("charged_usd") and row.get("model") and row.get("estimated_usd") \
+            and (newly or late_charge):
         raw = row["estimated_usd"] / (row.get("calibration") or 1.0)  # the estimate before any learned ratio
-        changes.append(Calibrate(row["model"], raw, row.get("charged_usd") or 0.0))
+        changes.append(Calibrate(row["model"], raw, row["charged_usd"]))
     return (row if newly else None), changes
 
 

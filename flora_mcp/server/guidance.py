@@ -225,6 +225,14 @@ async def find_model(call: ToolCall, value: str, type_: str | None = None) -> Mo
                   f"an endpoint ID from list_models: {', '.join(list(pool)[:6])}")
 
 
+def _where(loc: tuple) -> str:
+    """The field's path as the agent wrote it: without pydantic's validator tags ('function-before[…]',
+    'constrained-str', 'list[…]') that a union or a validator adds to the location."""
+    parts = [str(p) for i, p in enumerate(loc)
+             if i == 0 or isinstance(p, int) or not ("[" in p or p.startswith(("constrained-", "function-")))]
+    return ".".join(parts) or "arguments"
+
+
 async def explain(exc: ValidationError, arguments: dict[str, Any], call: ToolCall,
                   request: type[BaseModel]) -> str:
     """One line per wrong argument, each naming the field and what to send instead."""
@@ -256,8 +264,7 @@ async def explain(exc: ValidationError, arguments: dict[str, Any], call: ToolCal
             elif kind == "missing":
                 line = f"{'.'.join(str(p) for p in loc)}: required"
             else:
-                where = ".".join(str(p) for p in loc)
-                line = f"{where}: {err.get('msg')}"
+                line = f"{_where(loc)}: {err.get('msg')}"
         if line not in lines:
             lines.append(line)
     return "; ".join(lines)

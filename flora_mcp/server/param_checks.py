@@ -8,6 +8,7 @@ only thing standing between a typo and a paid run.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -46,8 +47,8 @@ def _type_ok(spec: ModelParam, value: Any) -> bool:
             return is_int
         case "int?":
             return value is None or is_int
-        case "float":
-            return is_int or isinstance(value, float)
+        case "float":  # NaN passes every range check and is not JSON: never a number here
+            return is_int or (isinstance(value, float) and math.isfinite(value))
         case "dict":
             return isinstance(value, dict)
     return True

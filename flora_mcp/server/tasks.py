@@ -21,6 +21,7 @@ tools advertise no `execution.taskSupport`, so such a client should not ask).
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -31,11 +32,14 @@ from mcp.server.extension import Extension, MethodBinding
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.server import require_client_extension
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolRequestParams, CallToolResult, RequestParams
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, CallToolRequestParams, CallToolResult, RequestParams
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict, Field
 
+from ..ledger.errors import LedgerUnavailable
 from ..polling import interval_for
+
+logger = logging.getLogger("flora_mcp.server")
 
 TASKS = "io.modelcontextprotocol/tasks"
 CLIENT_CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
@@ -132,7 +136,11 @@ class TasksExtension(Extension):
             record["estimated_seconds"] = max((call.user.estimates.get(r) or 0) for r in run_ids) or None
         else:  # settled already, refused, or nothing to follow: the task holds the answer as it is
             record["status"], record["result"] = "completed", _dump(first)
-        await self._records(call).save(record)
+        try:
+            await self._records(call).save(record)
+        except LedgerUnavailable as exc:  # the start is made: its own answer (run_id, key) beats no answer
+            logger.warning("task for %s not kept, answered without one: %s", params.name, exc.message)
+            return first
         return self._created(record)
 
     # --- tasks/* -----------------------------------------------------------------------------------
@@ -146,7 +154,11 @@ class TasksExtension(Extension):
         if record["status"] == "working":
             record["status"] = "cancelled"
             record["status_message"] = _cancel_note(record)
-            await self._records(call).save(record)
+            try:
+                await self._records(call).save(record)
+            except LedgerUnavailable as exc:
+                raise MCPError(code=INTERNAL_ERROR, message=f"Task not cancelled, try again shortly: "
+                               f"{exc.message}") from None
         return {}
 
     # --- helpers -------------------------------------------------------------------------------------
@@ -161,7 +173,11 @@ class TasksExtension(Extension):
         if not opted_in(params, ctx):  # the spec's -32021 for a client that did not declare the extension
             require_client_extension(ctx, TASKS)
         call = await self._call(ctx)
-        record = await self._records(call).load(call.user_id, params.task_id)
+        try:
+            record = await self._records(call).load(call.user_id, params.task_id)
+        except LedgerUnavailable as exc:
+            raise MCPError(code=INTERNAL_ERROR, message=f"Task not read, try again shortly: {exc.message}. "
+                           "A run it follows goes on; get_run(run_id) reads it") from None
         if record is None:  # never made, expired, or another user's: the same answer for all three
             raise MCPError(code=INVALID_PARAMS, message="Failed to retrieve task: Task not found")
         return call, record
@@ -187,7 +203,10 @@ class TasksExtension(Extension):
         if isinstance(result.get("structuredContent"), dict):
             result["structuredContent"] = result["structuredContent"] | record["facts"]
         record["status"], record["result"], record["status_message"] = "completed", result, None
-        await self._records(call).save(record)
+        try:
+            await self._records(call).save(record)
+        except LedgerUnavailable as exc:  # the answer stands; the next tasks/get rebuilds it
+            logger.warning("finished task not kept: %s", exc.message)
         return record
 
     def _task(self, record: dict[str, Any]) -> dict[str, Any]:

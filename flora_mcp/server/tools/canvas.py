@@ -18,8 +18,8 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 from ..._ids import ASSET_ID_PATTERN
 from ...errors import BadRequestError, FloraError
 from ...mermaid import MAX_NODES, Flowchart, MermaidError, parse, serialize
-from ..arguments import (ActionParamsParam, IdempotencyKeyParam, NewRunParam, ProjectParam, RunIdParam,
-                         ToolArgs, WaitParam)
+from ..arguments import (ActionParamsParam, IdempotencyKeyParam, MaxUsdParam, NewRunParam, ProjectParam,
+                         RunIdParam, ToolArgs, WaitParam)
 from ..canvas_links import remember_canvas_url
 from ..estimates import fixed
 from ..guidance import action_answer, find_model, resolve_project, resolve_workspace
@@ -99,6 +99,7 @@ class RunCanvasAction(ToolArgs):
     project_id: ProjectParam = None
     idempotency_key: IdempotencyKeyParam = None
     new_run: NewRunParam = None
+    max_usd: MaxUsdParam = None
     wait_seconds: WaitParam = None
 
 
@@ -477,7 +478,7 @@ async def run_canvas_action(req: RunCanvasAction, call: ToolCall) -> ToolResult:
                        fixed(action.charged_cost if action else None, "the action's"),
                        idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="action",
                        model=action.action_id if action else None, project_id=project_id, label=req.node_id)
-    await reserve(call, [start], f"Canvas action {req.node_id}")
+    await reserve(call, [start], f"Canvas action {req.node_id}", req.max_usd)
     if start.must_post:
         async with remember(call, start):
             start.started = await call.client.run_canvas_action(project_id, req.node_id, idempotency_key=start.key,

@@ -106,7 +106,8 @@ class _Prepared:
 
     def start(self, call: ToolCall, tool: str, *, idempotency_key: str | None, new_run: bool | None,
               item: int | None = None) -> PaidStart:
-        body = self.request.model_dump(exclude_none=True)
+        # callback_url is this server's plumbing (set or not per replica), not the agent's request
+        body = self.request.model_dump(exclude_none=True, exclude={"callback_url"})
         if item is not None:  # a repeated batch maps item i to item i, even when items are alike
             body["batch_item"] = item
         return paid_start(call, tool, body, self.estimate, idempotency_key=idempotency_key, new_run=bool(new_run),
