@@ -261,3 +261,35 @@ async def test_the_hourly_budget_sums_always_equal_the_rows_they_sum(ledgers, mo
         from_hours = (await a.runs.fetch(who, Reads(window_since=since), clock[0])).totals
         _, spent, held = await a.runs.summary(who, Query(), since)
         assert from_hours == (pytest.approx(spent, abs=1e-6), pytest.approx(held, abs=1e-6)), hours_back
+
+
+async def test_begins_of_one_account_at_once_each_see_the_ones_before(ledgers):
+    """Many begins of one account at once (on PostgreSQL, decided together in one transaction): each reads
+    what the ones before it wrote, so an identical request starts once, a refusal writes nothing, and the
+    budget holds to the cent."""
+    a, b = ledgers
+    who = user()
+    outcomes: list[str] = []
+    same: list[str] = []
+
+    async def try_start(ledger, body: dict, usd: float) -> None:
+        said = same if body["prompt"] == "the same" else outcomes
+        try:
+            [decision] = await ledger.begin(who, [intent(body=body, usd=usd)], budget_usd=1.0, window_seconds=3600)
+            said.append(decision.kind)
+        except OverBudget:
+            said.append("refused")
+
+    async with anyio.create_task_group() as tg:
+        for n in range(8):  # the same request 8 times at once: one start, the others wait for it
+            tg.start_soon(try_start, a if n % 2 else b, {"prompt": "the same"}, 0.1)
+        for n in range(30):  # 30 different ones: exactly 9 more fit in 1.0 after the first 0.1
+            tg.start_soon(try_start, a if n % 2 else b, {"prompt": f"p{n}"}, 0.1)
+    # Whichever came first: the same request started once and the others waited for it (unless the
+    # budget was already gone when it came: then all 8 were refused); exactly 10 starts in all.
+    assert sorted(same) in (["start"] + ["wait"] * 7, ["refused"] * 8)
+    assert outcomes.count("start") + same.count("start") == 10
+    assert outcomes.count("refused") + same.count("refused") == 38 - 10 - same.count("wait")
+    spent, held = await b.totals(who, 3600)
+    assert spent == 0 and held == pytest.approx(1.0)
+    assert (await a.page(who, Query(limit=100), 3600)).matching == 10
