@@ -298,9 +298,6 @@ def hosted(stores: dict, users: int = 10, starts_per_user: int = 10) -> list[str
 
 
 # --- two processes on one PostgreSQL, an open-loop load (--replicas) --------------------------------------
-CALL_LEDGER: "contextvars.ContextVar[list] | None" = None
-
-
 def serve_timed(port: int, out: str) -> None:
     """A hosted flora-mcp (uvicorn) whose Ledger methods add their time to the tool call that awaits them;
     at exit, writes [first ledger call's time, seconds in the ledger, begins] per call to `out`.
@@ -466,7 +463,9 @@ def replicas(server: str, users: int = 50, rows: int = 1_000, rate: float = 200.
 
     state = new_database(server)
     lines = []
-    with running_sandbox(speed=1000) as flora, tempfile.TemporaryDirectory() as tmp:
+    with ExitStack() as stack:
+        flora = stack.enter_context(running_sandbox(speed=1000))
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
         keys = [f"sk_sandbox_r{n}_{uuid.uuid4().hex[:6]}" for n in range(users)]
 
         async def prepare() -> None:
@@ -483,7 +482,8 @@ def replicas(server: str, users: int = 50, rows: int = 1_000, rate: float = 200.
         ports = [free_port(), free_port()]
         outs = [f"{tmp}/calls-{port}.json" for port in ports]
         procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve-timed", str(port), out],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=open(f"{out}.log", "w"))
+                                  env=env, stdout=subprocess.DEVNULL,
+                                  stderr=stack.enter_context(open(f"{out}.log", "w")))
                  for port, out in zip(ports, outs, strict=True)]
         try:
             for port, proc in zip(ports, procs, strict=True):
@@ -500,9 +500,9 @@ def replicas(server: str, users: int = 50, rows: int = 1_000, rate: float = 200.
                 proc.wait(30)
         for out in outs:
             if not os.path.exists(out):
-                print(open(f"{out}.log").read()[-3000:], file=sys.stderr)
-        written = [json.load(open(out)) for out in outs]
-        inside = lambda when: got["window"][0] - 1 <= when <= got["window"][1]  # noqa: E731
+                print(Path(f"{out}.log").read_text()[-3000:], file=sys.stderr)
+        written = [json.loads(Path(out).read_text()) for out in outs]
+        inside = lambda when: got["window"][0] - 1 <= when <= got["window"][1]
         timed = [call for each in written for call in each["calls"] if call[2] and inside(call[0])]
         lags = [lag * 1000 for each in written for when, lag in each["lags"] if inside(when)]
         shares = [call[1] * 1000 for call in timed]
