@@ -1,11 +1,16 @@
 """The ledger at scale: what one paid start costs the ledger as a user's history grows, on every store.
 
-    python benchmarks/ledger_scale.py [--quick]
+    python benchmarks/ledger_scale.py [--quick] [--hosted]
+    python benchmarks/ledger_scale.py --concurrent-only      # the 60 starts of one user at once (~20 s)
+    python benchmarks/ledger_scale.py --replicas [--rate 200 --seconds 10]   # needs the hosted extra (~1 min)
 
 Prints one table, each figure beside its goal from issue 21 (numbers are reported, never asserted):
   - one start's ledger work (begin -> started -> observe running -> observe completed) with 0, 1,000,
     5,000 and 20,000 earlier rows for the user, on SQLite (a file) and PostgreSQL (a real server, fsync on);
-  - 20 starts of one user at once with 5,000 rows (one process, two ledgers on the store);
+  - 60 starts of one user at once with 5,000 rows (one process, two ledgers on the store);
+  - --replicas: 2 hosted processes (uvicorn) on one PostgreSQL behind the sandbox, 50 users with 1,000 rows
+    each, an open-loop load of paid starts (200/s for 10 s): the ledger's share of each call, timed inside
+    the servers, and each user's charges against the budget after the run.
   - list_runs with 20,000 rows, through the MCP client (in memory) on a SQLite file;
   - start_generations x20 end to end (MCP client in memory, the sandbox in process) with 0 and 5,000 rows.
 History is spread over the 30 days the ledger keeps (so ~1/30 of it is inside the 24 h budget window,
@@ -18,6 +23,7 @@ binaries are missing.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import random
 import statistics
@@ -291,6 +297,273 @@ def hosted(stores: dict, users: int = 10, starts_per_user: int = 10) -> list[str
     return lines
 
 
+# --- two processes on one PostgreSQL, an open-loop load (--replicas) --------------------------------------
+def serve_timed(port: int, out: str) -> None:
+    """A hosted flora-mcp (uvicorn) whose Ledger methods add their time to the tool call that awaits them;
+    at exit, writes [first ledger call's time, seconds in the ledger, begins] per call to `out`.
+    The ledger's share of a call is measured inside the server (it includes waits for the event loop, so
+    it is an upper bound), and the product code is untouched."""
+    import contextvars
+    import functools
+    import inspect
+    import json
+
+    import uvicorn
+
+    from flora_mcp.ledger import Ledger
+
+    this_call: contextvars.ContextVar[list | None] = contextvars.ContextVar("this_call", default=None)
+    calls: list[list] = []
+
+    def timed(name: str, method):
+        @functools.wraps(method)
+        async def wrapper(self, *args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return await method(self, *args, **kwargs)
+            finally:
+                spent = time.perf_counter() - began
+                mine = this_call.get()
+                if mine is None:  # the call's first ledger method: set in the call's own context
+                    mine = [time.time() - spent, 0.0, 0, {}]
+                    this_call.set(mine)
+                    calls.append(mine)
+                mine[1] += spent
+                mine[2] += name == "begin"
+                mine[3][name] = mine[3].get(name, 0.0) + spent
+
+        return wrapper
+
+    for name, method in list(vars(Ledger).items()):
+        if not name.startswith("_") and name != "aclose" and inspect.iscoroutinefunction(method):
+            setattr(Ledger, name, timed(name, method))
+    lags: list[list] = []  # [when, how late a 10 ms sleep woke]: the event loop's own delay, for comparison
+    original_begin = Ledger.begin
+
+    async def probe() -> None:
+        while True:
+            asked = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append([time.time(), time.perf_counter() - asked - 0.01])
+
+    async def begin_and_probe(self, *args, **kwargs):  # the first begin starts the probe on the server's loop
+        if not lags:
+            lags.append([0.0, 0.0])
+            asyncio.get_running_loop().create_task(probe())
+        return await original_begin(self, *args, **kwargs)
+
+    Ledger.begin = begin_and_probe
+    try:  # stopped by SIGINT: uvicorn shuts down, then raises KeyboardInterrupt
+        uvicorn.run("flora_mcp.transports.http:create_app", factory=True, host="127.0.0.1", port=port,
+                    log_level="warning")
+    finally:
+        with open(out, "w") as f:
+            json.dump({"calls": calls, "lags": lags[1:]}, f)
+
+
+def _json_of(body: bytes) -> dict:
+    """A JSON-RPC answer, sent as JSON or as one server-sent event."""
+    import json
+
+    text = body.decode()
+    if text.lstrip().startswith("{"):
+        return json.loads(text)
+    events = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+    return next(e for e in reversed(events) if "id" in e)  # the answer, after any notifications
+
+
+async def replicas_load(ports: list[int], keys: list[str], rate: float, seconds: float) -> dict:
+    """Open loop: Poisson arrivals at `rate` paid starts/s for `seconds`, each to a random user, sent
+    alternately to the two processes (each user has a keep-alive connection to each; a call waits behind
+    that connection's earlier call). Latency counts from the scheduled arrival."""
+    from benchmarks.loadgen import INIT, _Connection, _post, pct
+
+    loop = asyncio.get_running_loop()
+
+    async def connect(port: int, key: str) -> _Connection:
+        _, conn = await loop.create_connection(_Connection, "127.0.0.1", port)
+        host = f"127.0.0.1:{port}"
+        status, _ = await conn.call(_post(host, "/mcp", {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                                                          "params": INIT}, key))
+        assert status == 200, status
+        await conn.call(_post(host, "/mcp", {"jsonrpc": "2.0", "method": "notifications/initialized"}, key))
+        return conn
+
+    async def tool(conn: _Connection, port: int, key: str, name: str, args: dict) -> dict:
+        status, body = await conn.call(_post(f"127.0.0.1:{port}", "/mcp", {
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": args}}, key))
+        if status != 200:
+            return {"isError": True, "content": f"HTTP {status}: {body[:300]!r}"}
+        answer = _json_of(body)
+        return answer.get("result") or {"isError": True, "content": f"{answer.get('error')} {body[:300]!r}"}
+
+    sessions = {}  # key -> ([conn per port], ids)
+    for key in keys:
+        conns = [await connect(port, key) for port in ports]
+        ws = (await tool(conns[0], ports[0], key, "list_workspaces", {}))["structuredContent"]["workspaces"][0]
+        prj = (await tool(conns[0], ports[0], key, "list_projects", {"workspace_id": ws["workspace_id"]}))
+        sessions[key] = (conns, {"workspace_id": ws["workspace_id"],
+                                 "project_id": prj["structuredContent"]["projects"][0]["project_id"]})
+    rng = random.Random(21)
+    arrivals, t = [], 0.0
+    while (t := t + rng.expovariate(rate)) < seconds:
+        arrivals.append((t, rng.choice(keys)))
+    locks = {(key, n): asyncio.Lock() for key in keys for n in range(len(ports))}
+    latencies: list[float] = []
+    outcome = {"started": 0, "refused (budget)": 0, "errors": 0}
+    window = (time.time(), 0.0)
+    started = time.perf_counter()
+
+    async def one(i: int, at: float, key: str) -> None:
+        await asyncio.sleep(max(0.0, started + at - time.perf_counter()))
+        n = i % len(ports)
+        conns, ids = sessions[key]
+        async with locks[(key, n)]:  # HTTP/1.1: one call in flight per connection
+            if conns[n].transport.is_closing():  # idle past the server's keep-alive: connect again
+                conns[n] = await connect(ports[n], key)
+            result = await tool(conns[n], ports[n], key, "start_generation", {
+                "type": "image", "prompt": f"replicas {i} {uuid.uuid4().hex[:8]}", "model": "t2i-flux-2-schnell",
+                "wait_seconds": 0, **ids})
+        latencies.append(time.perf_counter() - (started + at))
+        text = str(result.get("content", ""))
+        if not result.get("isError"):
+            outcome["started"] += 1
+        elif "budget" in text.lower():
+            outcome["refused (budget)"] += 1
+        else:
+            outcome["errors"] += 1
+            if outcome["errors"] == 1:
+                print(f"(first error: {text[:300]})", file=sys.stderr)
+
+    await asyncio.gather(*(one(i, at, key) for i, (at, key) in enumerate(arrivals)))
+    elapsed = time.perf_counter() - started
+    window = (window[0], time.time())
+    for conns, _ in sessions.values():
+        for conn in conns:
+            conn.transport.close()
+    return {"offered": len(arrivals) / seconds, "served": len(latencies) / elapsed, "calls": len(latencies),
+            "p50": pct(latencies, 50) * 1000, "p99": pct(latencies, 99) * 1000, "window": window, **outcome}
+
+
+def replicas(server: str, users: int = 50, rows: int = 1_000, rate: float = 200.0, seconds: float = 10.0,
+             budget: float = 0.5) -> list[str]:
+    """2 hosted processes on one PostgreSQL behind the sandbox, `users` users with `rows` earlier rows
+    each, `rate` paid starts/s offered for `seconds`: the ledger's share of a call (inside the servers),
+    and the budget after the run (each user's charges at the sandbox and in the ledger, against it)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    from collections import defaultdict
+
+    import httpx2
+
+    from flora_mcp._ids import user_id
+    from tests.helpers import free_port, new_database, running_sandbox, wait_healthy
+
+    state = new_database(server)
+    lines = []
+    with ExitStack() as stack:
+        flora = stack.enter_context(running_sandbox(speed=1000))
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        keys = [f"sk_sandbox_r{n}_{uuid.uuid4().hex[:6]}" for n in range(users)]
+
+        async def prepare() -> None:
+            ledger = open_ledger(state)
+            await ledger.totals("warm", WINDOW)  # the schema exists
+            await ledger.aclose()
+
+        anyio.run(prepare)
+        for key in keys:  # a month of history before the budget window: the window holds this run's starts only
+            fill(state, user_id(flora, key), history(rows, time.time() - WINDOW, RETENTION_SECONDS - WINDOW - 3600))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")} | {
+            "FLORA_BASE_URL": flora, "FLORA_STATE_URL": state, "FLORA_LOG_LEVEL": "WARNING",
+            "FLORA_RATE_LIMIT": "0", "FLORA_BUDGET_USD": str(budget)}
+        ports = [free_port(), free_port()]
+        outs = [f"{tmp}/calls-{port}.json" for port in ports]
+        procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve-timed", str(port), out],
+                                  env=env, stdout=subprocess.DEVNULL,
+                                  stderr=stack.enter_context(open(f"{out}.log", "w")))
+                 for port, out in zip(ports, outs, strict=True)]
+        try:
+            for port, proc in zip(ports, procs, strict=True):
+                wait_healthy(f"http://127.0.0.1:{port}/healthz", proc, timeout=60)
+            loop = new_loop()
+            try:
+                got = loop.run_until_complete(replicas_load(ports, keys, rate, seconds))
+            finally:
+                loop.close()
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGINT)  # serve_timed writes its calls on the way out
+            for proc in procs:
+                proc.wait(30)
+        for out in outs:
+            if not os.path.exists(out):
+                print(Path(f"{out}.log").read_text()[-3000:], file=sys.stderr)
+        written = [json.loads(Path(out).read_text()) for out in outs]
+        inside = lambda when: got["window"][0] - 1 <= when <= got["window"][1]
+        timed = [call for each in written for call in each["calls"] if call[2] and inside(call[0])]
+        lags = [lag * 1000 for each in written for when, lag in each["lags"] if inside(when)]
+        shares = [call[1] * 1000 for call in timed]
+        by_method = defaultdict(list)  # where the time goes: each method's median ms per call
+        for call in timed:
+            for name, spent in call[3].items():
+                by_method[name].append(spent * 1000)
+        print("(ledger methods per call, p50 / p99 ms: " + ", ".join(
+            f"{name} {pct(v, 50):.1f} / {pct(v, 99):.1f}" for name, v in sorted(by_method.items())) + ")",
+              file=sys.stderr)
+        charges = defaultdict(float)
+        for charge in httpx2.get(flora.removesuffix("/api/v1") + "/_sandbox").json()["charges"]:
+            charges[charge["account"]] += charge["usd"]
+        counted = []
+
+        async def ledger_view() -> None:
+            ledger = open_ledger(state)
+            for key in keys:
+                spent, held = await ledger.totals(user_id(flora, key), WINDOW)
+                counted.append(spent + held)
+            await ledger.aclose()
+
+        anyio.run(ledger_view)
+        over = sum(1 for usd in charges.values() if usd > budget + 1e-9)
+        lines.append(
+            f"| {len(ports)} processes on one PostgreSQL, {users} users x {rows:,} rows, {got['offered']:.0f} "
+            f"paid starts/s offered for {seconds:.0f} s (served {got['served']:.0f}/s: {got['started']} started, "
+            f"{got['refused (budget)']} refused by the budget, {got['errors']} errors; load {load()}) | "
+            f"ledger's share of a call p50 / p99 ms ({len(shares)} calls, inside the servers): "
+            f"{pct(shares, 50):.1f} / {pct(shares, 99):.1f} (the servers' event loops alone: a 10 ms sleep woke "
+            f"{pct(lags, 50):.1f} / {pct(lags, 99):.1f} ms late) | goal p99 < 20 ms |")
+        lines.append(
+            f"| the same: a whole call p50 / p99 ms at the client | {got['p50']:.0f} / {got['p99']:.0f} | |")
+        lines.append(
+            f"| the same: budget ${budget} per user | sandbox charges per account: max ${max(charges.values()):.3f}, "
+            f"{over} of {len(charges)} accounts over; ledger's spent + held per user: max "
+            f"${max(counted):.3f} | charges <= budget |")
+    return lines
+
+
+def new_loop():
+    from benchmarks.loadgen import new_loop as loadgen_loop
+
+    return loadgen_loop()
+
+
+def concurrent_line(name: str, url: str) -> str:
+    rounds = [anyio.run(concurrent_per_second, url, 5_000, 60) for _ in range(3)]
+    rate, exact = statistics.median(r for r, _ in rounds), all(e for _, e in rounds)
+    return (f"| 60 starts of one user at once (2 ledgers), starts/s, median of 3 "
+            f"({', '.join(f'{r:.0f}' for r, _ in rounds)}; load {load()}) | {name} | | | "
+            f"{rate:.0f} (budget exact: {'yes' if exact else 'NO'}) | | >= 200/s |")
+
+
+def load() -> str:
+    """The machine's 1-minute load average (it is shared: a figure means little without it)."""
+    import os
+
+    return f"{os.getloadavg()[0]:.2f}"
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -300,7 +573,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--hosted", action="store_true", help="also the hosted run (2 uvicorn workers; ~1 min)")
+    parser.add_argument("--replicas", action="store_true",
+                        help="only the run of 2 processes on one PostgreSQL at 200 paid starts/s (~1 min)")
+    parser.add_argument("--rate", type=float, default=200.0, help="--replicas: paid starts/s offered (200)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="--replicas: for how long (10)")
+    parser.add_argument("--serve-timed", nargs=2, metavar=("PORT", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--concurrent-only", action="store_true",
+                        help="only the 60 starts of one user at once (~20 s)")
     args = parser.parse_args()
+    if args.serve_timed:
+        serve_timed(int(args.serve_timed[0]), args.serve_timed[1])
+        return 0
     logging.disable(logging.WARNING)  # the table is the output (the server's own info lines are not)
     repeats = 5 if args.quick else 31
     random.seed(21)
@@ -316,6 +599,16 @@ def main() -> int:
             print("(PostgreSQL skipped: no binaries; apt-get install postgresql)")
         lines = ["| measure | store | " + " | ".join(f"{s:,} rows" for s in SIZES) + " | goal |",
                  "| --- | --- | " + " | ".join("---" for _ in SIZES) + " | --- |"]
+        if args.replicas:
+            if "PostgreSQL" not in stores:
+                print("(--replicas needs PostgreSQL)")
+                return 1
+            print("\n".join(replicas(stores["PostgreSQL"](), rate=args.rate, seconds=args.seconds)))
+            return 0
+        if args.concurrent_only:
+            lines += [concurrent_line(name, url()) for name, url in stores.items()]
+            print("\n".join(lines))
+            return 0
         for name, url in stores.items():
             base = shared = url()
             spread_ms = start_costs(shared, RETENTION_SECONDS, repeats)
@@ -326,10 +619,7 @@ def main() -> int:
             ratio = window_ms[-1] / window_ms[0]
             lines.append(f"| one start's ledger work, ms (all rows in the 24 h window) | {name} | "
                          + " | ".join(f"{v:.2f}" for v in window_ms) + f" | 20k within 3x of empty: {ratio:.1f}x |")
-            rounds = [anyio.run(concurrent_per_second, base, 5_000, 60) for _ in range(3)]
-            rate, exact = statistics.median(r for r, _ in rounds), all(e for _, e in rounds)
-            lines.append(f"| 60 starts of one user at once (2 ledgers), starts/s, median of 3 | {name} | | | "
-                         f"{rate:.0f} (budget exact: {'yes' if exact else 'NO'}) | | >= 200/s |")
+            lines.append(concurrent_line(name, base))
         e2e = {}
         for size in (0, 5_000, 20_000):
             e2e[size] = anyio.run(through_mcp, stores["SQLite"](), size, max(3, repeats // 2))

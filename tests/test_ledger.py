@@ -261,3 +261,74 @@ async def test_the_hourly_budget_sums_always_equal_the_rows_they_sum(ledgers, mo
         from_hours = (await a.runs.fetch(who, Reads(window_since=since), clock[0])).totals
         _, spent, held = await a.runs.summary(who, Query(), since)
         assert from_hours == (pytest.approx(spent, abs=1e-6), pytest.approx(held, abs=1e-6)), hours_back
+
+
+async def test_begins_of_one_account_at_once_each_see_the_ones_before(ledgers):
+    """Many begins of one account at once (on PostgreSQL, decided together in one transaction): each reads
+    what the ones before it wrote, so an identical request starts once, a refusal writes nothing, and the
+    budget holds to the cent."""
+    a, b = ledgers
+    who = user()
+    outcomes: list[str] = []
+    same: list[str] = []
+
+    async def try_start(ledger, body: dict, usd: float) -> None:
+        said = same if body["prompt"] == "the same" else outcomes
+        try:
+            [decision] = await ledger.begin(who, [intent(body=body, usd=usd)], budget_usd=1.0, window_seconds=3600)
+            said.append(decision.kind)
+        except OverBudget:
+            said.append("refused")
+
+    async with anyio.create_task_group() as tg:
+        for n in range(8):  # the same request 8 times at once: one start, the others wait for it
+            tg.start_soon(try_start, a if n % 2 else b, {"prompt": "the same"}, 0.1)
+        for n in range(30):  # 30 different ones: exactly 9 more fit in 1.0 after the first 0.1
+            tg.start_soon(try_start, a if n % 2 else b, {"prompt": f"p{n}"}, 0.1)
+    # Whichever came first: the same request started once and the others waited for it (unless the
+    # budget was already gone when it came: then all 8 were refused); exactly 10 starts in all.
+    assert sorted(same) in (["start"] + ["wait"] * 7, ["refused"] * 8)
+    assert outcomes.count("start") + same.count("start") == 10
+    assert outcomes.count("refused") + same.count("refused") == 38 - 10 - same.count("wait")
+    spent, held = await b.totals(who, 3600)
+    assert spent == 0 and held == pytest.approx(1.0)
+    assert (await a.page(who, Query(limit=100), 3600)).matching == 10
+
+
+@pytest.mark.slow
+async def test_a_begin_given_up_while_waiting_for_its_group_is_never_recorded(postgres_url):
+    """PostgreSQL's group commit: a caller that gives up while its begin waits for the account's next
+    transaction is dropped (nothing recorded, nothing reserved); the begins around it are recorded."""
+    import psycopg
+
+    ledger, who = open_ledger(postgres_url), user()
+    try:
+        await ledger.totals(who, 3600)  # the tables exist
+        async with await psycopg.AsyncConnection.connect(postgres_url) as holder:
+            # Another replica holds the account's lock: the first group's transaction waits for it.
+            await holder.execute("INSERT INTO ledger_users (user_id) VALUES (%s) ON CONFLICT DO NOTHING", (who,))
+            await holder.execute("SELECT 1 FROM ledger_users WHERE user_id = %s FOR UPDATE", (who,))
+            decided: dict[str, str] = {}
+            gives_up = anyio.CancelScope()
+
+            async def begin(name: str, scope: anyio.CancelScope | None = None) -> None:
+                with scope or anyio.CancelScope():
+                    [decision] = await ledger.begin(who, [intent(name, body={"prompt": name})], budget_usd=1.0,
+                                                    window_seconds=3600)
+                    decided[name] = decision.kind
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(begin, "first")
+                await anyio.sleep(0.3)  # taken into a transaction: waiting for the lock
+                tg.start_soon(begin, "given-up", gives_up)
+                tg.start_soon(begin, "after")
+                await anyio.sleep(0.3)  # both wait for the next transaction
+                gives_up.cancel()
+                await anyio.sleep(0.1)
+                await holder.commit()  # the lock is free
+        assert decided == {"first": "start", "after": "start"}
+        page = await ledger.page(who, Query(), 3600)
+        assert sorted(row["key"] for row in page.rows) == ["after", "first"]
+        assert await ledger.totals(who, 3600) == (0, pytest.approx(0.1))  # two reservations of 0.05, not three
+    finally:
+        await ledger.aclose()

@@ -5,14 +5,23 @@ decision is one transaction that first locks the user's row in `ledger_users` (`
 so one user's decisions run one at a time across every process and host while other users' run in
 parallel; then it reads the few rows it needs by index and writes what the rule decided.
 
+Group commit: a durable commit waits for the disk (fsync), and the account's lock is held until it is
+durable, so one account's begins could pass at most one per fsync. Begins of one account waiting in this
+process are therefore decided together in one transaction: each still reads (after the writes of those
+before it), decides, and is refused or written in turn, so every budget check is exact; they then share
+one commit. None gets its answer before that commit is durable. A write-ahead intent must be durable before
+its paid POST, so `synchronous_commit` is never relaxed here.
+
 psycopg 3 (async) with its connection pool: install with `pip install 'flora-mcp[postgres]'`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -26,6 +35,17 @@ D = sql.POSTGRES
 CONNECT_SECONDS = 5.0  # longest a decision waits for a connection before it is refused
 STATEMENT_MS = 5000  # longest one statement (or a wait for a user's lock) may take
 POOL_SIZE = 10
+GROUP_MOST = 64  # begins of one account decided in one transaction at most (bounds how long its lock is held)
+
+
+@dataclass
+class _Waiting:
+    """A begin waiting for its account's next group commit."""
+
+    reads: Reads
+    now: float
+    rule: Callable[[Fetched], tuple[Any, list[Change]]]
+    answer: asyncio.Future
 
 
 class PostgresStore:
@@ -46,6 +66,8 @@ class PostgresStore:
                                                    f"-c lock_timeout={STATEMENT_MS}"})
         self._opened = False
         self._opening = anyio.Lock()
+        self._waiting: dict[str, list[_Waiting]] = {}  # user -> begins waiting for the next group commit
+        self._committing: dict[str, asyncio.Task] = {}  # user -> the task running their group commits
 
     def __repr__(self) -> str:  # the URL may hold a password
         return f"PostgresStore({self.where!r})"
@@ -114,21 +136,83 @@ class PostgresStore:
         """One transaction in two round trips: lock and read (pipelined), decide, write and commit (pipelined).
 
         A decision that may add rows or weigh the budget (begin) locks the account's row, so one account's
-        begins run one at a time on every replica; every decision locks the rows it reads (FOR UPDATE), so
-        the writes after a POST and status reads wait only for the same start, not the whole account."""
+        begins run one at a time on every replica (and those waiting in this process share one commit);
+        every decision locks the rows it reads (FOR UPDATE), so the writes after a POST and status reads
+        wait only for the same start, not the whole account."""
+        if reads.whole_account:
+            return await self._decide_in_group(user, reads, now, rule)
 
         async def txn(conn: Any) -> T:
             async with conn.pipeline(), conn.transaction():
-                if reads.whole_account:  # the account's first begin creates its row; each locks it until commit
-                    await conn.execute("INSERT INTO ledger_users (user_id) VALUES (%s) ON CONFLICT DO NOTHING",
-                                       (user,))
-                    await conn.execute("SELECT 1 FROM ledger_users WHERE user_id = %s FOR UPDATE", (user,))
                 result, changes = rule(await self._fetch(conn, user, reads, now, lock_rows=True))
                 for statement, params in sql.writes(D, user, changes):
                     await conn.execute(statement, params)
                 return result
 
         return await self._with(txn)
+
+    async def _decide_in_group(self, user: str, reads: Reads, now: float,
+                               rule: Callable[[Fetched], tuple[T, list[Change]]]) -> T:
+        waiting = _Waiting(reads, now, rule, asyncio.get_running_loop().create_future())
+        waiting.answer.add_done_callback(_retrieved)
+        self._waiting.setdefault(user, []).append(waiting)
+        if user not in self._committing:
+            self._committing[user] = asyncio.get_running_loop().create_task(self._group_commits(user))
+        try:
+            # Shielded: a caller that gives up does not cancel the others' commit.
+            return await asyncio.shield(waiting.answer)
+        except asyncio.CancelledError:
+            queue = self._waiting.get(user)
+            if queue and waiting in queue:  # not yet taken into a transaction: never decided
+                queue.remove(waiting)
+            raise
+
+    async def _group_commits(self, user: str) -> None:
+        """While begins of `user` wait: take up to GROUP_MOST of them, decide them in one transaction."""
+        try:
+            while queue := self._waiting.get(user):
+                group = queue[:GROUP_MOST]
+                del queue[:GROUP_MOST]
+                if not queue:
+                    del self._waiting[user]
+                try:
+                    answers = await self._with(lambda conn, group=group: self._decide_group(conn, user, group))
+                except BaseException as exc:  # nothing was committed: each hears why
+                    for waiting in group:
+                        if not waiting.answer.done():
+                            waiting.answer.set_exception(exc if isinstance(exc, Exception)
+                                                         else self._unavailable(exc))
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for waiting, (result, refused) in zip(group, answers, strict=True):  # after the commit
+                    if waiting.answer.done():
+                        continue
+                    if refused is not None:
+                        waiting.answer.set_exception(refused)
+                    else:
+                        waiting.answer.set_result(result)
+        finally:
+            self._committing.pop(user, None)
+
+    async def _decide_group(self, conn: Any, user: str,
+                            group: list[_Waiting]) -> list[tuple[Any, Exception | None]]:
+        answers: list[tuple[Any, Exception | None]] = []
+        async with conn.pipeline(), conn.transaction():
+            # The account's first begin creates its row; each transaction locks it until its commit.
+            await conn.execute("INSERT INTO ledger_users (user_id) VALUES (%s) ON CONFLICT DO NOTHING", (user,))
+            await conn.execute("SELECT 1 FROM ledger_users WHERE user_id = %s FOR UPDATE", (user,))
+            for waiting in group:  # in order: each reads what those before it wrote
+                fetched = await self._fetch(conn, user, waiting.reads, waiting.now, lock_rows=True)
+                try:
+                    result, changes = waiting.rule(fetched)
+                except Exception as refused:  # noqa: BLE001 - e.g. OverBudget: this begin only, nothing written
+                    answers.append((None, refused))
+                    continue
+                for statement, params in sql.writes(D, user, changes):
+                    await conn.execute(statement, params)
+                answers.append((result, None))
+        return answers
 
     async def fetch(self, user: str, reads: Reads, now: float) -> Fetched:
         async def run(conn: Any) -> Fetched:
@@ -220,4 +304,13 @@ class PostgresStore:
         return await self._with(run)
 
     async def aclose(self) -> None:
+        if self._committing:  # begins already taken into a transaction: let them commit and answer
+            with anyio.move_on_after(CONNECT_SECONDS):
+                await asyncio.gather(*self._committing.values(), return_exceptions=True)
         await self._pool.close()
+
+
+def _retrieved(answer: asyncio.Future) -> None:
+    """A refusal whose caller gave up is not an 'exception never retrieved' warning."""
+    if not answer.cancelled():
+        answer.exception()
