@@ -108,6 +108,8 @@ class Settings(BaseModel):
     host: str = Field("127.0.0.1", description="HTTP bind address; loopback unless you mean it.")
     port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
     stateless: bool = Field(True, description="HTTP: stateless Streamable HTTP (replicas need no sticky sessions).")
+    fast_path: bool = Field(True, description="HTTP: serve 2025-era stateless requests through our cheaper path "
+                            "(it leans on SDK internals); false: the SDK's own transport for every request.")
     single_tenant: bool = Field(False, description="HTTP: requests without their own key use FLORA_API_KEY.")
     allowed_hosts: str = Field("", description="HTTP: comma-separated Host values (DNS-rebinding guard).")
     allowed_origins: str = Field("", description="HTTP: comma-separated Origin values (DNS-rebinding guard).")

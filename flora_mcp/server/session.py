@@ -19,6 +19,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from .._recent import Recent
 from ..config import Settings
 from ..errors import FloraError
+from ..sdk_internals import connection_of
 
 if TYPE_CHECKING:
     from ..client import FloraClient
@@ -29,15 +30,6 @@ logger = logging.getLogger("flora_mcp.server")
 
 CATALOG_TTL = 600.0  # seconds a fetched model catalogue is trusted
 _LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
-
-
-def connection_of(session: Any) -> Any:
-    """The connection a per-request ServerSession belongs to: where logging/setLevel applies.
-
-    mcp 2.3 builds a ServerSession per request and keeps the connection private; fall back to
-    the session itself if that ever changes (levels then apply per request, never across users).
-    """
-    return getattr(session, "_connection", session)
 
 
 @dataclass

@@ -97,7 +97,9 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
         # The SDK's transport logs "Terminating session: None" at INFO for every stateless request it
         # serves; the access log already has one line per request.
         logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
-    mcp_routes = with_fast_path(streamable.routes, server.session_manager)
+    # FLORA_FAST_PATH=false: every request through the SDK's own transport (see sdk_internals.py).
+    mcp_routes = with_fast_path(streamable.routes, server.session_manager) if settings.fast_path \
+        else streamable.routes
     app = Starlette(routes=[Route("/healthz", healthz), *operator_routes(settings, ledger), *mcp_routes,
                             *sse.routes, *auth_routes, *webhook_routes(settings, ledger)], lifespan=lifespan)
     app.add_middleware(_Gatekeeper, gate=gate)  # type: ignore[arg-type]
