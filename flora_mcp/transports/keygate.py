@@ -41,7 +41,7 @@ _OUR_TOKENS = "fmcp_"  # tokens this server issues (OAuth access/refresh tokens,
 _KEY_CACHE_SIZE = 10_000
 
 
-def fingerprint(key: str) -> str:
+def key_tag(key: str) -> str:
     """What logs may say about a key: the start of its hash, never the key."""
     return key_hash(key)[:10]
 
@@ -96,8 +96,8 @@ class _KeyGate:
         self.settings = settings
         self.client_for_key = client_for_key
         self.store = store  # the ledger's shared values: get/put/count
-        self.verdicts: Recent = Recent(_KEY_CACHE_SIZE)  # key fingerprint -> (accepted?, when FLORA said so)
-        self.pending: dict[str, _Check] = {}  # key fingerprint -> the check in flight
+        self.verdicts: Recent = Recent(_KEY_CACHE_SIZE)  # key hash -> (accepted?, when FLORA said so)
+        self.pending: dict[str, _Check] = {}  # key hash -> the check in flight
         self.slowed_until: Recent = Recent(_KEY_CACHE_SIZE)  # client address over its share -> until when
         self.slow_lanes: Recent = Recent(_KEY_CACHE_SIZE)  # such an address -> its one check at a time
         self._in_flight: anyio.Semaphore | None = None
@@ -116,44 +116,44 @@ class _KeyGate:
                                  "invalid_token")
         if (problem := not_a_flora_key(_as_sent(key))) is not None:  # never sent on (it cannot be encoded)
             return _unauthorized(problem[:1].upper() + problem[1:], "invalid_token")
-        fp = key_hash(key)  # the full hash: the shared store's name for the key
-        accepted = await self._verdict(fp)
+        hashed = key_hash(key)  # the full hash: the shared store's name for the key
+        accepted = await self._verdict(hashed)
         if accepted is None:
-            outcome = await self._verify(key, fp, address or "unknown")
+            outcome = await self._verify(key, hashed, address or "unknown")
             if isinstance(outcome, JSONResponse):
                 return outcome
             accepted = outcome
         if not accepted:
             return _unauthorized("FLORA rejected this API key; check it in FLORA's settings", "invalid_token")
-        return await self._rate(fp)
+        return await self._rate(hashed)
 
-    async def _verify(self, key: str, fp: str, address: str) -> bool | JSONResponse:
+    async def _verify(self, key: str, hashed: str, address: str) -> bool | JSONResponse:
         """Ask FLORA once, however many requests with this key arrive while it answers."""
-        running = self.pending.get(fp)
+        running = self.pending.get(hashed)
         if running is None:  # no await between looking and claiming: exactly one check per key
-            running = self.pending[fp] = _Check()
+            running = self.pending[hashed] = _Check()
             try:
-                running.outcome = await self._ask_flora(key, fp, address)
+                running.outcome = await self._ask_flora(key, hashed, address)
             finally:
-                self.pending.pop(fp, None)
+                self.pending.pop(hashed, None)
                 running.done.set()
         else:
             await running.done.wait()
         return running.outcome
 
-    async def _ask_flora(self, key: str, fp: str, address: str) -> bool | JSONResponse:
-        known = await self.store.get(f"key-known:{fp}") is not None
+    async def _ask_flora(self, key: str, hashed: str, address: str) -> bool | JSONResponse:
+        known = await self.store.get(f"key-known:{hashed}") is not None
         if known or not self._slowed(address):
-            return await self._checked(key, fp, address, known)
+            return await self._checked(key, hashed, address, known)
         lane = self.slow_lanes.get(address)
         if lane is None:
             lane = self.slow_lanes[address] = _SlowLane()
         with anyio.move_on_after(_SLOW_LANE_WAIT):
             async with lane.turn():
-                return await self._checked(key, fp, address)
+                return await self._checked(key, hashed, address)
         return _too_many("Too many rejected API keys from this address; retry in a minute", 60)
 
-    async def _checked(self, key: str, fp: str, address: str, known: bool = False) -> bool | JSONResponse:
+    async def _checked(self, key: str, hashed: str, address: str, known: bool = False) -> bool | JSONResponse:
         if self._in_flight is None:
             self._in_flight = anyio.Semaphore(_CHECKS_AT_ONCE)
         try:
@@ -163,14 +163,14 @@ class _KeyGate:
                 async with self._in_flight:
                     await self.client_for_key(key).list_workspaces()
         except AuthenticationError:
-            await self._remember(fp, False)
+            await self._record_verdict(hashed, False)
             if await self.store.count(f"failed-checks:{address}", 60.0) >= _FAILED_CHECKS_PER_ADDRESS:
                 self.slowed_until[address] = time.monotonic() + 60.0
             return False
         except FloraError as exc:
             return _unavailable(exc.message)
-        await self._remember(fp, True)
-        await self.store.put(f"key-known:{fp}", "1", _KNOWN_GOOD_TTL)
+        await self._record_verdict(hashed, True)
+        await self.store.put(f"key-known:{hashed}", "1", _KNOWN_GOOD_TTL)
         return True
 
     def _slowed(self, address: str) -> bool:
@@ -178,27 +178,27 @@ class _KeyGate:
         return until is not None and time.monotonic() < until
 
     # --- storage: the ledger's shared values, with a local copy of verdicts ------------------------------
-    async def _verdict(self, fp: str) -> bool | None:
+    async def _verdict(self, hashed: str) -> bool | None:
         """True or False while FLORA's last word on this key is fresh; None when it must be asked."""
-        entry = self.verdicts.get(fp)
+        entry = self.verdicts.get(hashed)
         if entry is not None:
             accepted, until = entry
             if time.monotonic() < until:
                 return accepted
-        shared = await self.store.get(f"key:{fp}")
+        shared = await self.store.get(f"key:{hashed}")
         if shared is None:
             return None
         accepted = shared == "accepted"
-        self.verdicts[fp] = (accepted, time.monotonic() + _LOCAL_VERDICT_TTL)
+        self.verdicts[hashed] = (accepted, time.monotonic() + _LOCAL_VERDICT_TTL)
         return accepted
 
-    async def _remember(self, fp: str, accepted: bool) -> None:
+    async def _record_verdict(self, hashed: str, accepted: bool) -> None:
         ttl = _KEY_CHECK_TTL if accepted else _REJECTED_TTL
-        self.verdicts[fp] = (accepted, time.monotonic() + min(ttl, _LOCAL_VERDICT_TTL))
-        await self.store.put(f"key:{fp}", "accepted" if accepted else "rejected", ttl)
+        self.verdicts[hashed] = (accepted, time.monotonic() + min(ttl, _LOCAL_VERDICT_TTL))
+        await self.store.put(f"key:{hashed}", "accepted" if accepted else "rejected", ttl)
 
-    async def _rate(self, fp: str) -> JSONResponse | None:
-        wait = await self._window(f"rate:{fp}", self.settings.rate_limit)
+    async def _rate(self, hashed: str) -> JSONResponse | None:
+        wait = await self._window(f"rate:{hashed}", self.settings.rate_limit)
         return None if wait is None else _too_many(f"Too many requests; retry in {wait} s", wait)
 
     async def _window(self, name: str, limit: int) -> int | None:
@@ -222,9 +222,9 @@ def _unavailable(message: str) -> JSONResponse:
 def user_for(key: str) -> AuthenticatedUser:
     """The ASGI `scope["user"]` for a checked key. The SDK binds an SSE session to the user that opened
     it and refuses messages from any other, so a leaked session_id is useless with another key.
-    Only the key's fingerprint is kept."""
-    fp = fingerprint(key)
-    return AuthenticatedUser(AccessToken(token=fp, client_id=fp, scopes=[]))
+    Only the key's tag is kept."""
+    tag = key_tag(key)
+    return AuthenticatedUser(AccessToken(token=tag, client_id=tag, scopes=[]))
 
 
 def _as_sent(value: str) -> str:
@@ -283,7 +283,7 @@ class _Gatekeeper:
             access_log.info(json.dumps({
                 "method": scope["method"], "path": path, "status": status["code"],
                 "ms": round((time.monotonic() - started) * 1000, 1),
-                "key": fingerprint(key) if key else None, **telemetry.trace_ids(),
+                "key": key_tag(key) if key else None, **telemetry.trace_ids(),
             }))
 
 
