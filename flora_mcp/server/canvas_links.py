@@ -33,7 +33,7 @@ def note_run_project(started: RunStarted) -> None:
         _RUN_PROJECTS[started.run_id] = started.project_id
 
 
-def remember_canvas_url(call: ToolCall, project_id: str, url: str) -> None:
+def note_canvas_url(call: ToolCall, project_id: str, url: str) -> None:
     """Every canvas answer carries the URL: keep it, so later runs need no extra request."""
     _CANVAS_URLS[(call.client.base_url, project_id)] = url
 

@@ -23,7 +23,7 @@ logger = logging.getLogger("flora_mcp.server")
 
 
 async def describe_run(call: ToolCall, run: Run) -> tuple[dict[str, Any], list]:
-    await remember_status(call, run)
+    await observe_status(call, run)
     row: dict[str, Any] = {"run_id": run.run_id, "status": run.status, "progress": run.progress}
     if run.run_id in call.user.models_used:  # the model FLORA chose when none was named
         row["model"] = call.user.models_used[run.run_id]
@@ -44,7 +44,7 @@ async def describe_run(call: ToolCall, run: Run) -> tuple[dict[str, Any], list]:
     return row, blocks
 
 
-async def remember_status(call: ToolCall, run: Run) -> None:
+async def observe_status(call: ToolCall, run: Run) -> None:
     """Tell the ledger a run's status and charge, once per change seen by this process."""
     seen = (run.status, run.charged_cost)
     if call.user.seen.get(run.run_id) == seen:

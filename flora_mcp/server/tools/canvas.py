@@ -20,7 +20,7 @@ from ...errors import BadRequestError, FloraError
 from ...mermaid import MAX_NODES, Flowchart, MermaidError, parse, serialize
 from ..arguments import (ActionParamsParam, IdempotencyKeyParam, NewRunParam, ProjectParam, RunIdParam,
                          ToolArgs, WaitParam)
-from ..canvas_links import remember_canvas_url
+from ..canvas_links import note_canvas_url
 from ..estimates import fixed
 from ..guidance import action_answer, find_model, resolve_project, resolve_workspace
 from ..paid import answer, paid_start, remember, reserve
@@ -114,7 +114,7 @@ async def _project_id(call: ToolCall, value: str | None) -> str:
 
 async def _canvas(call: ToolCall, project_id: str) -> Canvas:
     canvas = await call.client.get_canvas(project_id)
-    remember_canvas_url(call, project_id, canvas.canvas_url)
+    note_canvas_url(call, project_id, canvas.canvas_url)
     return canvas
 
 
@@ -378,7 +378,7 @@ async def place_on_canvas(req: PlaceOnCanvas, call: ToolCall) -> ToolResult:
         canvas_url = attached.canvas_url
         rows.append({"node_id": attached.node_id, "asset_id": asset_id} | extra)
     if canvas_url:
-        remember_canvas_url(call, project_id, canvas_url)
+        note_canvas_url(call, project_id, canvas_url)
     return ToolResult({"project_id": project_id, "canvas_url": canvas_url, "placed": rows,
                        "next": "read_canvas shows them; wire them to other nodes with patch_canvas"})
 
@@ -433,7 +433,7 @@ async def create_canvas_action(req: CreateCanvasAction, call: ToolCall) -> ToolR
     project_id = await _project_id(call, req.project_id)
     created = await call.client.create_canvas_action(project_id, CanvasActionRequest(action_id=action.action_id,
                                                                                      params=req.params or None))
-    remember_canvas_url(call, project_id, created.canvas_url)
+    note_canvas_url(call, project_id, created.canvas_url)
     needs = " and ".join(f"{_a(s.type)} ({s.name})" for s in action.inputs if s.required) or "no inputs"
     return ToolResult({"project_id": project_id, "node_id": created.node_id, "action_id": created.action_id,
                        "canvas_url": created.canvas_url, "needs": needs,

@@ -35,7 +35,7 @@ from ..estimates import Estimate, credits_of, estimate
 from ..guidance import explain, find_model, project_by_name, resolve_project, resolve_workspace
 from ..paid import PaidStart, answer, paid_start, pending_row, remember, reserve, start_facts
 from ..param_checks import check_params
-from ..runs import describe_run, is_transient, remember_status, unknown_status_row, wait_budget
+from ..runs import describe_run, is_transient, observe_status, unknown_status_row, wait_budget
 from ..session import ToolCall
 from ..tooling import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
 from ..waiting import follow
@@ -381,7 +381,7 @@ async def _refresh_unfinished(call: ToolCall, rows: list[dict[str, Any]]) -> Non
 
     async def refresh(run_id: str) -> None:
         try:
-            await remember_status(call, await call.client.get_run(run_id))
+            await observe_status(call, await call.client.get_run(run_id))
         except FloraError:
             pass  # the row keeps its last known status
 
