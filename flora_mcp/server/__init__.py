@@ -34,7 +34,7 @@ from ..telemetry import instrument_ledger, instrument_server
 from ..toolsets import parse_toolsets
 from .app import bind_app
 from .dispatch import build_tool
-from .session import ToolCall, UserState
+from .toolcall import ToolCall, UserState
 from .tooling import ToolSpec
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from ..ledger import LedgerUnavailable
 
 if TYPE_CHECKING:
     from ..models import RunStarted
-    from .session import ToolCall
+    from .toolcall import ToolCall
 
 logger = logging.getLogger("flora_mcp.server")
 

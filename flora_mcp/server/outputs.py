@@ -37,7 +37,7 @@ from ..errors import FloraError
 if TYPE_CHECKING:
     from ..client import FloraClient
     from ..models import Run, RunOutput
-    from .session import ToolCall
+    from .toolcall import ToolCall
     from .tooling import ToolResult
 
 logger = logging.getLogger("flora_mcp.server")

@@ -31,9 +31,9 @@ from ..errors import AcceptedRunLostError, FloraError
 from ..ledger import Decision, Intent, LedgerUnavailable, OverBudget, request_fingerprint
 from .callbacks import expect_webhook
 from .canvas_links import note_run_project
-from .costs import check_max_usd, guard_cost, over_budget_message
+from .spending import check_max_usd, guard_cost, over_budget_message
 from .runs import describe_run, unknown_status_row, wait_budget
-from .session import ToolCall
+from .toolcall import ToolCall
 from .tooling import NOTHING_STARTED, ToolInputError, ToolResult
 from .waiting import follow
 

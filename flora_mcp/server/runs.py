@@ -13,7 +13,7 @@ from ..errors import FloraConnectionError, FloraError, RateLimitError, ServerErr
 from ..ledger import LedgerUnavailable
 from .canvas_links import where_to_see
 from .outputs import present_outputs
-from .session import ToolCall
+from .toolcall import ToolCall
 from .waiting import seconds_left
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from ..config import MAX_WAIT_SECONDS
 from ..errors import FloraError
 from ..polling import run_polls, wait_for_news
 from ..telemetry import traced_wait
-from .session import ToolCall
+from .toolcall import ToolCall
 
 if TYPE_CHECKING:
     from ..models import Run

@@ -27,7 +27,7 @@ from ..estimates import fixed
 from ..guidance import action_answer, project_by_name, recent_project, resolve_workspace
 from ..paid import answer, paid_start, remember, reserve
 from ..param_checks import check_action, describe_action_param
-from ..session import ToolCall
+from ..toolcall import ToolCall
 from ..tooling import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
 
 if TYPE_CHECKING:

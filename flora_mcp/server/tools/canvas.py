@@ -25,7 +25,7 @@ from ..estimates import fixed
 from ..guidance import action_answer, find_model, resolve_project, resolve_workspace
 from ..paid import answer, paid_start, remember, reserve
 from ..param_checks import check_action
-from ..session import ToolCall
+from ..toolcall import ToolCall
 from ..tooling import ToolInputError, ToolResult, ToolSpec
 
 if TYPE_CHECKING:

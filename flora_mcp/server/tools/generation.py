@@ -30,13 +30,13 @@ from ..arguments import (
     WorkspaceParam,
 )
 from ..callbacks import callback_url
-from ..costs import check_max_usd
+from ..spending import check_max_usd
 from ..estimates import Estimate, credits_of, estimate
 from ..guidance import explain, find_model, project_by_name, resolve_project, resolve_workspace
 from ..paid import PaidStart, answer, paid_start, pending_row, remember, reserve, start_facts
 from ..param_checks import check_params
 from ..runs import describe_run, is_transient, observe_status, unknown_status_row, wait_budget
-from ..session import ToolCall
+from ..toolcall import ToolCall
 from ..tooling import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
 from ..waiting import follow
 

@@ -12,7 +12,7 @@ from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, Inpu
 from pydantic import BaseModel, Field
 
 from ..config import budget_usd
-from .session import ToolCall
+from .toolcall import ToolCall
 from .tooling import NOTHING_STARTED, NeedsInput, ToolInputError
 
 if TYPE_CHECKING:
