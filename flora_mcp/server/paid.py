@@ -180,9 +180,9 @@ async def _started(call: ToolCall, start: PaidStart) -> None:
     model = started.model.model_id if started.model else None
     start.details = {"model": model} if model and not start.intent.details.get("model") else {}
     if start.details:  # the model FLORA chose when none was named: get_run reports it too
-        call.user.models_used[started.run_id] = model
+        call.user_state.models_used[started.run_id] = model
     if started.estimated_seconds is not None:
-        call.user.estimates[started.run_id] = started.estimated_seconds
+        call.user_state.estimates[started.run_id] = started.estimated_seconds
     if not await _record(call, start, "started", start.run_id, estimated_seconds=started.estimated_seconds,
                          **start.details):
         start.note = ("started, but the ledger could not record it yet; this server keeps trying. Until then "
@@ -274,7 +274,7 @@ async def answer(call: ToolCall, start: PaidStart, wait_seconds: float | None) -
     if row is not None:
         return ToolResult(row | start_facts(start))
     assert start.run_id is not None
-    estimated = call.user.estimates.get(start.run_id) or start.details.get("estimated_seconds")
+    estimated = call.user_state.estimates.get(start.run_id) or start.details.get("estimated_seconds")
     [run] = await follow(call, [start.run_id], wait_budget(call, wait_seconds), estimated)
     if isinstance(run, FloraError):
         row, blocks = unknown_status_row(start.run_id, run), []

@@ -66,7 +66,7 @@ class ToolCall:
 
     client: FloraClient
     settings: Settings
-    user: UserState
+    user_state: UserState  # this process's caches for the user (who the user is: user_id)
     ledger: Ledger
     user_id: str  # the ledger's name for this user (a hash of FLORA's URL and the key)
     ctx: Context | None = None
@@ -84,7 +84,7 @@ class ToolCall:
         return chosen is None or _LEVELS.index(level) >= _LEVELS.index(chosen)
 
     async def catalog(self) -> list[Model]:
-        return await self.user.catalog(self.client)
+        return await self.user_state.catalog(self.client)
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         if self.ctx is None:
