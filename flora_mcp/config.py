@@ -97,7 +97,7 @@ class Settings(BaseModel):
     timeout: float = Field(30.0, gt=0, description="HTTP timeout per FLORA request, seconds.")
     max_retries: int = Field(3, ge=0, le=10, description="Retries on 429/5xx/connection errors.")
     toolsets: Annotated[str, AfterValidator(_known_toolsets)] = Field(
-        "all", description=f"Tool groups to expose: {TOOLSET_CHOICES}.")
+        "all", description=f"Toolsets to expose: {TOOLSET_CHOICES}.")
     read_only: bool = Field(False, description="Expose no tool that spends credits or changes anything.")
     log_level: Annotated[str, AfterValidator(_known_log_level)] = Field("INFO", description="Log level for stderr.")
     metrics: Annotated[str | None, AfterValidator(_metrics_target)] = Field(
