@@ -1,15 +1,15 @@
-"""Every paid start goes through here: recall before the POST, remember after it.
+"""Every paid start goes through here: recall before the POST, record what FLORA said after it.
 
     start = paid_start(call, "start_generation", body, estimate, idempotency_key=…)
     await reserve(call, [start], "Generation")   # recall: guards, the ledger's write-ahead intent, earlier runs
     if start.must_post:
-        async with remember(call, start):        # shielded; records what FLORA said
-            start.started = await call.client.start_generation(…, idempotency_key=start.key, resend=start.resend)
+        async with recording_the_post(call, start) as post:   # shielded; records what FLORA said
+            post.started(await call.client.start_generation(…, idempotency_key=start.key, resend=start.resend))
     return await answer(call, start, wait_seconds)
 
 `reserve` answers from the ledger what was asked before (the same idempotency key, or the same
 request moments ago) and holds the budget for what is new, atomically across processes and replicas.
-`remember` shields the POST from cancellation (a client that gives up mid-POST must not lose a run
+`recording_the_post` shields the POST from cancellation (a client that gives up mid-POST must not lose a run
 FLORA accepted), bounds it, and records what FLORA said. Whatever fails after FLORA accepted a start,
 the answer carries the run ID and the idempotency key.
 """
@@ -31,8 +31,8 @@ from ..errors import AcceptedRunLostError, FloraError
 from ..ledger import Decision, Intent, LedgerUnavailable, OverBudget, request_fingerprint
 from .callbacks import expect_webhook
 from .canvas_links import note_run_project
-from .spending import check_max_usd, guard_cost, over_budget_message
 from .runs import describe_run, unknown_status_row, wait_budget
+from .spending import check_max_usd, guard_cost, over_budget_message
 from .toolcall import ToolCall
 from .tooling import NOTHING_STARTED, ToolInputError, ToolResult
 from .waiting import follow
@@ -56,7 +56,6 @@ class PaidStart:
     outcome: str = "new"  # started | unknown | accepted | refused
     note: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    started: RunStarted | None = None  # FLORA's answer to the POST, set inside `remember`
 
     @property
     def key(self) -> str:
@@ -137,16 +136,28 @@ async def _adopt_when_started(call: ToolCall, start: PaidStart) -> None:
         _adopt(start, row)
 
 
+class Post:
+    """The one POST inside `recording_the_post`: the handler hands FLORA's answer to `started`."""
+
+    def __init__(self) -> None:
+        self.run: RunStarted | None = None
+
+    def started(self, run: RunStarted) -> None:
+        self.run = run
+
+
 @asynccontextmanager
-async def remember(call: ToolCall, start: PaidStart) -> AsyncIterator[None]:
-    """Around a paid tool's POST (which sets `start.started`): shielded from cancellation, bounded by
-    POST_DEADLINE, and its outcome written to the ledger. A refusal is raised, saying nothing was charged.
-    Nothing after the POST raises for the ledger's sake: a write that fails is retried in the background."""
+async def recording_the_post(call: ToolCall, start: PaidStart) -> AsyncIterator[Post]:
+    """Around a paid tool's POST (whose answer goes to `post.started(...)`): shielded from cancellation,
+    bounded by POST_DEADLINE, and its outcome written to the ledger. A refusal is raised, saying nothing
+    was charged. Nothing after the POST raises for the ledger's sake: a write that fails is retried in the
+    background. The handler calls the client itself, so the stack reads handler -> client -> _request."""
     refused = None
+    post = Post()
     with anyio.CancelScope(shield=True):  # a client that gives up mid-POST must not lose an accepted run
         with anyio.move_on_after(POST_DEADLINE):
             try:
-                yield
+                yield post
             except AcceptedRunLostError:
                 start.outcome = "accepted"
                 await _record(call, start, "accepted_without_id")
@@ -163,7 +174,9 @@ async def remember(call: ToolCall, start: PaidStart) -> AsyncIterator[None]:
                 start.outcome, start.note = "unknown", f"its answer could not be read ({type(exc).__name__})"
                 await _record(call, start, "outcome_unknown", start.note)
             else:
-                await _started(call, start)
+                if post.run is None:
+                    raise RuntimeError("the POST inside recording_the_post() hands FLORA's answer to post.started()")
+                await _started(call, start, post.run)
         if start.outcome == "new":  # the deadline passed mid-POST
             start.outcome, start.note = "unknown", f"FLORA did not answer within {POST_DEADLINE:g} s"
             await _record(call, start, "outcome_unknown", start.note)
@@ -171,10 +184,8 @@ async def remember(call: ToolCall, start: PaidStart) -> AsyncIterator[None]:
         raise refused
 
 
-async def _started(call: ToolCall, start: PaidStart) -> None:
-    """FLORA accepted the start and named its run: remember it."""
-    started = start.started
-    assert started is not None, "the POST inside remember() sets start.started"
+async def _started(call: ToolCall, start: PaidStart, started: RunStarted) -> None:
+    """FLORA accepted the start and named its run: record it."""
     start.run_id, start.outcome = started.run_id, "started"
     note_run_project(started)
     model = started.model.model_id if started.model else None

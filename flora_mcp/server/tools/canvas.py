@@ -18,12 +18,19 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 from ..._ids import ASSET_ID_PATTERN
 from ...errors import BadRequestError, FloraError
 from ...mermaid import MAX_NODES, Flowchart, MermaidError, parse, serialize
-from ..arguments import (ActionParamsParam, IdempotencyKeyParam, NewRunParam, ProjectParam, RunIdParam,
-                         ToolArgs, WaitParam)
+from ..arguments import (
+    ActionParamsParam,
+    IdempotencyKeyParam,
+    NewRunParam,
+    ProjectParam,
+    RunIdParam,
+    ToolArgs,
+    WaitParam,
+)
 from ..canvas_links import note_canvas_url
 from ..estimates import fixed
 from ..guidance import action_answer, find_model, resolve_project, resolve_workspace
-from ..paid import answer, paid_start, remember, reserve
+from ..paid import answer, paid_start, recording_the_post, reserve
 from ..param_checks import check_action
 from ..toolcall import ToolCall
 from ..tooling import ToolInputError, ToolResult, ToolSpec
@@ -479,9 +486,9 @@ async def run_canvas_action(req: RunCanvasAction, call: ToolCall) -> ToolResult:
                        model=action.action_id if action else None, project_id=project_id, label=req.node_id)
     await reserve(call, [start], f"Canvas action {req.node_id}")
     if start.must_post:
-        async with remember(call, start):
-            start.started = await call.client.run_canvas_action(project_id, req.node_id, idempotency_key=start.key,
-                                                                resend=start.resend)
+        async with recording_the_post(call, start) as post:
+            post.started(await call.client.run_canvas_action(project_id, req.node_id, idempotency_key=start.key,
+                                                             resend=start.resend))
     result = await answer(call, start, req.wait_seconds)
     result.structured.setdefault("canvas_url", canvas.canvas_url)
     if action is not None:

@@ -30,12 +30,12 @@ from ..arguments import (
     WorkspaceParam,
 )
 from ..callbacks import callback_url
-from ..spending import check_max_usd
 from ..estimates import Estimate, credits_of, estimate
 from ..guidance import explain, find_model, project_by_name, resolve_project, resolve_workspace
-from ..paid import PaidStart, answer, paid_start, pending_row, remember, reserve, start_facts
+from ..paid import PaidStart, answer, paid_start, pending_row, recording_the_post, reserve, start_facts
 from ..param_checks import check_params
 from ..runs import describe_run, is_transient, observe_status, unknown_status_row, wait_budget
+from ..spending import check_max_usd
 from ..toolcall import ToolCall
 from ..tooling import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
 from ..waiting import follow
@@ -144,9 +144,9 @@ async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
     start = prepared.start(call, "start_generation", idempotency_key=req.idempotency_key, new_run=req.new_run)
     await reserve(call, [start], "Generation", req.max_usd)
     if start.must_post:
-        async with remember(call, start):
-            start.started = await call.client.start_generation(prepared.request, idempotency_key=start.key,
-                                                               resend=start.resend)
+        async with recording_the_post(call, start) as post:
+            post.started(await call.client.start_generation(prepared.request, idempotency_key=start.key,
+                                                            resend=start.resend))
     result = await answer(call, start, req.wait_seconds)
     result.structured |= _named_project(prepared)
     return result
@@ -290,9 +290,9 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
         if not start.must_post:
             return
         try:
-            async with remember(call, start):
-                start.started = await call.client.start_generation(item.request, idempotency_key=start.key,
-                                                                   resend=start.resend)
+            async with recording_the_post(call, start) as post:
+                post.started(await call.client.start_generation(item.request, idempotency_key=start.key,
+                                                                resend=start.resend))
         except (FloraError, ToolInputError) as exc:  # refused before anything started: its own row
             rows.append({"item": index, "error": str(exc), "idempotency_key": start.key})
 
