@@ -28,7 +28,7 @@ from ..guidance import action_answer, project_by_name, recent_project, resolve_w
 from ..paid import answer, paid_start, recording_the_post, reserve
 from ..param_checks import check_action, describe_action_param
 from ..toolcall import ToolCall
-from ..tooling import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
+from ..tooling import ToolInputError, ToolResult, ToolSpec
 
 if TYPE_CHECKING:
     from ...models import Action, Technique
@@ -110,7 +110,7 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
         item.url = url
     problems = check_action(action, req.inputs, req.params)
     if problems:
-        raise ToolInputError("; ".join(problems) + f". {NOTHING_STARTED}")
+        raise ToolInputError("; ".join(problems))
     workspace_id, named = req.workspace_id, None
     if req.project_id and not req.project_id.startswith("prj_"):  # a project's name
         named = req.project_id
@@ -171,7 +171,7 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
             problems.append(f"inputs.{name}: a {slots[name].type} input takes an http(s) URL (a run output or upload_asset)")
     problems += [f"inputs.{s.name}: required ({s.type})" for s in technique.inputs if s.required and s.name not in req.inputs]
     if problems:
-        raise ToolInputError("; ".join(problems) + f". {NOTHING_STARTED}")
+        raise ToolInputError("; ".join(problems))
     from ...models import TechniqueRunRequest
 
     body = TechniqueRunRequest(technique_id=technique.technique_id, workspace_id=workspace_id, inputs=req.inputs)

@@ -469,17 +469,16 @@ async def run_canvas_action(req: RunCanvasAction, call: ToolCall) -> ToolResult:
         if node is None:
             there = ", ".join(f"{n.id} ({n.label})" for n in action_nodes) or "none; create one with create_canvas_action"
             raise ToolInputError(f"node_id {req.node_id!r} is not on the canvas of {project_id}; action nodes: "
-                                 f"{there}. Nothing was started or charged")
+                                 f"{there}")
         if (node.kind or "").lower() != "action":
             raise ToolInputError(f"node_id {req.node_id} is {_a(node.kind or 'plain')} node, not an action; action "
-                                 f"nodes: {', '.join(n.id for n in action_nodes) or 'none'}. Nothing was started or charged")
+                                 f"nodes: {', '.join(n.id for n in action_nodes) or 'none'}")
         action = _action_for(node.label, await _actions(call))
         wired = [e.source for e in chart.edges if e.target == node.id]
         if action is not None and any(s.required for s in action.inputs) and not wired:
             needs = " and ".join(_a(s.type) for s in action.inputs if s.required)
             raise ToolInputError(f"node_id {node.id} ({node.label}) has no inputs: it needs {needs}. Wire one with "
-                                 f"patch_canvas(diagram='graph LR\\n  <node ID> --> {node.id}'). Nothing was started "
-                                 "or charged")
+                                 f"patch_canvas(diagram='graph LR\\n  <node ID> --> {node.id}')")
     start = paid_start(call, "run_canvas_action", {"project_id": project_id, "node_id": req.node_id},
                        fixed(action.charged_cost if action else None, "the action's"),
                        idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="action",

@@ -123,12 +123,11 @@ async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | Non
     project_id = await resolve_project(call, workspace_id, project_id)
     model = await find_model(call, item.model, item.type) if item.model else None
     if item.params and model is None:
-        raise ToolInputError(f"params belong to a model: pass model=<endpoint ID from list_models> with params. "
-                             f"{NOTHING_STARTED}")
+        raise ToolInputError("params belong to a model: pass model=<endpoint ID from list_models> with params")
     if model is not None:
         problems = check_params(model, item.params)
         if problems:
-            raise ToolInputError("; ".join(problems) + f". {NOTHING_STARTED}")
+            raise ToolInputError("; ".join(problems))
     from ...models import GenerateRequest
 
     request = GenerateRequest(type=item.type, prompt=item.prompt, workspace_id=workspace_id, project_id=project_id,
