@@ -91,8 +91,8 @@ async def reserve(call: ToolCall, starts: list[PaidStart], what: str, max_usd: f
     over their total), one atomic reservation for all (a batch reserves its sum), and earlier runs for
     what was asked before."""
     try:
-        preview = await call.ledger.preview(call.user_id, [s.intent for s in starts])
-        fresh = [s for s, d in zip(starts, preview) if d.kind == "start"]
+        dry_decisions = await call.ledger.dry_run(call.user_id, [s.intent for s in starts])
+        fresh = [s for s, d in zip(starts, dry_decisions) if d.kind == "start"]
         if fresh:
             check_max_usd([s.estimate for s in fresh], max_usd, what)
             await guard_cost(call, [s.estimate for s in fresh], what)
