@@ -101,7 +101,7 @@ async def reserve(call: ToolCall, starts: list[PaidStart], what: str, max_usd: f
         decisions = await call.ledger.begin(call.user_id, [s.intent for s in starts], budget_usd=budget,
                                             window_seconds=window)
     except OverBudget as exc:
-        raise ToolInputError(over_budget_message(what, exc.spent_usd, exc.reserved_usd, exc.asked_usd,
+        raise ToolInputError(over_budget_message(what, exc.spent_usd, exc.held_usd, exc.asked_usd,
                                                  exc.budget_usd, call.settings.budget_window_hours)) from None
     except LedgerUnavailable as exc:  # no POST without a recorded intent
         raise LedgerUnavailable(f"{what} was not started: {exc.message}",
