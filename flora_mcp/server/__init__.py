@@ -67,10 +67,10 @@ def flora_itself(settings: Settings, api_key: str | None) -> FloraClient:
 
 
 def all_tools() -> list[ToolSpec]:
-    from .tools import actions, assets, canvas, discovery, feedback, generation
+    from .tools import actions, assets, canvas, discovery, feedback, generation, history
 
-    return [*discovery.TOOLS, *generation.TOOLS, *actions.ACTION_TOOLS, *actions.TECHNIQUE_TOOLS, *assets.TOOLS,
-            *canvas.TOOLS, *feedback.TOOLS]
+    return [*discovery.TOOLS, *generation.CORE_TOOLS, *history.TOOLS, *generation.BATCH_TOOLS, *actions.ACTION_TOOLS,
+            *actions.TECHNIQUE_TOOLS, *assets.TOOLS, *canvas.TOOLS, *feedback.TOOLS]
 
 
 def select_tools(settings: Settings) -> list[ToolSpec]:
