@@ -187,7 +187,7 @@ async def recording_the_post(call: ToolCall, start: PaidStart) -> AsyncIterator[
 async def _started(call: ToolCall, start: PaidStart, started: RunStarted) -> None:
     """FLORA accepted the start and named its run: record it."""
     start.run_id, start.outcome = started.run_id, "started"
-    note_run_project(started)
+    note_run_project(call, started)
     model = started.model.model_id if started.model else None
     start.details = {"model": model} if model and not start.intent.details.get("model") else {}
     if start.details:  # the model FLORA chose when none was named: get_run reports it too

@@ -42,6 +42,8 @@ class UserState:
     estimates: Recent = field(default_factory=lambda: Recent(10_000))  # run ID -> estimated seconds, for hints
     finished: Recent = field(default_factory=lambda: Recent(32))  # run ID -> {preview mode: rows, blocks}
     models_used: Recent = field(default_factory=lambda: Recent(10_000))  # run ID -> model endpoint ID
+    run_projects: Recent = field(default_factory=lambda: Recent(10_000))  # run ID -> project ID (canvas_links.py)
+    canvas_urls: Recent = field(default_factory=lambda: Recent(1_000))  # project ID -> canvas URL (canvas_links.py)
     lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     async def catalog(self, client: FloraClient) -> list[Model]:
