@@ -30,7 +30,7 @@ __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
 
 
 def _known_toolsets(value: str) -> str:
-    parse_toolsets(value)  # raises, naming the groups there are
+    parse_toolsets(value)  # raises, naming the toolsets there are
     return value
 
 
