@@ -29,7 +29,7 @@ from ..ledger import open_ledger
 from ..server import create_server
 from .fastpath import with_fast_path
 from .hardening import uvicorn_config
-from .keygate import MCP_PATHS, _Gatekeeper, _KeyGate
+from .keygate import MCP_PATHS, Gatekeeper, KeyGate
 from .ops import operator_routes
 from .webhooks import webhook_routes
 
@@ -60,13 +60,13 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
     """The hosted ASGI app (also a uvicorn/gunicorn `--factory` target; settings from FLORA_* env)."""
     settings = settings or load_settings()
     host = host or settings.host
-    # No server-wide key on the shared client: every request brings its own (see _KeyGate).
+    # No server-wide key on the shared client: every request brings its own (see KeyGate).
     client = client or build_client(settings, None, per_request_keys=True)
     # One ledger for the tools, the key gate's verdicts and rate windows, and OAuth's records: shared by
     # every worker and replica that names the same FLORA_STATE_URL.
     telemetry.configure(settings)  # before the ledger is made: it is wrapped when telemetry is on
     ledger = telemetry.instrument_ledger(open_ledger(state_url(settings)))
-    gate = _KeyGate(settings, client.with_api_key, ledger.shared)
+    gate = KeyGate(settings, client.with_api_key, ledger.shared)
 
     def api_key_for(ctx: Context) -> str | None:
         return gate.key_for(ctx.headers)
@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None, *, client: FloraClient | None =
         else streamable.routes
     app = Starlette(routes=[Route("/healthz", healthz), *operator_routes(settings, ledger), *mcp_routes,
                             *sse.routes, *auth_routes, *webhook_routes(settings, ledger)], lifespan=lifespan)
-    app.add_middleware(_Gatekeeper, gate=gate)  # type: ignore[arg-type]
+    app.add_middleware(Gatekeeper, gate=gate)  # type: ignore[arg-type]
     if provider is not None:  # outermost: swaps an OAuth token for the user's FLORA key before the key gate
         from .oauth import OAuthGate
 

@@ -1,7 +1,7 @@
 """The key gate in front of the MCP paths: a request passes only with a FLORA key that FLORA accepts
 (checked once, remembered for a while, shared across workers through the ledger's store), within its
 rate limit; unknown keys from one address are slowed so a flood cannot spend FLORA calls. One
-access-log line per request (`_Gatekeeper`).
+access-log line per request (`Gatekeeper`).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class _SlowLane:
             yield
 
 
-class _KeyGate:
+class KeyGate:
     """Admits a request only with a FLORA key that FLORA accepts; limits each key's request rate.
 
     Unknown keys cost a FLORA call, so they are what an unauthenticated flood aims at. A refused key
@@ -245,10 +245,10 @@ def _unauthorized(message: str, error: str = "invalid_request") -> JSONResponse:
     )
 
 
-class _Gatekeeper:
+class Gatekeeper:
     """ASGI middleware: key check and rate limit on MCP paths, and one access-log line per request."""
 
-    def __init__(self, app: ASGIApp, gate: _KeyGate) -> None:
+    def __init__(self, app: ASGIApp, gate: KeyGate) -> None:
         self.app = app
         self.gate = gate
 

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from ...config import Settings
 from .gate import OAuthGate
-from .guards import _capped, _errors_on_our_page, _secrets_hashed
+from .guards import capped, errors_on_our_page, secrets_hashed
 from .pages import ConsentPage, SignOutPage
 from .provider import SCOPE, UNUSED_CLIENT_TTL, LedgerProvider, OAuthConfigError, Sealer, urls
 
@@ -50,8 +50,8 @@ def oauth_routes(settings: Settings, store: Any, client_for_key: Any) -> tuple[l
     routes.append(Route("/signout", SignOutPage(provider).handle, methods=["GET", "POST"]))
     for route in routes:
         if route.path == "/authorize":
-            route.app = _errors_on_our_page(route.app, issuer)
+            route.app = errors_on_our_page(route.app, issuer)
         elif route.path in ("/token", "/revoke"):
-            route.app = _secrets_hashed(route.app)
-    return _capped(routes, store), provider
+            route.app = secrets_hashed(route.app)
+    return capped(routes, store), provider
 

@@ -12,15 +12,15 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .pages import _message
-from .provider import _hash
+from .pages import message_page
+from .provider import secret_hash
 
 REGISTRATIONS_PER_HOUR = 1000  # per client address (Claude registers from its own servers); with the two
 # caps (this and the consent page's), one address holds at most ~4 MB of unused clients at any time
 AUTHORIZE_PER_MINUTE = 60  # per client address
 
 
-def _errors_on_our_page(inner: ASGIApp, issuer: str) -> ASGIApp:
+def errors_on_our_page(inner: ASGIApp, issuer: str) -> ASGIApp:
     """/authorize sends the browser only to our consent page. The SDK redirects a bad request (scope,
     resource, response_type, PKCE method) back to the client's registered URL with the error; since
     anyone may register a client, that made /authorize an open redirector (RFC 9700 §4.11.2). Such an
@@ -39,10 +39,10 @@ def _errors_on_our_page(inner: ASGIApp, issuer: str) -> ASGIApp:
             elif held:
                 if not message.get("more_body"):
                     error = held["error"]
-                    response = _message("This sign-in request cannot be completed",
-                                        f"{error.get('error', 'invalid_request')}: "
-                                        f"{error.get('error_description', 'the request was refused')}. Go back "
-                                        "to your app and connect again; if this repeats, tell its developer.", 400)
+                    response = message_page("This sign-in request cannot be completed",
+                                            f"{error.get('error', 'invalid_request')}: "
+                                            f"{error.get('error_description', 'the request was refused')}. Go back "
+                                            "to your app and connect again; if this repeats, tell its developer.", 400)
                     await response(scope, receive, send)
                 return
             await send(message)
@@ -52,7 +52,7 @@ def _errors_on_our_page(inner: ASGIApp, issuer: str) -> ASGIApp:
     return guarded
 
 
-def _secrets_hashed(inner: ASGIApp) -> ASGIApp:
+def secrets_hashed(inner: ASGIApp) -> ASGIApp:
     """Clients' secrets are stored only as hashes (see register_client), so the SDK's check at /token and
     /revoke compares hashes: the presented secret (form field or Basic header) is hashed on the way in."""
 
@@ -73,7 +73,7 @@ def _secrets_hashed(inner: ASGIApp) -> ASGIApp:
             if len(body) > 64 * 1024:
                 break
         if b"client_secret=" in body:
-            body = urlencode([(k, _hash(v) if k == "client_secret" and v else v)
+            body = urlencode([(k, secret_hash(v) if k == "client_secret" and v else v)
                               for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True)]).encode()
         headers = [(k, v) for k, v in headers if k != b"content-length"] + [(b"content-length", str(len(body)).encode())]
         sent = False
@@ -95,11 +95,11 @@ def _hashed_basic(encoded: bytes) -> bytes:
         client_id, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
     except (ValueError, UnicodeDecodeError):
         return b"Basic " + encoded  # the SDK answers a malformed header itself
-    pair = f"{client_id}:{quote(_hash(unquote(secret)), safe='')}" if secret else f"{client_id}:"
+    pair = f"{client_id}:{quote(secret_hash(unquote(secret)), safe='')}" if secret else f"{client_id}:"
     return b"Basic " + base64.b64encode(pair.encode())
 
 
-def _capped(routes: list[Route], store: Any) -> list[Route]:
+def capped(routes: list[Route], store: Any) -> list[Route]:
     """/register and /authorize write records anyone can ask for: cap them per client address so the
     store cannot be flooded. Registrations come from clients' servers (Claude's, for every Claude user),
     so their cap is generous; /authorize comes from one person's browser."""
@@ -111,7 +111,7 @@ def _capped(routes: list[Route], store: Any) -> list[Route]:
 
 
 def _cap(inner: ASGIApp, store: Any, path: str, method: str | None, limit: int, window: int) -> ASGIApp:
-    async def capped(scope: Scope, receive: Receive, send: Send) -> None:
+    async def limited(scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")
         address = client[0] if client else "unknown"
         if (method is None or scope.get("method") == method) and scope.get("method") != "OPTIONS" and \
@@ -124,4 +124,4 @@ def _cap(inner: ASGIApp, store: Any, path: str, method: str | None, limit: int, 
             return
         await inner(scope, receive, send)
 
-    return capped
+    return limited

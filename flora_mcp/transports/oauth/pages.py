@@ -67,8 +67,8 @@ class ConsentPage:
         request_id = str(form.get("request", ""))
         csrf = str(form.get("csrf", ""))
         if not _csrf_ok(request, form, self.provider.issuer):
-            return self._message("This form expired or came from another site",
-                                 "Go back to your app and start signing in again.", 403)
+            return message_page("This form expired or came from another site",
+                                "Go back to your app and start signing in again.", 403)
         pending = await self.provider.pending(request_id)
         if pending is None:
             return self._gone()
@@ -110,18 +110,15 @@ class ConsentPage:
         return _html(f"Connect {name} to FLORA", main, status)
 
     def _gone(self) -> HTMLResponse:
-        return self._message("This sign-in link has expired or was already used",
-                             "Go back to your app and connect FLORA again.", 410)
-
-    def _message(self, title: str, text: str, status: int) -> HTMLResponse:
-        return _message(title, text, status)
+        return message_page("This sign-in link has expired or was already used",
+                            "Go back to your app and connect FLORA again.", 410)
 
 
 def _html(title: str, main: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(_PAGE.substitute(title=escape(title), main=main), status_code=status, headers=_PAGE_HEADERS)
 
 
-def _message(title: str, text: str, status: int) -> HTMLResponse:
+def message_page(title: str, text: str, status: int) -> HTMLResponse:
     return _html(title, f'  <h1>{escape(title)}</h1>\n  <p role="alert">{escape(text)}</p>\n', status)
 
 
@@ -151,16 +148,16 @@ class SignOutPage:
             return response
         form = await request.form()
         if not _csrf_ok(request, form, self.provider.issuer):
-            return _message("This form expired or came from another site", "Open the sign-out page again.", 403)
+            return message_page("This form expired or came from another site", "Open the sign-out page again.", 403)
         address = request.client.host if request.client else "unknown"
         if await self.provider.store.count(f"oauth:signout-rate:{address}", 60) > CONSENT_ATTEMPTS_PER_MINUTE:
-            return _message("Too many attempts from this address", "Wait a minute and try again.", 429)
+            return message_page("Too many attempts from this address", "Wait a minute and try again.", 429)
         key = str(form.get("api_key", "")).strip()
         if not key:
             main = _SIGNOUT.substitute(csrf=escape(str(form.get("csrf", ""))),
                                        error=_error_html("Paste the FLORA API key you connected with."))
             return _html("Sign out of FLORA everywhere", main, 400)
         await self.provider.sign_out_everywhere(key)
-        return _message("Signed out everywhere", "Every app connected with this key must sign in again.", 200)
+        return message_page("Signed out everywhere", "Every app connected with this key must sign in again.", 200)
 
 

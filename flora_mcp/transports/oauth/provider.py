@@ -73,7 +73,7 @@ def urls(settings: Settings) -> tuple[str, str]:
     return base, base
 
 
-def _hash(secret: str) -> str:
+def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -168,7 +168,7 @@ class LedgerProvider:
             if problem := redirect_uri_problem(str(uri)):
                 raise RegistrationError("invalid_redirect_uri", problem)
         stored = client_info.model_copy(update={
-            "client_secret": _hash(client_info.client_secret) if client_info.client_secret else None})
+            "client_secret": secret_hash(client_info.client_secret) if client_info.client_secret else None})
         record = stored.model_dump_json(exclude_none=True)
         if len(record) > MAX_CLIENT_METADATA:
             raise RegistrationError("invalid_client_metadata", f"client metadata is {len(record):,} bytes; this server "
@@ -193,7 +193,7 @@ class LedgerProvider:
             # an unused client lives on while its user is on the consent page
             await self.store.put(f"oauth:client:{client.client_id}", raw_client, UNUSED_CLIENT_TTL + REQUEST_TTL)
         request_id = secrets.token_urlsafe(24)
-        await self.store.put(f"oauth:request:{_hash(request_id)}", json.dumps({
+        await self.store.put(f"oauth:request:{secret_hash(request_id)}", json.dumps({
             "client_id": client.client_id, "params": params.model_dump(mode="json")}), REQUEST_TTL)
         return f"{self.issuer}/consent?request={request_id}"
 
@@ -204,7 +204,7 @@ class LedgerProvider:
                 and (asked.path.rstrip("/") + "/").startswith(ours.path.rstrip("/") + "/"))
 
     async def pending(self, request_id: str) -> tuple[OAuthClientInformationFull, AuthorizationParams] | None:
-        raw = await self.store.get(f"oauth:request:{_hash(request_id)}") if request_id else None
+        raw = await self.store.get(f"oauth:request:{secret_hash(request_id)}") if request_id else None
         if raw is None:
             return None
         record = json.loads(raw)
@@ -213,7 +213,7 @@ class LedgerProvider:
 
     async def approve(self, request_id: str, flora_key: str) -> str | None:
         """The user's FLORA key was accepted: issue a code (once per request) and return the redirect."""
-        raw = await self.store.take(f"oauth:request:{_hash(request_id)}")
+        raw = await self.store.take(f"oauth:request:{secret_hash(request_id)}")
         if raw is None:
             return None
         record = json.loads(raw)
@@ -226,11 +226,11 @@ class LedgerProvider:
             redirect_uri_provided_explicitly=params.redirect_uri_provided_explicitly,
             resource=self.resource, subject=subject,  # bound to this server, whichever of its URLs was named
             sealed_key=self.sealer.seal(flora_key, subject), signed_in=time.time())
-        await self.store.put(f"oauth:code:{_hash(code)}", stored.model_dump_json(), CODE_TTL)
+        await self.store.put(f"oauth:code:{secret_hash(code)}", stored.model_dump_json(), CODE_TTL)
         return construct_redirect_uri(str(params.redirect_uri), code=code, state=params.state)
 
     async def deny(self, request_id: str) -> str | None:
-        raw = await self.store.take(f"oauth:request:{_hash(request_id)}")
+        raw = await self.store.take(f"oauth:request:{secret_hash(request_id)}")
         if raw is None:
             return None
         params = AuthorizationParams.model_validate(json.loads(raw)["params"])
@@ -239,7 +239,7 @@ class LedgerProvider:
 
     # --- codes -------------------------------------------------------------------------------------------
     async def load_authorization_code(self, client: OAuthClientInformationFull, authorization_code: str) -> FloraCode | None:
-        name = _hash(authorization_code)
+        name = secret_hash(authorization_code)
         raw = await self.store.get(f"oauth:code:{name}")
         if raw is None:
             # RFC 6749 §4.1.2: a code used twice revokes what it issued.
@@ -254,7 +254,7 @@ class LedgerProvider:
         return code.model_copy(update={"code": authorization_code})
 
     async def exchange_authorization_code(self, client: OAuthClientInformationFull, authorization_code: FloraCode) -> OAuthToken:
-        name = _hash(authorization_code.code)
+        name = secret_hash(authorization_code.code)
         if await self.store.take(f"oauth:code:{name}") is None:  # another exchange won the race
             raise TokenError("invalid_grant", "authorization code already used")
         grant = secrets.token_urlsafe(16)
@@ -271,7 +271,7 @@ class LedgerProvider:
     async def load_refresh_token(self, client: OAuthClientInformationFull, refresh_token: str) -> FloraRefreshToken | None:
         if not refresh_token.startswith(REFRESH_PREFIX):
             return None
-        name = _hash(refresh_token)
+        name = secret_hash(refresh_token)
         raw = await self.store.get(f"oauth:rt:{name}")
         if raw is None:
             grant = await self.store.get(f"oauth:rt-used:{name}")
@@ -288,7 +288,7 @@ class LedgerProvider:
 
     async def exchange_refresh_token(self, client: OAuthClientInformationFull, refresh_token: FloraRefreshToken,
                                      scopes: list[str]) -> OAuthToken:
-        name = _hash(refresh_token.token)
+        name = secret_hash(refresh_token.token)
         if await self.store.take(f"oauth:rt:{name}") is None:
             raise TokenError("invalid_grant", "refresh token already used")
         sign_in("refresh", "issued")
@@ -302,7 +302,7 @@ class LedgerProvider:
     async def load_access_token(self, token: str) -> FloraAccessToken | None:
         if not token.startswith(ACCESS_PREFIX):
             return None
-        raw = await self.store.get(f"oauth:at:{_hash(token)}")
+        raw = await self.store.get(f"oauth:at:{secret_hash(token)}")
         if raw is None:
             return None
         record = json.loads(raw)
@@ -337,7 +337,7 @@ class LedgerProvider:
     async def _issue(self, grant: str, client_id: str, scopes: list[str], resource: str, subject: str,
                      sealed_key: str, signed_in: float) -> OAuthToken:
         access, refresh = ACCESS_PREFIX + secrets.token_urlsafe(32), REFRESH_PREFIX + secrets.token_urlsafe(32)
-        at, rt = _hash(access), _hash(refresh)
+        at, rt = secret_hash(access), secret_hash(refresh)
         now = int(time.time())
         common = {"client_id": client_id, "scopes": scopes, "resource": resource, "subject": subject, "grant": grant,
                   "signed_in": signed_in}
