@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="stdio (default), http (Streamable HTTP at /mcp) or sse (legacy, /sse)")
     p.add_argument("--host", default=None, help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
-    p.add_argument("--toolsets", default=None, help=f"tool groups to expose: {TOOLSET_CHOICES}")
+    p.add_argument("--toolsets", default=None, help=f"toolsets to expose: {TOOLSET_CHOICES}")
     p.add_argument("--read-only", action="store_true", default=None, help="expose no paid or mutating tool")
     p.add_argument("--log-level", default=None, help="stderr log level (default INFO)")
     sub = p.add_subparsers(dest="command")

@@ -30,7 +30,7 @@ __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
 
 
 def _known_toolsets(value: str) -> str:
-    parse_toolsets(value)  # raises, naming the groups there are
+    parse_toolsets(value)  # raises, naming the toolsets there are
     return value
 
 
@@ -116,7 +116,7 @@ class Settings(BaseModel):
     timeout: float = Field(30.0, gt=0, description="HTTP timeout per FLORA request, seconds.")
     max_retries: int = Field(3, ge=0, le=10, description="Retries on 429/5xx/connection errors.")
     toolsets: Annotated[str, AfterValidator(_known_toolsets)] = Field(
-        "all", description=f"Tool groups to expose: {TOOLSET_CHOICES}.")
+        "all", description=f"Toolsets to expose: {TOOLSET_CHOICES}.")
     read_only: bool = Field(False, description="Expose no tool that spends credits or changes anything.")
     log_level: Annotated[str, AfterValidator(_known_log_level)] = Field("INFO", description="Log level for stderr.")
     metrics: Annotated[str | None, AfterValidator(_metrics_target)] = Field(
@@ -127,6 +127,8 @@ class Settings(BaseModel):
     host: str = Field("127.0.0.1", description="HTTP bind address; loopback unless you mean it.")
     port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
     stateless: bool = Field(True, description="HTTP: stateless Streamable HTTP (replicas need no sticky sessions).")
+    fast_path: bool = Field(True, description="HTTP: serve 2025-era stateless requests through our cheaper path "
+                            "(it leans on SDK internals); false: the SDK's own transport for every request.")
     single_tenant: bool = Field(False, description="HTTP: requests without their own key use FLORA_API_KEY.")
     allowed_hosts: str = Field("", description="HTTP: comma-separated Host values (DNS-rebinding guard).")
     allowed_origins: str = Field("", description="HTTP: comma-separated Origin values (DNS-rebinding guard).")

@@ -1,4 +1,4 @@
-"""The tool groups a server can expose. The one list the CLI help, the settings and the server read.
+"""The toolsets (named sets of tools) a server can expose. The one list the CLI help, the settings and the server read.
 
 Kept free of imports: `flora-mcp --help` and the settings need it without loading the MCP SDK.
 """

@@ -132,11 +132,11 @@ async def test_refresh_tokens_and_codes_as_bearer_are_refused_here_and_never_sen
 
 async def test_our_token_formats_are_refused_by_the_key_gate_without_a_flora_call():
     from flora_mcp.ledger import open_ledger
-    from flora_mcp.transports.http import _KeyGate
+    from flora_mcp.transports.keygate import KeyGate
     from tests.helpers import settings
 
     verifier = _CountingVerifier(delay=0)
-    gate = _KeyGate(settings(rate_limit=0), verifier, open_ledger("memory:").shared)
+    gate = KeyGate(settings(rate_limit=0), verifier, open_ledger("memory:").shared)
     for token in ("fmcp_rt_abc", "fmcp_code_abc", "fmcp_at_abc"):
         assert (await gate.check(token, "203.0.113.7")).status_code == 401
     assert verifier.calls == 0
@@ -180,11 +180,11 @@ async def _sqlite_store(tmp_path):
 
 
 async def test_three_hundred_requests_with_one_new_valid_key_cost_one_check_and_all_pass(tmp_path):
-    from flora_mcp.transports.http import _KeyGate
+    from flora_mcp.transports.keygate import KeyGate
     from tests.helpers import settings
 
     verifier = _CountingVerifier(delay=0.05)
-    gate = _KeyGate(settings(rate_limit=0), verifier, await _sqlite_store(tmp_path))
+    gate = KeyGate(settings(rate_limit=0), verifier, await _sqlite_store(tmp_path))
     for key, expected in (("sk_good_new", {None}), ("sk_live_junk", {401})):
         verifier.calls = 0
         outcomes: list = []
@@ -203,11 +203,11 @@ async def test_three_hundred_requests_with_one_new_valid_key_cost_one_check_and_
 
 @pytest.mark.slow
 async def test_junk_keys_from_a_shared_address_never_refuse_a_valid_key(tmp_path):
-    from flora_mcp.transports.http import _KeyGate
+    from flora_mcp.transports.keygate import KeyGate
     from tests.helpers import settings
 
     verifier = _CountingVerifier(delay=0)
-    gate = _KeyGate(settings(rate_limit=0), verifier, await _sqlite_store(tmp_path))
+    gate = KeyGate(settings(rate_limit=0), verifier, await _sqlite_store(tmp_path))
     office = "198.51.100.9"
     assert await gate.check("sk_good_alice", office) is None  # Alice signed in earlier
     for i in range(35):
@@ -238,11 +238,11 @@ async def test_junk_keys_from_a_shared_address_never_refuse_a_valid_key(tmp_path
 
 
 async def test_a_slowed_address_costs_one_flora_check_at_a_time(tmp_path, monkeypatch):
-    from flora_mcp.transports import http as http_module
+    from flora_mcp.transports import keygate
     from tests.helpers import settings
 
-    monkeypatch.setattr(http_module, "_SLOW_LANE_SPACING", 0.0)
-    monkeypatch.setattr(http_module, "_FAILED_CHECKS_PER_ADDRESS", 3)  # few, so no minute boundary falls inside
+    monkeypatch.setattr(keygate, "_SLOW_LANE_SPACING", 0.0)
+    monkeypatch.setattr(keygate, "_FAILED_CHECKS_PER_ADDRESS", 3)  # few, so no minute boundary falls inside
     verifier = _CountingVerifier(delay=0.02)
     in_flight = {"now": 0, "max": 0}
     original = verifier.__call__
@@ -262,8 +262,8 @@ async def test_a_slowed_address_costs_one_flora_check_at_a_time(tmp_path, monkey
 
             return View()
 
-    gate = http_module._KeyGate(settings(rate_limit=0), Tracking(), await _sqlite_store(tmp_path))
-    for i in range(http_module._FAILED_CHECKS_PER_ADDRESS):
+    gate = keygate.KeyGate(settings(rate_limit=0), Tracking(), await _sqlite_store(tmp_path))
+    for i in range(keygate._FAILED_CHECKS_PER_ADDRESS):
         await gate.check(f"sk_live_warmup_{i}", "203.0.113.50")
     assert gate._slowed("203.0.113.50")
     in_flight["max"] = 0
@@ -523,7 +523,7 @@ async def test_a_signed_in_users_recheck_does_not_queue_behind_hung_checks_of_ne
     import time
 
     from flora_mcp._ids import key_hash
-    from flora_mcp.transports.http import _CHECKS_AT_ONCE, _KeyGate
+    from flora_mcp.transports.keygate import _CHECKS_AT_ONCE, KeyGate
     from tests.helpers import settings
 
     release = anyio.Event()
@@ -538,7 +538,7 @@ async def test_a_signed_in_users_recheck_does_not_queue_behind_hung_checks_of_ne
 
             return View()
 
-    gate = _KeyGate(settings(rate_limit=0), Flora(), await _sqlite_store(tmp_path))
+    gate = KeyGate(settings(rate_limit=0), Flora(), await _sqlite_store(tmp_path))
     assert await gate.check("sk_good_alice", "198.51.100.9") is None
     gate.verdicts.clear()
     await gate.store.delete(f"key:{key_hash('sk_good_alice')}")  # her 5 minutes are up

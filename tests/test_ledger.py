@@ -112,7 +112,7 @@ async def test_a_batch_reserves_its_sum_or_nothing(ledgers):
     await a.begin(who, batch, budget_usd=0.12, window_seconds=3600)  # 6 x 0.02 fits exactly
     with pytest.raises(OverBudget) as caught:
         await a.begin(who, [intent(body={"prompt": "one more"}, usd=0.01)], budget_usd=0.12, window_seconds=3600)
-    assert caught.value.reserved_usd == pytest.approx(0.12) and caught.value.asked_usd == pytest.approx(0.01)
+    assert caught.value.held_usd == pytest.approx(0.12) and caught.value.asked_usd == pytest.approx(0.01)
     assert len((await a.page(who, Query(), 3600)).rows) == 6
 
 

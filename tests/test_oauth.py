@@ -372,9 +372,9 @@ async def test_two_processes_on_one_postgresql_accept_each_others_codes_and_toke
 async def test_registration_authorize_and_consent_attempts_are_capped_per_address(tmp_path, monkeypatch):
     from flora_mcp.transports import oauth
 
-    monkeypatch.setattr(oauth, "REGISTRATIONS_PER_HOUR", 2)
-    monkeypatch.setattr(oauth, "CONSENT_ATTEMPTS_PER_MINUTE", 2)
-    monkeypatch.setattr(oauth, "AUTHORIZE_PER_MINUTE", 2)
+    monkeypatch.setattr(oauth.guards, "REGISTRATIONS_PER_HOUR", 2)
+    monkeypatch.setattr(oauth.pages, "CONSENT_ATTEMPTS_PER_MINUTE", 2)
+    monkeypatch.setattr(oauth.guards, "AUTHORIZE_PER_MINUTE", 2)
     async with running(create_app(oauth_settings(tmp_path))) as http:
         client_id = await register(http)
         await register(http)

@@ -380,10 +380,10 @@ class _CountingVerifier:
 
 async def test_a_flood_of_one_bad_key_costs_one_flora_call():
     from flora_mcp.ledger import open_ledger
-    from flora_mcp.transports.http import _KeyGate
+    from flora_mcp.transports.keygate import KeyGate
 
     verifier = _CountingVerifier()
-    gate = _KeyGate(settings(rate_limit=0), verifier, open_ledger("memory:").shared)
+    gate = KeyGate(settings(rate_limit=0), verifier, open_ledger("memory:").shared)
     statuses: list[int] = []
 
     async def knock() -> None:
@@ -401,10 +401,10 @@ async def test_many_bad_keys_from_one_address_are_slowed_not_locked_out():
     """Issue 22: an address is shared (Claude's egress, an office NAT), so junk from it slows its new keys'
     checks to one at a time instead of refusing them: a valid key from it still gets in."""
     from flora_mcp.ledger import open_ledger
-    from flora_mcp.transports import http as http_module
+    from flora_mcp.transports import keygate
 
     verifier = _CountingVerifier(delay=0)
-    gate = http_module._KeyGate(settings(rate_limit=0), verifier, open_ledger("memory:").shared)
+    gate = keygate.KeyGate(settings(rate_limit=0), verifier, open_ledger("memory:").shared)
     statuses = [(await gate.check(f"sk_live_wrong_{i}", "203.0.113.7")).status_code for i in range(40)]
     assert set(statuses) == {401} and gate._slowed("203.0.113.7") and not gate._slowed("198.51.100.2")
     assert await gate.check("sk_good_key", "203.0.113.7") is None
@@ -415,7 +415,7 @@ def test_half_sent_headers_do_not_hold_a_connection():
 
     import uvicorn
 
-    from flora_mcp.transports.http import uvicorn_config
+    from flora_mcp.transports.hardening import uvicorn_config
     from tests.helpers import free_port
 
     async def app(scope, receive, send):

@@ -1,5 +1,7 @@
 """Every tool's published schema, compared with a committed snapshot: a schema change is always a
-deliberate diff. After an intended change: UPDATE_SNAPSHOTS=1 pytest tests/test_schema_snapshot.py"""
+deliberate diff. One file per tool (tests/snapshots/tools/<name>.json, with the MCP App's `_meta.ui` where
+a tool has one) and the tools/list order in tests/snapshots/tools/ORDER.
+After an intended change: UPDATE_SNAPSHOTS=1 pytest tests/test_schema_snapshot.py"""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from flora_mcp.server import all_tools, create_server
 from flora_mcp.server.dispatch import PUBLISHED_SCHEMAS, input_schema, published_schemas
 from tests.helpers import settings
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
+SNAPSHOTS = Path(__file__).parent / "snapshots" / "tools"
+ORDER = SNAPSHOTS / "ORDER"
 
 
 def test_published_schemas_are_the_request_models_schemas():
@@ -29,11 +32,20 @@ def test_published_schemas_are_the_request_models_schemas():
 async def test_tools_list_matches_snapshot():
     async with Client(create_server(settings(sandbox=True))) as client:
         tools = (await client.list_tools()).tools
-    current = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]
-    text = json.dumps(current, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    current = {t.name: json.dumps(t.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2,
+                                  sort_keys=True, ensure_ascii=False) + "\n" for t in tools}
+    order = "".join(f"{name}\n" for name in current)
     if os.environ.get("UPDATE_SNAPSHOTS"):
-        SNAPSHOT.write_text(text)
-    assert SNAPSHOT.read_text() == text, "tool schemas changed: review, then UPDATE_SNAPSHOTS=1 to accept"
+        SNAPSHOTS.mkdir(exist_ok=True)
+        for stale in set(SNAPSHOTS.glob("*.json")) - {SNAPSHOTS / f"{name}.json" for name in current}:
+            stale.unlink()
+        for name, text in current.items():
+            (SNAPSHOTS / f"{name}.json").write_text(text)
+        ORDER.write_text(order)
+    stored = {p.stem: p.read_text() for p in SNAPSHOTS.glob("*.json")}
+    changed = sorted(name for name in current.keys() | stored.keys() if current.get(name) != stored.get(name))
+    assert changed == [], f"tool schemas changed ({', '.join(changed)}): review, then UPDATE_SNAPSHOTS=1 to accept"
+    assert ORDER.read_text() == order, "the tools/list order changed: review, then UPDATE_SNAPSHOTS=1 to accept"
 
 
 async def test_tools_list_stays_small():

@@ -417,7 +417,7 @@ async def test_log_messages_reach_the_client_and_respect_set_level(fast_sandbox)
 
 @pytest.mark.slow
 async def test_model_catalogue_is_cached_and_a_stale_copy_survives_an_outage(fast_sandbox, monkeypatch):
-    from flora_mcp.server import session as session_module
+    from flora_mcp.server import toolcall
 
     server = create_server(settings(), client=fast_sandbox.client())
     async with Client(server) as client:
@@ -425,7 +425,7 @@ async def test_model_catalogue_is_cached_and_a_stale_copy_survives_an_outage(fas
         await call(client, "list_models", {"type": "video"})
         model_calls = [p for _, _, p in fast_sandbox.state.request_log if p == "/models"]
         assert len(model_calls) == 1  # the second answer came from the cache
-        monkeypatch.setattr(session_module, "CATALOG_TTL", -1.0)  # every copy is stale now
+        monkeypatch.setattr(toolcall, "CATALOG_TTL", -1.0)  # every copy is stale now
         fast_sandbox.faults.server_errors = 100  # and FLORA is down
         result, data = await call(client, "list_models", {"type": "image"})
     assert not result.is_error and data["models"]

@@ -167,11 +167,11 @@ class Ledger:
         await self._prune_now_and_then(user, now)
         return decisions
 
-    async def preview(self, user: str, intents: list[Intent]) -> list[Decision]:
+    async def dry_run(self, user: str, intents: list[Intent]) -> list[Decision]:
         """What begin would decide (nothing written): the starts that are new, and so need guarding."""
         now = time.time()
         fetched = await self.runs.fetch(user, book.reads_for_begin(intents, now, 0, None), now)
-        return book.begin(fetched, intents, now=now, owner="preview", budget_usd=None)[0]
+        return book.begin(fetched, intents, now=now, owner="dry_run", budget_usd=None)[0]
 
     async def wait_for_start(self, user: str, key: str) -> Row | None:
         """Wait while another call is starting the same request; its row once it has an outcome."""

@@ -65,8 +65,11 @@ class Decision:
 
 
 class OverBudget(Exception):
-    def __init__(self, spent_usd: float, reserved_usd: float, asked_usd: float, budget_usd: float) -> None:
-        self.spent_usd, self.reserved_usd, self.asked_usd, self.budget_usd = spent_usd, reserved_usd, asked_usd, budget_usd
+    """held_usd: money the budget holds for unfinished runs (each row's reserved_usd, or its charge if larger),
+    the same figure list_runs reports as held_usd."""
+
+    def __init__(self, spent_usd: float, held_usd: float, asked_usd: float, budget_usd: float) -> None:
+        self.spent_usd, self.held_usd, self.asked_usd, self.budget_usd = spent_usd, held_usd, asked_usd, budget_usd
         super().__init__("over budget")
 
 
@@ -203,10 +206,10 @@ def begin(fetched: Fetched, intents: list[Intent], *, now: float, owner: str,
         new_rows.append(row)
         decisions.append(Decision("start", intent.key, row))
     if budget_usd is not None and new_rows:
-        spent, reserved = fetched.totals
+        spent, held = fetched.totals
         asked = sum(r["reserved_usd"] for r in new_rows)
-        if spent + reserved + asked > budget_usd + 1e-9 or (asked == 0 and spent + reserved >= budget_usd):
-            raise OverBudget(spent, reserved, asked, budget_usd)
+        if spent + held + asked > budget_usd + 1e-9 or (asked == 0 and spent + held >= budget_usd):
+            raise OverBudget(spent, held, asked, budget_usd)
     changes.extend(Insert(r) for r in new_rows)
     return decisions, changes
 

@@ -76,7 +76,7 @@ class ApiGate:
             answer = await self._route(scope, body, send)
             status, content = answer[0]["status"], b"".join(m.get("body", b"") for m in answer[1:])
             if post and 200 <= status < 300:
-                self._remember_answer(request, account, body, status, content)
+                self._store_answer(request, account, body, status, content)
         if post and faults.drop_after_processing and faults.applies(path):
             faults.drop_after_processing -= 1
             scope["state"]["sandbox_drop"] = True
@@ -119,7 +119,7 @@ class ApiGate:
         return Response(content, status_code=status, media_type="application/json",
                         headers={"idempotent-replayed": "true"})
 
-    def _remember_answer(self, request: Request, account: Account, body: bytes, status: int, content: bytes) -> None:
+    def _store_answer(self, request: Request, account: Account, body: bytes, status: int, content: bytes) -> None:
         key = request.headers.get("idempotency-key")
         if self.state.idempotency_mode == "replay" and key:
             self.state.answers[(account.key_fingerprint, key)] = (hashlib.sha256(body).hexdigest(), status, content)

@@ -24,6 +24,7 @@ from mcp.server.mcpserver.resources.templates import DEFAULT_RESOURCE_SECURITY
 from mcp.shared.uri_template import UriTemplate
 from mcp_types import EmptyResult, SetLevelRequestParams
 
+from .. import sdk_internals
 from .._recent import Recent
 from .._version import __version__
 from ..config import Settings, load_settings, state_url
@@ -33,7 +34,7 @@ from ..telemetry import instrument_ledger, instrument_server
 from ..toolsets import parse_toolsets
 from .app import bind_app
 from .dispatch import build_tool
-from .session import ToolCall, UserState, connection_of
+from .toolcall import ToolCall, UserState
 from .tooling import ToolSpec
 
 if TYPE_CHECKING:
@@ -66,10 +67,10 @@ def flora_itself(settings: Settings, api_key: str | None) -> FloraClient:
 
 
 def all_tools() -> list[ToolSpec]:
-    from .tools import actions, assets, canvas, discovery, feedback, generation
+    from .tools import actions, assets, canvas, discovery, feedback, generation, history
 
-    return [*discovery.TOOLS, *generation.TOOLS, *actions.ACTION_TOOLS, *actions.TECHNIQUE_TOOLS, *assets.TOOLS,
-            *canvas.TOOLS, *feedback.TOOLS]
+    return [*discovery.TOOLS, *generation.CORE_TOOLS, *history.TOOLS, *generation.BATCH_TOOLS, *actions.ACTION_TOOLS,
+            *actions.TECHNIQUE_TOOLS, *assets.TOOLS, *canvas.TOOLS, *feedback.TOOLS]
 
 
 def select_tools(settings: Settings) -> list[ToolSpec]:
@@ -163,15 +164,14 @@ def create_server(
 def _serve_log_levels(server: MCPServer, levels: weakref.WeakKeyDictionary) -> None:
     """logging/setLevel: we send MCP log messages, so clients may choose how many (per connection).
 
-    MCPServer has no public hook for it; the low-level server's request table is the SDK's own
-    extension point (and declares the `logging` capability once the handler exists).
+    MCPServer has no public hook for it: see sdk_internals.add_request_handler.
     """
 
     async def set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
-        levels[connection_of(ctx.session)] = params.level
+        levels[sdk_internals.connection_of(ctx.session)] = params.level
         return EmptyResult()
 
-    server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+    sdk_internals.add_request_handler(server, "logging/setLevel", SetLevelRequestParams, set_level)
 
 
 class _OutputTemplate(ResourceTemplate):
@@ -204,11 +204,9 @@ def _serve_outputs(server: MCPServer, open_call: Callable[[Context], Any]) -> No
         mime_type="application/octet-stream", security=DEFAULT_RESOURCE_SECURITY,
         parameters={"type": "object", "properties": {"run_id": {"type": "string"}, "output_id": {"type": "string"}}})
     # MCPServer registers templates from functions only; ours needs the file's MIME type (see above).
-    server._resource_manager._templates[template.uri_template] = template
+    sdk_internals.add_resource_template(server, template)
 
 
 def _drop_prompts(server: MCPServer) -> None:
     """MCPServer always serves prompts/list, which declares a prompts capability; we have none."""
-    handlers = server._lowlevel_server._request_handlers
-    handlers.pop("prompts/list", None)
-    handlers.pop("prompts/get", None)
+    sdk_internals.drop_request_handlers(server, "prompts/list", "prompts/get")

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..polling import run_polls
-from .session import ToolCall
+from .toolcall import ToolCall
 
 if TYPE_CHECKING:
     from ..models import RunStarted

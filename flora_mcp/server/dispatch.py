@@ -144,7 +144,9 @@ def _fields(exc: ValidationError) -> str:
 
 
 def _refusal(spec: ToolSpec, message: str) -> str:
-    """A refused paid call says so: an argument problem is found before anything starts."""
+    """A refused paid call says so: an argument problem is found before anything starts. The one place that
+    ends a paid tool's refusal with NOTHING_STARTED (tools do not add it); a message that says it before its
+    advice (spending.py, paid.py) keeps it there."""
     if spec.read_only:
         return message
     stripped = message.rstrip(". ")

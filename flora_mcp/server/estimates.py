@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..ledger import Calibration, LedgerUnavailable
-from .session import ToolCall
+from .toolcall import ToolCall
 
 if TYPE_CHECKING:
     from ..models import Model

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from .._ids import GENERATION_TYPES
 from ..errors import FloraError
 from .arguments import PROMPT_MAX_CHARS
-from .session import ToolCall
+from .toolcall import ToolCall
 from .tooling import ToolInputError
 
 if TYPE_CHECKING:

@@ -37,7 +37,7 @@ from ..errors import FloraError
 if TYPE_CHECKING:
     from ..client import FloraClient
     from ..models import Run, RunOutput
-    from .session import ToolCall
+    from .toolcall import ToolCall
     from .tooling import ToolResult
 
 logger = logging.getLogger("flora_mcp.server")
@@ -269,9 +269,9 @@ async def present_outputs(call: ToolCall, run: Run) -> tuple[list[dict[str, Any]
     Rendered once per run and preview mode (asking again downloads nothing); previews are sent
     once per user unless the call asks for them with `previews`.
     """
-    views = call.user.finished.get(run.run_id)
+    views = call.user_state.finished.get(run.run_id)
     if views is None:
-        views = call.user.finished[run.run_id] = {}
+        views = call.user_state.finished[run.run_id] = {}
     asked = call.previews
     shown = any(m != "none" for m in views)
     mode: PreviewMode = asked or ("none" if shown else "small")

@@ -1,15 +1,15 @@
-"""Every paid start goes through here: recall before the POST, remember after it.
+"""Every paid start goes through here: recall before the POST, record what FLORA said after it.
 
     start = paid_start(call, "start_generation", body, estimate, idempotency_key=…)
     await reserve(call, [start], "Generation")   # recall: guards, the ledger's write-ahead intent, earlier runs
     if start.must_post:
-        async with remember(call, start):        # shielded; records what FLORA said
-            start.started = await call.client.start_generation(…, idempotency_key=start.key, resend=start.resend)
+        async with recording_the_post(call, start) as post:   # shielded; records what FLORA said
+            post.started(await call.client.start_generation(…, idempotency_key=start.key, resend=start.resend))
     return await answer(call, start, wait_seconds)
 
 `reserve` answers from the ledger what was asked before (the same idempotency key, or the same
 request moments ago) and holds the budget for what is new, atomically across processes and replicas.
-`remember` shields the POST from cancellation (a client that gives up mid-POST must not lose a run
+`recording_the_post` shields the POST from cancellation (a client that gives up mid-POST must not lose a run
 FLORA accepted), bounds it, and records what FLORA said. Whatever fails after FLORA accepted a start,
 the answer carries the run ID and the idempotency key.
 """
@@ -31,9 +31,9 @@ from ..errors import AcceptedRunLostError, FloraError
 from ..ledger import Decision, Intent, LedgerUnavailable, OverBudget, request_fingerprint
 from .callbacks import expect_webhook
 from .canvas_links import note_run_project
-from .costs import check_max_usd, guard_cost, over_budget_message
 from .runs import describe_run, unknown_status_row, wait_budget
-from .session import ToolCall
+from .spending import check_max_usd, guard_cost, over_budget_message
+from .toolcall import ToolCall
 from .tooling import NOTHING_STARTED, ToolInputError, ToolResult
 from .waiting import follow
 
@@ -56,7 +56,6 @@ class PaidStart:
     outcome: str = "new"  # started | unknown | accepted | refused
     note: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    started: RunStarted | None = None  # FLORA's answer to the POST, set inside `remember`
 
     @property
     def key(self) -> str:
@@ -92,8 +91,8 @@ async def reserve(call: ToolCall, starts: list[PaidStart], what: str, max_usd: f
     over their total), one atomic reservation for all (a batch reserves its sum), and earlier runs for
     what was asked before."""
     try:
-        preview = await call.ledger.preview(call.user_id, [s.intent for s in starts])
-        fresh = [s for s, d in zip(starts, preview) if d.kind == "start"]
+        dry_decisions = await call.ledger.dry_run(call.user_id, [s.intent for s in starts])
+        fresh = [s for s, d in zip(starts, dry_decisions) if d.kind == "start"]
         if fresh:
             check_max_usd([s.estimate for s in fresh], max_usd, what)
             await guard_cost(call, [s.estimate for s in fresh], what)
@@ -102,7 +101,7 @@ async def reserve(call: ToolCall, starts: list[PaidStart], what: str, max_usd: f
         decisions = await call.ledger.begin(call.user_id, [s.intent for s in starts], budget_usd=budget,
                                             window_seconds=window)
     except OverBudget as exc:
-        raise ToolInputError(over_budget_message(what, exc.spent_usd, exc.reserved_usd, exc.asked_usd,
+        raise ToolInputError(over_budget_message(what, exc.spent_usd, exc.held_usd, exc.asked_usd,
                                                  exc.budget_usd, call.settings.budget_window_hours)) from None
     except LedgerUnavailable as exc:  # no POST without a recorded intent
         raise LedgerUnavailable(f"{what} was not started: {exc.message}",
@@ -137,16 +136,28 @@ async def _adopt_when_started(call: ToolCall, start: PaidStart) -> None:
         _adopt(start, row)
 
 
+class Post:
+    """The one POST inside `recording_the_post`: the handler hands FLORA's answer to `started`."""
+
+    def __init__(self) -> None:
+        self.run: RunStarted | None = None
+
+    def started(self, run: RunStarted) -> None:
+        self.run = run
+
+
 @asynccontextmanager
-async def remember(call: ToolCall, start: PaidStart) -> AsyncIterator[None]:
-    """Around a paid tool's POST (which sets `start.started`): shielded from cancellation, bounded by
-    POST_DEADLINE, and its outcome written to the ledger. A refusal is raised, saying nothing was charged.
-    Nothing after the POST raises for the ledger's sake: a write that fails is retried in the background."""
+async def recording_the_post(call: ToolCall, start: PaidStart) -> AsyncIterator[Post]:
+    """Around a paid tool's POST (whose answer goes to `post.started(...)`): shielded from cancellation,
+    bounded by POST_DEADLINE, and its outcome written to the ledger. A refusal is raised, saying nothing
+    was charged. Nothing after the POST raises for the ledger's sake: a write that fails is retried in the
+    background. The handler calls the client itself, so the stack reads handler -> client -> _request."""
     refused = None
+    post = Post()
     with anyio.CancelScope(shield=True):  # a client that gives up mid-POST must not lose an accepted run
         with anyio.move_on_after(POST_DEADLINE):
             try:
-                yield
+                yield post
             except AcceptedRunLostError:
                 start.outcome = "accepted"
                 await _record(call, start, "accepted_without_id")
@@ -163,7 +174,9 @@ async def remember(call: ToolCall, start: PaidStart) -> AsyncIterator[None]:
                 start.outcome, start.note = "unknown", f"its answer could not be read ({type(exc).__name__})"
                 await _record(call, start, "outcome_unknown", start.note)
             else:
-                await _started(call, start)
+                if post.run is None:
+                    raise RuntimeError("the POST inside recording_the_post() hands FLORA's answer to post.started()")
+                await _started(call, start, post.run)
         if start.outcome == "new":  # the deadline passed mid-POST
             start.outcome, start.note = "unknown", f"FLORA did not answer within {POST_DEADLINE:g} s"
             await _record(call, start, "outcome_unknown", start.note)
@@ -171,18 +184,16 @@ async def remember(call: ToolCall, start: PaidStart) -> AsyncIterator[None]:
         raise refused
 
 
-async def _started(call: ToolCall, start: PaidStart) -> None:
-    """FLORA accepted the start and named its run: remember it."""
-    started = start.started
-    assert started is not None, "the POST inside remember() sets start.started"
+async def _started(call: ToolCall, start: PaidStart, started: RunStarted) -> None:
+    """FLORA accepted the start and named its run: record it."""
     start.run_id, start.outcome = started.run_id, "started"
-    note_run_project(started)
+    note_run_project(call, started)
     model = started.model.model_id if started.model else None
     start.details = {"model": model} if model and not start.intent.details.get("model") else {}
     if start.details:  # the model FLORA chose when none was named: get_run reports it too
-        call.user.models_used[started.run_id] = model
+        call.user_state.models_used[started.run_id] = model
     if started.estimated_seconds is not None:
-        call.user.estimates[started.run_id] = started.estimated_seconds
+        call.user_state.estimates[started.run_id] = started.estimated_seconds
     if not await _record(call, start, "started", start.run_id, estimated_seconds=started.estimated_seconds,
                          **start.details):
         start.note = ("started, but the ledger could not record it yet; this server keeps trying. Until then "
@@ -274,7 +285,7 @@ async def answer(call: ToolCall, start: PaidStart, wait_seconds: float | None) -
     if row is not None:
         return ToolResult(row | start_facts(start))
     assert start.run_id is not None
-    estimated = call.user.estimates.get(start.run_id) or start.details.get("estimated_seconds")
+    estimated = call.user_state.estimates.get(start.run_id) or start.details.get("estimated_seconds")
     [run] = await follow(call, [start.run_id], wait_budget(call, wait_seconds), estimated)
     if isinstance(run, FloraError):
         row, blocks = unknown_status_row(start.run_id, run), []

@@ -13,7 +13,7 @@ from ..errors import FloraConnectionError, FloraError, RateLimitError, ServerErr
 from ..ledger import LedgerUnavailable
 from .canvas_links import where_to_see
 from .outputs import present_outputs
-from .session import ToolCall
+from .toolcall import ToolCall
 from .waiting import seconds_left
 
 if TYPE_CHECKING:
@@ -23,10 +23,10 @@ logger = logging.getLogger("flora_mcp.server")
 
 
 async def describe_run(call: ToolCall, run: Run) -> tuple[dict[str, Any], list]:
-    await remember_status(call, run)
+    await observe_status(call, run)
     row: dict[str, Any] = {"run_id": run.run_id, "status": run.status, "progress": run.progress}
-    if run.run_id in call.user.models_used:  # the model FLORA chose when none was named
-        row["model"] = call.user.models_used[run.run_id]
+    if run.run_id in call.user_state.models_used:  # the model FLORA chose when none was named
+        row["model"] = call.user_state.models_used[run.run_id]
     blocks: list = []
     if run.status == "completed":
         rows, blocks, previews_note = await present_outputs(call, run)
@@ -38,16 +38,16 @@ async def describe_run(call: ToolCall, run: Run) -> tuple[dict[str, Any], list]:
                 "error_message": run.error_message,
                 "next": "failed runs usually fail again: change the prompt or model before retrying"}
     else:
-        wait = seconds_left(run, call.user.estimates.get(run.run_id))
+        wait = seconds_left(run, call.user_state.estimates.get(run.run_id))
         row |= {"charged_usd_so_far": run.charged_cost or 0.0,
                 "next": f"still {run.status}: call get_run with run_id={run.run_id} (and wait_seconds) in ~{wait} s"}
     return row, blocks
 
 
-async def remember_status(call: ToolCall, run: Run) -> None:
+async def observe_status(call: ToolCall, run: Run) -> None:
     """Tell the ledger a run's status and charge, once per change seen by this process."""
     seen = (run.status, run.charged_cost)
-    if call.user.seen.get(run.run_id) == seen:
+    if call.user_state.seen.get(run.run_id) == seen:
         return
     try:
         await call.ledger.observe(call.user_id, run.run_id, run.status, run.charged_cost)
@@ -55,7 +55,7 @@ async def remember_status(call: ToolCall, run: Run) -> None:
         logger.error("ledger: could not record %s of run %s (%s)", run.status, run.run_id,
                      exc if isinstance(exc, LedgerUnavailable) else type(exc).__name__)
         return
-    call.user.seen[run.run_id] = seen
+    call.user_state.seen[run.run_id] = seen
 
 
 def is_transient(error: FloraError) -> bool:

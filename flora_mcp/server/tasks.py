@@ -133,7 +133,7 @@ class TasksExtension(Extension):
             record["run_ids"] = run_ids
             record["facts"] = {k: structured[k] for k in ("idempotency_key", "reused", "reused_note", "model",
                                                            "estimated_usd") if k in structured}
-            record["estimated_seconds"] = max((call.user.estimates.get(r) or 0) for r in run_ids) or None
+            record["estimated_seconds"] = max((call.user_state.estimates.get(r) or 0) for r in run_ids) or None
         else:  # settled already, refused, or nothing to follow: the task holds the answer as it is
             record["status"], record["result"] = "completed", _dump(first)
         try:

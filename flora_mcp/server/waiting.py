@@ -16,7 +16,7 @@ from ..config import MAX_WAIT_SECONDS
 from ..errors import FloraError
 from ..polling import run_polls, wait_for_news
 from ..telemetry import traced_wait
-from .session import ToolCall
+from .toolcall import ToolCall
 
 if TYPE_CHECKING:
     from ..models import Run
@@ -36,11 +36,11 @@ async def follow(call: ToolCall, run_ids: list[str], wait_seconds: float,
     """
     wait_seconds = min(max(wait_seconds, 0.0), MAX_WAIT_SECONDS)
     deadline = time.monotonic() + wait_seconds
-    estimates = {r: call.user.estimates.get(r) or estimated_seconds for r in run_ids}
+    estimates = {r: call.user_state.estimates.get(r) or estimated_seconds for r in run_ids}
     for run_id in [r for r, e in estimates.items() if not e]:  # started in another process: the ledger knows
         row = await call.ledger.run(call.user_id, run_id)
         if row and row.get("estimated_seconds"):
-            estimates[run_id] = call.user.estimates[run_id] = row["estimated_seconds"]
+            estimates[run_id] = call.user_state.estimates[run_id] = row["estimated_seconds"]
     last_reported: float | None = None
     async with run_polls(call.ledger).watch(call.user_id, run_ids, estimates) as polls:
         while True:

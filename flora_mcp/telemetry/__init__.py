@@ -107,7 +107,9 @@ def instrument_ledger(ledger: _T) -> _T:
 def instrument_server(server: Any, tool_names: list[str]) -> None:
     """Tool calls by tool and outcome: our middleware inside the SDK's own request middleware (and span)."""
     if _active is not None:
-        server._lowlevel_server.middleware.append(_active.tool_middleware(tool_names))
+        from ..sdk_internals import add_request_middleware
+
+        add_request_middleware(server, _active.tool_middleware(tool_names))
 
 
 def instrument_app(app: Any) -> None:

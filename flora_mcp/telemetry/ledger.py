@@ -1,7 +1,7 @@
 """A timing proxy around the ledger, put on from outside where the ledger is created.
 
 Every public async method of the ledger (and of its shared values, as `shared.<method>`) becomes a span
-and a point in `flora_mcp.ledger.duration`, named by the method: begin, preview, started, observe… It
+and a point in `flora_mcp.ledger.duration`, named by the method: begin, dry_run, started, observe… It
 wraps whatever methods the ledger has, so it keeps working when the ledger's insides change. What the
 ledger records also feeds the money metrics: paid starts (started, accepted, unknown) and the USD
 charged when a run first settles (the ledger returns that row exactly once, across processes).
@@ -90,7 +90,7 @@ class InstrumentedLedger(_Timed):
 
 
 def _decisions(span: Any, result: Any) -> None:
-    """`begin`/`preview` answer with decisions (start, follow, wait…): name them on the span."""
+    """`begin`/`dry_run` answer with decisions (start, follow, wait…): name them on the span."""
     if isinstance(result, list) and result and all(hasattr(d, "kind") for d in result):
         span.set_attribute("flora_mcp.ledger.decisions", [str(d.kind) for d in result])
 

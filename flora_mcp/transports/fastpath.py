@@ -13,8 +13,9 @@ checks and an Accept naming both JSON and SSE. Everything else — notifications
 bodies, refused headers, GET/DELETE, 2026-07-28 requests, stateful sessions — is handed to the
 SDK's manager untouched (with the body replayed), so those answers are the SDK's own.
 
-It leans on SDK internals (`serve_one`, `Connection.from_envelope`, the manager's lifespan state);
-tests/test_fastpath.py pins every name it uses, so an SDK upgrade that moves one fails loudly.
+It leans on SDK internals (`serve_one`, `Connection.from_envelope`, the manager's run state read through
+flora_mcp/sdk_internals.py); tests/test_fastpath.py pins every name it uses, so an SDK upgrade that moves
+one fails loudly, and FLORA_FAST_PATH=false leaves every request to the SDK's own transport.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
+
+from ..sdk_internals import manager_is_running, manager_lifespan_state
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +202,7 @@ class StatelessFastPath:
 
     async def _answer(self, request: Request, message: JSONRPCRequest, receive: Receive, send: Send) -> None:
         manager = self.manager
-        if manager._task_group is None:  # same guard as the manager: not inside its run()
+        if not manager_is_running(manager):  # same guard as the manager: not inside its run()
             raise RuntimeError("Task group is not initialized. Make sure to use run().")
         version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER) or DEFAULT_NEGOTIATED_VERSION
         response = _Response(send)
@@ -218,7 +221,7 @@ class StatelessFastPath:
             try:
                 result = await serve_one(manager.app, dctx, message.method, message.params,
                                          connection=Connection.from_envelope(version, None, None),
-                                         lifespan_state=manager._lifespan_state)
+                                         lifespan_state=manager_lifespan_state(manager))
                 answer = JSONRPCResponse(jsonrpc="2.0", id=message.id, result=result)
             except Exception as exc:  # noqa: BLE001 - every handler failure is an answer, as in the SDK's dispatcher
                 answer = JSONRPCError(jsonrpc="2.0", id=message.id, error=_error_data(exc))

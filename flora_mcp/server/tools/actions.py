@@ -9,11 +9,11 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from ..._ids import TECHNIQUE_ID_PATTERN
 from ..arguments import (
+    ActionParamsParam,
     IdempotencyKeyParam,
     InputItem,
     MaxUsdParam,
     NewRunParam,
-    ActionParamsParam,
     PreviewsParam,
     ProjectRefParam,
     ToolArgs,
@@ -25,10 +25,10 @@ from ..arguments import (
 from ..chaining import resolve_output_uris
 from ..estimates import fixed
 from ..guidance import action_answer, project_by_name, recent_project, resolve_workspace
-from ..paid import answer, paid_start, remember, reserve
+from ..paid import answer, paid_start, recording_the_post, reserve
 from ..param_checks import check_action, describe_action_param
-from ..session import ToolCall
-from ..tooling import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
+from ..toolcall import ToolCall
+from ..tooling import ToolInputError, ToolResult, ToolSpec
 
 if TYPE_CHECKING:
     from ...models import Action, Technique
@@ -110,7 +110,7 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
         item.url = url
     problems = check_action(action, req.inputs, req.params)
     if problems:
-        raise ToolInputError("; ".join(problems) + f". {NOTHING_STARTED}")
+        raise ToolInputError("; ".join(problems))
     workspace_id, named = req.workspace_id, None
     if req.project_id and not req.project_id.startswith("prj_"):  # a project's name
         named = req.project_id
@@ -127,8 +127,8 @@ async def run_action(req: RunAction, call: ToolCall) -> ToolResult:
                        model=action.action_id, project_id=project_id, label=action.action_id)
     await reserve(call, [start], f"Action {action.action_id}", req.max_usd)
     if start.must_post:
-        async with remember(call, start):
-            start.started = await call.client.start_action_run(body, idempotency_key=start.key, resend=start.resend)
+        async with recording_the_post(call, start) as post:
+            post.started(await call.client.start_action_run(body, idempotency_key=start.key, resend=start.resend))
     result = await answer(call, start, req.wait_seconds)
     if not req.project_id or named:
         result.structured["project_id"] = project_id  # chosen for the agent, or named by it: say which
@@ -171,7 +171,7 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
             problems.append(f"inputs.{name}: a {slots[name].type} input takes an http(s) URL (a run output or upload_asset)")
     problems += [f"inputs.{s.name}: required ({s.type})" for s in technique.inputs if s.required and s.name not in req.inputs]
     if problems:
-        raise ToolInputError("; ".join(problems) + f". {NOTHING_STARTED}")
+        raise ToolInputError("; ".join(problems))
     from ...models import TechniqueRunRequest
 
     body = TechniqueRunRequest(technique_id=technique.technique_id, workspace_id=workspace_id, inputs=req.inputs)
@@ -181,9 +181,9 @@ async def run_technique(req: RunTechnique, call: ToolCall) -> ToolResult:
                        model=technique.technique_id, label=technique.name[:40])
     await reserve(call, [start], f"Technique {technique.technique_id}", req.max_usd)
     if start.must_post:
-        async with remember(call, start):
-            start.started = await call.client.start_technique_run(body, idempotency_key=start.key,
-                                                                  resend=start.resend)
+        async with recording_the_post(call, start) as post:
+            post.started(await call.client.start_technique_run(body, idempotency_key=start.key,
+                                                               resend=start.resend))
     return await answer(call, start, req.wait_seconds)
 
 

@@ -19,7 +19,7 @@ from ...errors import FloraError
 from ...urlfetch import MAX_URL_LENGTH, UrlRefused, check_url, spool
 from ..arguments import ToolArgs, WorkspaceParam
 from ..guidance import resolve_workspace
-from ..session import ToolCall
+from ..toolcall import ToolCall
 from ..tooling import ToolInputError, ToolResult, ToolSpec
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024

@@ -18,14 +18,22 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 from ..._ids import ASSET_ID_PATTERN
 from ...errors import BadRequestError, FloraError
 from ...mermaid import MAX_NODES, Flowchart, MermaidError, parse, serialize
-from ..arguments import (ActionParamsParam, IdempotencyKeyParam, MaxUsdParam, NewRunParam, ProjectParam,
-                         RunIdParam, ToolArgs, WaitParam)
-from ..canvas_links import remember_canvas_url
+from ..arguments import (
+    ActionParamsParam,
+    IdempotencyKeyParam,
+    MaxUsdParam,
+    NewRunParam,
+    ProjectParam,
+    RunIdParam,
+    ToolArgs,
+    WaitParam,
+)
+from ..canvas_links import note_canvas_url
 from ..estimates import fixed
 from ..guidance import action_answer, find_model, resolve_project, resolve_workspace
-from ..paid import answer, paid_start, remember, reserve
+from ..paid import answer, paid_start, recording_the_post, reserve
 from ..param_checks import check_action
-from ..session import ToolCall
+from ..toolcall import ToolCall
 from ..tooling import ToolInputError, ToolResult, ToolSpec
 
 if TYPE_CHECKING:
@@ -115,7 +123,7 @@ async def _project_id(call: ToolCall, value: str | None) -> str:
 
 async def _canvas(call: ToolCall, project_id: str) -> Canvas:
     canvas = await call.client.get_canvas(project_id)
-    remember_canvas_url(call, project_id, canvas.canvas_url)
+    note_canvas_url(call, project_id, canvas.canvas_url)
     return canvas
 
 
@@ -379,7 +387,7 @@ async def place_on_canvas(req: PlaceOnCanvas, call: ToolCall) -> ToolResult:
         canvas_url = attached.canvas_url
         rows.append({"node_id": attached.node_id, "asset_id": asset_id} | extra)
     if canvas_url:
-        remember_canvas_url(call, project_id, canvas_url)
+        note_canvas_url(call, project_id, canvas_url)
     return ToolResult({"project_id": project_id, "canvas_url": canvas_url, "placed": rows,
                        "next": "read_canvas shows them; wire them to other nodes with patch_canvas"})
 
@@ -434,7 +442,7 @@ async def create_canvas_action(req: CreateCanvasAction, call: ToolCall) -> ToolR
     project_id = await _project_id(call, req.project_id)
     created = await call.client.create_canvas_action(project_id, CanvasActionRequest(action_id=action.action_id,
                                                                                      params=req.params or None))
-    remember_canvas_url(call, project_id, created.canvas_url)
+    note_canvas_url(call, project_id, created.canvas_url)
     needs = " and ".join(f"{_a(s.type)} ({s.name})" for s in action.inputs if s.required) or "no inputs"
     return ToolResult({"project_id": project_id, "node_id": created.node_id, "action_id": created.action_id,
                        "canvas_url": created.canvas_url, "needs": needs,
@@ -463,26 +471,25 @@ async def run_canvas_action(req: RunCanvasAction, call: ToolCall) -> ToolResult:
         if node is None:
             there = ", ".join(f"{n.id} ({n.label})" for n in action_nodes) or "none; create one with create_canvas_action"
             raise ToolInputError(f"node_id {req.node_id!r} is not on the canvas of {project_id}; action nodes: "
-                                 f"{there}. Nothing was started or charged")
+                                 f"{there}")
         if (node.kind or "").lower() != "action":
             raise ToolInputError(f"node_id {req.node_id} is {_a(node.kind or 'plain')} node, not an action; action "
-                                 f"nodes: {', '.join(n.id for n in action_nodes) or 'none'}. Nothing was started or charged")
+                                 f"nodes: {', '.join(n.id for n in action_nodes) or 'none'}")
         action = _action_for(node.label, await _actions(call))
         wired = [e.source for e in chart.edges if e.target == node.id]
         if action is not None and any(s.required for s in action.inputs) and not wired:
             needs = " and ".join(_a(s.type) for s in action.inputs if s.required)
             raise ToolInputError(f"node_id {node.id} ({node.label}) has no inputs: it needs {needs}. Wire one with "
-                                 f"patch_canvas(diagram='graph LR\\n  <node ID> --> {node.id}'). Nothing was started "
-                                 "or charged")
+                                 f"patch_canvas(diagram='graph LR\\n  <node ID> --> {node.id}')")
     start = paid_start(call, "run_canvas_action", {"project_id": project_id, "node_id": req.node_id},
                        fixed(action.charged_cost if action else None, "the action's"),
                        idempotency_key=req.idempotency_key, new_run=bool(req.new_run), kind="action",
                        model=action.action_id if action else None, project_id=project_id, label=req.node_id)
     await reserve(call, [start], f"Canvas action {req.node_id}", req.max_usd)
     if start.must_post:
-        async with remember(call, start):
-            start.started = await call.client.run_canvas_action(project_id, req.node_id, idempotency_key=start.key,
-                                                                resend=start.resend)
+        async with recording_the_post(call, start) as post:
+            post.started(await call.client.run_canvas_action(project_id, req.node_id, idempotency_key=start.key,
+                                                             resend=start.resend))
     result = await answer(call, start, req.wait_seconds)
     result.structured.setdefault("canvas_url", canvas.canvas_url)
     if action is not None:

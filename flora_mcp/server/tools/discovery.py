@@ -9,7 +9,7 @@ from pydantic import Field
 from ..arguments import ToolArgs, TypeParam, WorkspaceParam
 from ..guidance import find_model, resolve_workspace
 from ..param_checks import describe_param
-from ..session import ToolCall
+from ..toolcall import ToolCall
 from ..tooling import ToolInputError, ToolResult, ToolSpec
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from pydantic import BeforeValidator, Field
 
 from ..._ids import RUN_ID_PATTERN
 from ..arguments import ProjectParam, ToolArgs, WorkspaceParam, bare
-from ..session import ToolCall
+from ..toolcall import ToolCall
 from ..tooling import ToolResult, ToolSpec
 
 

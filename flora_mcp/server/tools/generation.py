@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from pydantic import Field, ValidationError, WithJsonSchema
 
 from ..._ids import GENERATION_TYPES, RUN_ID_PATTERN
-from ...config import budget_usd
 from ...errors import FloraError
-from ...ledger import Query, book
 from ..arguments import (
     PARAMS_SCHEMA,
     IdempotencyKeyParam,
@@ -20,7 +17,6 @@ from ..arguments import (
     NewRunParam,
     ParamsParam,
     PreviewsParam,
-    ProjectParam,
     ProjectRefParam,
     PromptParam,
     RunIdParam,
@@ -30,13 +26,13 @@ from ..arguments import (
     WorkspaceParam,
 )
 from ..callbacks import callback_url
-from ..costs import check_max_usd
 from ..estimates import Estimate, credits_of, estimate
 from ..guidance import explain, find_model, project_by_name, resolve_project, resolve_workspace
-from ..paid import PaidStart, answer, paid_start, pending_row, remember, reserve, start_facts
+from ..paid import PaidStart, answer, paid_start, pending_row, recording_the_post, reserve, start_facts
 from ..param_checks import check_params
-from ..runs import describe_run, is_transient, remember_status, unknown_status_row, wait_budget
-from ..session import ToolCall
+from ..runs import describe_run, is_transient, unknown_status_row, wait_budget
+from ..spending import check_max_usd
+from ..toolcall import ToolCall
 from ..tooling import NOTHING_STARTED, ToolInputError, ToolResult, ToolSpec
 from ..waiting import follow
 
@@ -124,12 +120,11 @@ async def _prepare(call: ToolCall, item: GenerationItem, workspace_id: str | Non
     project_id = await resolve_project(call, workspace_id, project_id)
     model = await find_model(call, item.model, item.type) if item.model else None
     if item.params and model is None:
-        raise ToolInputError(f"params belong to a model: pass model=<endpoint ID from list_models> with params. "
-                             f"{NOTHING_STARTED}")
+        raise ToolInputError("params belong to a model: pass model=<endpoint ID from list_models> with params")
     if model is not None:
         problems = check_params(model, item.params)
         if problems:
-            raise ToolInputError("; ".join(problems) + f". {NOTHING_STARTED}")
+            raise ToolInputError("; ".join(problems))
     from ...models import GenerateRequest
 
     request = GenerateRequest(type=item.type, prompt=item.prompt, workspace_id=workspace_id, project_id=project_id,
@@ -145,9 +140,9 @@ async def start_generation(req: StartGeneration, call: ToolCall) -> ToolResult:
     start = prepared.start(call, "start_generation", idempotency_key=req.idempotency_key, new_run=req.new_run)
     await reserve(call, [start], "Generation", req.max_usd)
     if start.must_post:
-        async with remember(call, start):
-            start.started = await call.client.start_generation(prepared.request, idempotency_key=start.key,
-                                                               resend=start.resend)
+        async with recording_the_post(call, start) as post:
+            post.started(await call.client.start_generation(prepared.request, idempotency_key=start.key,
+                                                            resend=start.resend))
     result = await answer(call, start, req.wait_seconds)
     result.structured |= _named_project(prepared)
     return result
@@ -291,9 +286,9 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
         if not start.must_post:
             return
         try:
-            async with remember(call, start):
-                start.started = await call.client.start_generation(item.request, idempotency_key=start.key,
-                                                                   resend=start.resend)
+            async with recording_the_post(call, start) as post:
+                post.started(await call.client.start_generation(item.request, idempotency_key=start.key,
+                                                                resend=start.resend))
         except (FloraError, ToolInputError) as exc:  # refused before anything started: its own row
             rows.append({"item": index, "error": str(exc), "idempotency_key": start.key})
 
@@ -326,83 +321,7 @@ async def start_generations(req: StartGenerations, call: ToolCall) -> ToolResult
     return result
 
 
-# --- what was started and spent --------------------------------------------------------------------
-class ListRuns(ToolArgs):
-    project_id: ProjectParam = None
-    status: Annotated[Literal["unfinished", "completed", "failed"] | None,
-                      Field(description="unfinished: not settled yet")] = None
-    limit: Annotated[int | None, Field(ge=1, le=100, description="Default 20")] = None
-
-
-LIST_COLUMNS = ["run_id", "tool", "model", "status", "usd", "project_id", "age", "prompt"]
-_TOOL_SHORT = {"start_generation": "generation", "start_generations": "generation", "run_action": "action",
-               "run_technique": "technique"}
-
-
-async def list_runs(req: ListRuns, call: ToolCall) -> ToolResult:
-    """The user's paid starts from the ledger, newest first (a page filtered in the store), with the budget
-    window's totals of the runs the filter matches."""
-    following = await call.ledger.following(call.user_id)
-    if following:
-        await _refresh_unfinished(call, following)
-    window_hours = call.settings.budget_window_hours
-    query = Query(project_id=req.project_id, status=req.status, limit=req.limit or 20)
-    page = await call.ledger.page(call.user_id, query, window_hours * 3600)
-    shown, now = page.rows, time.time()
-    projects = {r.get("project_id") for r in shown}
-    columns = LIST_COLUMNS if len(projects) > 1 else [c for c in LIST_COLUMNS if c != "project_id"]
-    # A start whose process died mid-POST stays 'starting' in the ledger: to the agent it is unknown.
-    # usd: the final charge once settled, else what the budget holds for it (as the budget counts it).
-    table = [[r.get("run_id") or f"key:{r['key']}", _TOOL_SHORT.get(r["tool"], r["tool"]), r.get("model"),
-              "unknown" if book.is_stale_start(r, now) else r["status"], round(book.counted_usd(r), 4)]
-             + ([r.get("project_id")] if len(projects) > 1 else []) + [_age(now - r["created"]), r.get("label")]
-             for r in shown]
-    totals: dict[str, Any] = {"window_hours": window_hours, "charged_usd": round(page.spent_usd, 4),
-                              "held_usd": round(page.held_usd, 4)}
-    filtered = query != Query(limit=query.limit)
-    budget = budget_usd(call.settings)
-    if budget is not None:  # the budget is the account's: what is left counts every run, not just these
-        spent, held = (await call.ledger.totals(call.user_id, window_hours * 3600) if filtered
-                       else (page.spent_usd, page.held_usd))
-        totals |= {"budget_usd": budget, "left_usd": round(max(budget - spent - held, 0.0), 4)}
-    note = ("usd: final charge once completed/failed, else the amount held for it; held_usd: held for unfinished "
-            "runs")
-    if filtered:
-        note += "; charged_usd and held_usd: the runs matching this filter (left_usd: the whole account)"
-    result: dict[str, Any] = {"columns": columns, "runs": table, "totals": totals, "note": note}
-    if len(projects) == 1 and shown:
-        result["project_id"] = projects.pop()  # every run shown is in this project
-    if page.matching > len(shown):
-        result["more"] = page.matching - len(shown)
-    return ToolResult(result)
-
-
-async def _refresh_unfinished(call: ToolCall, rows: list[dict[str, Any]]) -> None:
-    """Ask FLORA about unfinished runs once, so totals settle without a get_run per run."""
-
-    async def refresh(run_id: str) -> None:
-        try:
-            await remember_status(call, await call.client.get_run(run_id))
-        except FloraError:
-            pass  # the row keeps its last known status
-
-    with anyio.move_on_after(5):
-        async with anyio.create_task_group() as tg:
-            for row in rows:
-                tg.start_soon(refresh, row["run_id"])
-
-
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{int(seconds)}s"
-    if seconds < 7200:
-        return f"{int(seconds // 60)}m"
-    if seconds < 172800:
-        return f"{int(seconds // 3600)}h"
-    return f"{int(seconds // 86400)}d"
-
-
-TOOLS = [
+CORE_TOOLS = [
     ToolSpec("start_generation",
              "Paid. Starts a generation in a project (project_id, or FLORA_PROJECT_ID); without model FLORA picks "
              "one (the answer names it). Waits (wait_seconds; default 25, less if your client cuts calls sooner), "
@@ -410,8 +329,8 @@ TOOLS = [
              StartGeneration, start_generation, "core", read_only=False, idempotent=False),
     ToolSpec("get_run", "Status, cost and outputs of runs; waits for them.",
              GetRun, get_run, "core", read_only=True, idempotent=True),
-    ToolSpec("list_runs", "Runs started through this server, newest first, and what was spent (budget left).",
-             ListRuns, list_runs, "core", read_only=True, idempotent=True),
+]
+BATCH_TOOLS = [
     ToolSpec("start_generations", "Start 1-20 generations at once; one row per item.",
              StartGenerations, start_generations, "batch", read_only=False, idempotent=False),
 ]

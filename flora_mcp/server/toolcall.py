@@ -19,6 +19,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from .._recent import Recent
 from ..config import Settings
 from ..errors import FloraError
+from ..sdk_internals import connection_of
 
 if TYPE_CHECKING:
     from ..client import FloraClient
@@ -31,15 +32,6 @@ CATALOG_TTL = 600.0  # seconds a fetched model catalogue is trusted
 _LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 
 
-def connection_of(session: Any) -> Any:
-    """The connection a per-request ServerSession belongs to: where logging/setLevel applies.
-
-    mcp 2.3 builds a ServerSession per request and keeps the connection private; fall back to
-    the session itself if that ever changes (levels then apply per request, never across users).
-    """
-    return getattr(session, "_connection", session)
-
-
 @dataclass
 class UserState:
     """This process's caches for one API key. Never shared between keys; safe to lose."""
@@ -50,6 +42,8 @@ class UserState:
     estimates: Recent = field(default_factory=lambda: Recent(10_000))  # run ID -> estimated seconds, for hints
     finished: Recent = field(default_factory=lambda: Recent(32))  # run ID -> {preview mode: rows, blocks}
     models_used: Recent = field(default_factory=lambda: Recent(10_000))  # run ID -> model endpoint ID
+    run_projects: Recent = field(default_factory=lambda: Recent(10_000))  # run ID -> project ID (canvas_links.py)
+    canvas_urls: Recent = field(default_factory=lambda: Recent(1_000))  # project ID -> canvas URL (canvas_links.py)
     lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     async def catalog(self, client: FloraClient) -> list[Model]:
@@ -74,7 +68,7 @@ class ToolCall:
 
     client: FloraClient
     settings: Settings
-    user: UserState
+    user_state: UserState  # this process's caches for the user (who the user is: user_id)
     ledger: Ledger
     user_id: str  # the ledger's name for this user (a hash of FLORA's URL and the key)
     ctx: Context | None = None
@@ -92,7 +86,7 @@ class ToolCall:
         return chosen is None or _LEVELS.index(level) >= _LEVELS.index(chosen)
 
     async def catalog(self) -> list[Model]:
-        return await self.user.catalog(self.client)
+        return await self.user_state.catalog(self.client)
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         if self.ctx is None:

@@ -12,7 +12,7 @@ from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, Inpu
 from pydantic import BaseModel, Field
 
 from ..config import budget_usd
-from .session import ToolCall
+from .toolcall import ToolCall
 from .tooling import NOTHING_STARTED, NeedsInput, ToolInputError
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ async def _user_confirms(call: ToolCall, message: str) -> bool:
     return result.action == "accept" and result.data.confirm
 
 
-def over_budget_message(what: str, spent: float, reserved: float, asked: float, budget: float, hours: float) -> str:
+def over_budget_message(what: str, spent: float, held: float, asked: float, budget: float, hours: float) -> str:
     return (f"{what} not started: it would pass the ${budget:g} budget for the last {hours:g} h "
-            f"(${spent:.2f} charged, ${reserved:.2f} held for unfinished runs, this needs ${asked:.2f}). "
+            f"(${spent:.2f} charged, ${held:.2f} held for unfinished runs, this needs ${asked:.2f}). "
             f"{NOTHING_STARTED}. list_runs shows what was spent; ask the user to raise FLORA_BUDGET_USD or wait")
