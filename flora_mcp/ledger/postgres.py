@@ -115,20 +115,7 @@ class PostgresStore:
         """Every read a decision needs, sent together (pipeline mode: one round trip), then assembled."""
         plan = sql.fetch_plan(D, user, reads, now, lock_rows)
         cursors = [await conn.execute(statement, params) for _, statement, params, _ in plan]
-        fetched = Fetched()
-        for (what, _, _, tag), cursor in zip(plan, cursors, strict=True):
-            record = await cursor.fetchone()
-            if what == "totals":
-                fetched.totals = (round(record[0], 6), round(record[1], 6))
-            elif record is not None:
-                row = sql.decode(record)
-                if what == "row":
-                    fetched.rows[tag] = row
-                elif what == "identical":
-                    fetched.identical[tag] = row
-                else:
-                    fetched.run = row
-        return fetched
+        return sql.assemble(plan, [await cursor.fetchone() for cursor in cursors])
 
     # --- the run book --------------------------------------------------------------------------------
     async def decide(self, user: str, reads: Reads, now: float,

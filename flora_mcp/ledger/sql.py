@@ -31,6 +31,7 @@ from .book import (
     Calibrate,
     Change,
     Delete,
+    Fetched,
     Insert,
     Reads,
     Row,
@@ -246,4 +247,21 @@ def fetch_plan(d: Dialect, user: str, reads: Reads, now: float,
         edge = hour_of(since)
         plan.append(("totals", totals(d), (user, edge, user, since, (edge + 1) * 3600.0), None))
     return plan
+
+
+def assemble(plan: list[tuple[str, str, tuple, Any]], records: list[tuple | None]) -> Fetched:
+    """What a decision reads, from each planned statement's first record (in the plan's order)."""
+    fetched = Fetched()
+    for (what, _, _, tag), record in zip(plan, records, strict=True):
+        if what == "totals":
+            fetched.totals = (round(record[0], 6), round(record[1], 6))
+        elif record is not None:
+            row = decode(record)
+            if what == "row":
+                fetched.rows[tag] = row
+            elif what == "identical":
+                fetched.identical[tag] = row
+            else:
+                fetched.run = row
+    return fetched
 

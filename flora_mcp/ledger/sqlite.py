@@ -133,20 +133,8 @@ class SqliteStore:
 
     # --- the run book --------------------------------------------------------------------------------
     def _fetch(self, db: sqlite3.Connection, user: str, reads: Reads, now: float) -> Fetched:
-        fetched = Fetched()
-        for what, statement, params, tag in sql.fetch_plan(sql.SQLITE, user, reads, now):
-            record = db.execute(statement, params).fetchone()
-            if what == "totals":
-                fetched.totals = (round(record[0], 6), round(record[1], 6))
-            elif record is not None:
-                row = sql.decode(record)
-                if what == "row":
-                    fetched.rows[tag] = row
-                elif what == "identical":
-                    fetched.identical[tag] = row
-                else:
-                    fetched.run = row
-        return fetched
+        plan = sql.fetch_plan(sql.SQLITE, user, reads, now)
+        return sql.assemble(plan, [db.execute(statement, params).fetchone() for _, statement, params, _ in plan])
 
     async def decide(self, user: str, reads: Reads, now: float,
                      rule: Callable[[Fetched], tuple[T, list[Change]]]) -> T:
