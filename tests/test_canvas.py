@@ -69,6 +69,9 @@ async def test_a_prompt_node_wired_to_a_model_node_round_trips(make_session, fas
         nodes = {n["id"]: n for n in canvas["nodes"]}
         assert nodes["prompt"]["text"] == "a ceramic mug at dawn" and nodes["render"]["kind"] == "image"
         assert canvas["summary"]["workflow_count"] == 1
+        # FLORA's reads do not return what a node was set to generate with: what the patch set is shown.
+        assert nodes["render"]["set_by_patch"] == {"model": "t2i-flux-2-pro"}
+        assert nodes["prompt"]["set_by_patch"] == {"prompt": "a ceramic mug at dawn"}
 
         # Applying the diagram the canvas returned changes nothing: it is a fixed point.
         _, again = await call(client, "patch_canvas", {"project_id": project_id, "diagram": canvas["diagram"]})

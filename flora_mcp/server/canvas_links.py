@@ -10,6 +10,7 @@ project -> URL).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from .toolcall import ToolCall
 
 logger = logging.getLogger("flora_mcp.server")
+
 
 def note_run_project(call: ToolCall, started: RunStarted) -> None:
     if started.project_id:
@@ -54,3 +56,48 @@ async def where_to_see(call: ToolCall, run_id: str) -> dict[str, Any]:
             project_id = None
     url = await canvas_url(call, project_id) if project_id else None
     return {"canvas_url": url, "project_id": project_id} if url else {}
+
+
+# FLORA's canvas reads (the Mermaid, GET /projects/{id}/nodes) do not return what a node was set to
+# generate with; what patch_canvas sent is kept in the shared store so read_canvas can show it.
+NOTED_FIELDS = ("model", "prompt", "aspect_ratio", "resolution")
+NOTED_NODES = 500  # per project: the most recently patched
+NOTED_SECONDS = 30 * 24 * 3600
+_PROMPT_WORDS = 160  # characters of a prompt kept
+
+
+def _noted_name(call: ToolCall, project_id: str) -> str:
+    return f"canvas-params:{call.user_id}:{project_id}"
+
+
+async def noted_node_params(call: ToolCall, project_id: str) -> dict[str, dict[str, Any]]:
+    """node ID -> what patch_canvas set on it through this server ({} if nothing, or the store is down)."""
+    try:
+        raw = await call.ledger.shared.get(_noted_name(call, project_id))
+    except LedgerUnavailable:
+        return {}
+    try:
+        noted = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return noted if isinstance(noted, dict) else {}
+
+
+async def note_node_params(call: ToolCall, project_id: str, node_params: dict[str, dict[str, Any]]) -> None:
+    """After a patch FLORA applied: keep the model, prompt, aspect ratio and resolution of its nodes."""
+    fresh = {node: {k: (str(v)[:_PROMPT_WORDS] if k == "prompt" else v) for k, v in values.items()
+                    if k in NOTED_FIELDS and v is not None}
+             for node, values in node_params.items()}
+    fresh = {node: values for node, values in fresh.items() if values}
+    if not fresh:
+        return
+    noted = await noted_node_params(call, project_id)
+    for node, values in fresh.items():
+        earlier = noted.pop(node, {})  # re-inserted last: the newest patches are kept
+        noted[node] = {**(earlier if isinstance(earlier, dict) else {}), **values}
+    noted = dict(list(noted.items())[-NOTED_NODES:])
+    try:
+        await call.ledger.shared.put(_noted_name(call, project_id), json.dumps(noted, separators=(",", ":")),
+                                     NOTED_SECONDS)
+    except LedgerUnavailable as exc:  # a nicety: the patch itself was applied
+        logger.warning("could not keep the node params of %s's patch (%s)", project_id, exc)

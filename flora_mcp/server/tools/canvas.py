@@ -28,7 +28,7 @@ from ..arguments import (
     ToolArgs,
     WaitParam,
 )
-from ..canvas_links import note_canvas_url
+from ..canvas_links import note_canvas_url, note_node_params, noted_node_params
 from ..estimates import fixed
 from ..guidance import action_answer, find_model, resolve_project, resolve_workspace
 from ..paid import answer, paid_start, recording_the_post, reserve
@@ -173,12 +173,15 @@ async def read_canvas(req: ReadCanvas, call: ToolCall) -> ToolResult:
     offset = req.offset or 0
     nodes = list(chart.nodes.values()) if chart else []
     shown = nodes[offset:offset + READ_PAGE_NODES]
+    noted = await noted_node_params(call, project_id)  # FLORA's reads do not say what a node was set to
     rows: list[dict[str, Any]] = []
     for node in shown:
         row: dict[str, Any] = {"id": node.id, "kind": node.kind, "label": node.label}
         found = media.pop(node.id, None)
         if found is not None:
             row |= _media_fields(found)
+        if isinstance(noted.get(node.id), dict):
+            row["set_by_patch"] = noted[node.id]
         rows.append(row)
     if offset == 0:
         for node in nodes[READ_PAGE_NODES:]:
@@ -350,6 +353,8 @@ async def patch_canvas(req: PatchCanvas, call: ToolCall) -> ToolResult:
             hint=f"call read_canvas(project_id={project_id!r}) and look for the new nodes "
                  f"({', '.join(list((await parsed(req.diagram)).declared())[:8]) or 'of this patch'}) before sending "
                  "it again: a second patch would add them twice") from None
+    if req.node_params:
+        await note_node_params(call, project_id, req.node_params)
     result: dict[str, Any] = {"project_id": project_id, "canvas_url": patched.canvas_url, "applied": patched.diagram,
                               "created_nodes": patched.created_node_count, "created_edges": patched.created_edge_count}
     if patched.warnings:
