@@ -48,6 +48,7 @@ def _status_reads(sandbox: Sandbox) -> int:
     return sum(1 for _, m, p in sandbox.state.request_log if m == "GET" and p.startswith("/runs/"))
 
 
+@pytest.mark.slow  # over 3 s: a sandbox run followed to its end as a task
 async def test_a_start_becomes_a_task_that_completes_with_outputs_and_no_get_run():
     sandbox, ledger = Sandbox(speed=30), open_ledger("memory:")
     async with served(sandbox, ledger) as client:
@@ -69,6 +70,7 @@ async def test_a_start_becomes_a_task_that_completes_with_outputs_and_no_get_run
     assert not task["result"].get("isError")
 
 
+@pytest.mark.slow  # over 3 s: a sandbox run followed to its end as a task
 async def test_a_client_that_did_not_opt_in_gets_the_ordinary_result():
     sandbox, ledger = Sandbox(speed=200), open_ledger("memory:")
     async with served(sandbox, ledger, opt_in=False) as client:
