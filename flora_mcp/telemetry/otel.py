@@ -23,7 +23,7 @@ from .._version import __version__
 from .facts import flora_reach
 
 SCOPE = "flora_mcp"
-# Seconds. FLORA answers in tens of ms to seconds; the ledger in well under a ms (SQLite) to a few ms (Redis);
+# Seconds. FLORA answers in tens of ms to seconds; the ledger in well under a ms (SQLite) to a few ms (PostgreSQL);
 # a tool call may wait up to 50 s for a run.
 FLORA_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LEDGER_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
