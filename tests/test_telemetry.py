@@ -327,20 +327,24 @@ async def test_readyz_is_503_when_the_ledger_store_does_not_answer():
                                                               "error": "ConnectionError"}
 
 
+# A script's opening lines: a sandbox server in the child process, and one tool call through the SDK client.
+_SANDBOX_SERVER = ("from flora_mcp.server import create_server\n"
+                   "from flora_mcp.config import load_settings\n"
+                   "from mcp.client import Client\n"
+                   "from flora_mcp.connect import build_client\n"
+                   "server = create_server(load_settings(sandbox=True, state_url='memory:'), connect=build_client)\n")
+_ONE_CALL = ("async def main():\n"
+             "    async with Client(server) as c:\n"
+             "        assert not (await c.call_tool('list_workspaces', {})).is_error\n"
+             "anyio.run(main)\n")
+
+
 # --- off costs nothing; a dead collector costs users nothing -----------------------------------------------------
 @pytest.mark.slow
 def test_with_telemetry_off_the_sdk_is_never_imported_and_hooks_are_identity():
     code = (
         "import sys, anyio\n"
-        "from flora_mcp.server import create_server\n"
-        "from flora_mcp.config import load_settings\n"
-        "from mcp.client import Client\n"
-        "from flora_mcp.connect import build_client\n"
-        "server = create_server(load_settings(sandbox=True, state_url='memory:'), connect=build_client)\n"
-        "async def main():\n"
-        "    async with Client(server) as c:\n"
-        "        assert not (await c.call_tool('list_workspaces', {})).is_error\n"
-        "anyio.run(main)\n"
+        + _SANDBOX_SERVER + _ONE_CALL +
         "from flora_mcp import telemetry\n"
         "assert telemetry.active() is None\n"
         "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk', 'prometheus_client', "
@@ -359,11 +363,7 @@ def test_otlp_to_a_closed_port_never_reaches_the_user():
     port = free_port()
     code = (
         "import sys, time, anyio\n"
-        "from flora_mcp.server import create_server\n"
-        "from flora_mcp.config import load_settings\n"
-        "from mcp.client import Client\n"
-        "from flora_mcp.connect import build_client\n"
-        "server = create_server(load_settings(sandbox=True, state_url='memory:'), connect=build_client)\n"
+        + _SANDBOX_SERVER +
         "from flora_mcp import telemetry\n"
         "assert telemetry.active() is not None\n"
         "async def main():\n"
@@ -408,15 +408,7 @@ def test_the_dashboard_and_the_alerts_name_only_metrics_that_exist(seen):
 def test_telemetry_that_cannot_start_is_logged_and_the_server_serves_anyway():
     code = (
         "import anyio\n"
-        "from flora_mcp.server import create_server\n"
-        "from flora_mcp.config import load_settings\n"
-        "from mcp.client import Client\n"
-        "from flora_mcp.connect import build_client\n"
-        "server = create_server(load_settings(sandbox=True, state_url='memory:'), connect=build_client)\n"
-        "async def main():\n"
-        "    async with Client(server) as c:\n"
-        "        assert not (await c.call_tool('list_workspaces', {})).is_error\n"
-        "anyio.run(main)\n"
+        + _SANDBOX_SERVER + _ONE_CALL +
         "print('ok')\n")
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "OTEL_TRACES_EXPORTER": "zipkin"}
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, env=env)
